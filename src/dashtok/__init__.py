@@ -1,0 +1,24 @@
+"""dashtok: an open, trainable implementation of DashengTokenizer (Dinkel et al., 2026)."""
+
+from dashtok.config import (
+    DecoderConfig,
+    EncoderConfig,
+    FrontendConfig,
+    InjectionConfig,
+    TokenizerConfig,
+)
+from dashtok.tokenizer import DecodeOutput, EncodeOutput, Tokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DecodeOutput",
+    "DecoderConfig",
+    "EncodeOutput",
+    "EncoderConfig",
+    "FrontendConfig",
+    "InjectionConfig",
+    "Tokenizer",
+    "TokenizerConfig",
+    "__version__",
+]

@@ -1,0 +1,105 @@
+"""Reading and writing audio: soundfile for I/O, soxr for resampling, mono at the model's rate.
+
+Files are read in blocks, mixed to mono and resampled as a stream, so a long multi-channel high-rate file never
+sits in memory at full size. Every problem is raised as :class:`AudioError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd", ".caf",
+                    ".w64", ".rf64", ".opus")
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+
+
+class AudioError(ValueError):
+    """An input file that cannot be used; the message starts with the file name."""
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Mono float32 (T,) from ``sr_in`` to ``sr_out`` (soxr, very high quality)."""
+    if sr_in == sr_out:
+        return np.asarray(x, dtype=np.float32)
+    return soxr.resample(np.asarray(x, dtype=np.float32), sr_in, sr_out, quality="VHQ").astype(np.float32)
+
+
+def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000, max_seconds: float | None = None,
+               block_frames: int = 1 << 20) -> np.ndarray:
+    """Read ``path`` as mono float32 at ``sample_rate``: (T,). Channels are averaged; any rate is resampled.
+
+    Raises :class:`AudioError` for a missing, unreadable, corrupt, truncated, empty or non-finite file, or one
+    longer than ``max_seconds``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise AudioError(f"{p}: no such file")
+    try:
+        f = sf.SoundFile(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{p}: not a readable audio file ({err})") from None
+    with f:
+        sr, frames = int(f.samplerate), int(f.frames)
+        if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+            raise AudioError(f"{p}: sample rate {sr} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+        if frames <= 0:
+            raise AudioError(f"{p}: empty audio (0 samples)")
+        if max_seconds is not None and frames / sr > max_seconds:
+            raise AudioError(f"{p}: {frames / sr:.0f} s long, over the limit of {max_seconds:.0f} s "
+                             f"(raise --max-seconds to allow it)")
+        stream = None if sr == sample_rate else soxr.ResampleStream(sr, sample_rate, 1, dtype="float32",
+                                                                    quality="VHQ")
+        out: list[np.ndarray] = []
+        read = 0
+        try:
+            for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                read += block.shape[0]
+                mono = block.mean(axis=1, dtype=np.float32)
+                if not np.isfinite(mono).all():
+                    raise AudioError(f"{p}: contains NaN or Inf samples (near {read / sr:.2f} s)")
+                out.append(mono if stream is None else stream.resample_chunk(mono, last=False))
+        except sf.LibsndfileError as err:
+            raise AudioError(f"{p}: corrupt audio data ({err})") from None
+        if read < frames:
+            raise AudioError(f"{p}: truncated (header says {frames} samples, only {read} could be read)")
+        if stream is not None:
+            out.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    audio = np.concatenate(out).astype(np.float32, copy=False)
+    if audio.size == 0:
+        raise AudioError(f"{p}: empty audio after resampling")
+    return audio
+
+
+def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int) -> int:
+    """Write mono audio (T,) as 16-bit PCM (WAV/FLAC by extension); returns how many samples were clipped."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    clipped = int((np.abs(x) > 1.0).sum())
+    tmp = p.with_name(f".{p.name}.partial")
+    sf.write(str(tmp), np.clip(x, -1.0, 1.0), sample_rate, subtype="PCM_16",
+             format=_format_for(p))
+    os.replace(tmp, p)
+    return clipped
+
+
+def _format_for(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    fmt = {"wav": "WAV", "flac": "FLAC", "aiff": "AIFF", "aif": "AIFF", "au": "AU", "w64": "W64"}.get(ext)
+    if fmt is None:
+        raise AudioError(f"{path}: cannot write audio with extension '.{ext}' (use .wav or .flac)")
+    return fmt
+
+
+def find_audio_files(root: str | os.PathLike[str]) -> list[Path]:
+    """All audio files under ``root`` (recursively), sorted; ``root`` itself if it is a file."""
+    r = Path(root)
+    if r.is_file():
+        return [r]
+    return sorted(q for q in r.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS)

@@ -1,0 +1,185 @@
+"""Checkpoints: safetensors with the config as JSON metadata, and a loud port of upstream Dasheng weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from dashtok.config import ENCODER_PRESETS, EncoderConfig, FrontendConfig, TokenizerConfig
+from dashtok.encoder import DashengEncoder
+from dashtok.tokenizer import Tokenizer
+
+FORMAT = "dashtok/1"
+MODEL_FILENAME = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the problem."""
+
+
+def default_checkpoint_path() -> Path:
+    """The bundled default model, shipped inside the package."""
+    return Path(str(resources.files("dashtok") / "assets" / "default.safetensors"))
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or a directory holding ``model.safetensors``."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MODEL_FILENAME
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    return p
+
+
+def save_tokenizer(model: Tokenizer, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
+    """Write weights + config (+ a training record) atomically; ``load_tokenizer`` gives back identical bits."""
+    from dashtok import __version__
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    model.model_id = f"{model.config.name}@{weights_hash(tensors)}"
+    record = training if training is not None else getattr(model, "training_record", {"trained": False})
+    metadata = {
+        "format": FORMAT,
+        "config": model.config.to_json(),
+        "config_hash": model.config.hash,
+        "name": model.config.name,
+        "model_id": model.model_id,
+        "dashtok_version": __version__,
+        "training": json.dumps(record, sort_keys=True),
+    }
+    tmp = p.with_name(f".{p.name}.partial")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, p)
+
+
+def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """Short hash of the weights: tells two checkpoints of the same architecture apart."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:12]
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    p = Path(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises several types for a damaged file
+        raise CheckpointError(f"{p}: not a readable safetensors file ({err})") from None
+
+
+def load_tokenizer(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Tokenizer:
+    p = resolve_checkpoint(path)
+    meta = read_metadata(p)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a dashtok checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+    try:
+        config = TokenizerConfig.from_json(meta["config"])
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{p}: bad config in metadata ({err})") from None
+    model = Tokenizer(config)
+    state = load_file(str(p))
+    _strict_load(model, state, p)
+    model.training_record = json.loads(meta.get("training", "{}"))
+    model.model_id = meta.get("model_id") or f"{config.name}@{weights_hash(state)}"
+    model.eval()
+    return model.to(device)
+
+
+def _strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """load_state_dict(strict=True), but reporting every missing/unexpected key and shape mismatch at once."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        lines = [f"{source}: weights do not match the model"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        if shapes:
+            lines.append(f"  shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
+        raise CheckpointError("\n".join(lines))
+    module.load_state_dict(state, strict=True)
+
+
+# ---- upstream Dasheng --------------------------------------------------------------------------------------------
+_HEADS_BY_WIDTH = {cfg.embed_dim: cfg.num_heads for cfg in ENCODER_PRESETS.values()}
+# Upstream constructor arguments that change the architecture in ways this port does not implement.
+_UNSUPPORTED = {"pooling": "mean", "init_values": None, "center": True, "block_type": "Block",
+                "attention_type": "Attention"}
+
+
+def dasheng_configs(upstream: dict[str, Any], state: dict[str, torch.Tensor],
+                    num_heads: int | None = None) -> tuple[FrontendConfig, EncoderConfig]:
+    """Our configs from an upstream checkpoint's ``config`` dict (missing sizes are read off the weights)."""
+    for key, supported in _UNSUPPORTED.items():
+        if key in upstream and upstream[key] != supported:
+            raise CheckpointError(f"upstream config {key}={upstream[key]!r} is not supported (only {supported!r})")
+    patch = tuple(upstream.get("patch_size", (64, 4)))
+    if tuple(upstream.get("patch_stride", patch)) != patch:
+        raise CheckpointError(f"upstream patch_stride {upstream.get('patch_stride')} != patch_size {patch}")
+    embed_dim = int(state["patch_embed.proj.weight"].shape[0]) if "patch_embed.proj.weight" in state \
+        else int(upstream.get("embed_dim", 768))
+    depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")}) or int(upstream.get("depth", 12))
+    heads = num_heads or upstream.get("num_heads") or _HEADS_BY_WIDTH.get(embed_dim)
+    if heads is None:
+        raise CheckpointError(f"cannot tell the number of heads of a {embed_dim}-d Dasheng; pass num_heads")
+    frontend = FrontendConfig(
+        n_fft=int(upstream.get("n_fft", 512)), win_length=int(upstream.get("win_size", 512)),
+        hop_length=int(upstream.get("hop_size", 160)), n_mels=int(upstream.get("n_mels", 64)),
+        f_min=float(upstream.get("f_min", 0)), f_max=float(upstream.get("f_max", 8000)),
+        top_db=float(upstream.get("top_db", 120)))
+    if patch[0] != frontend.n_mels:
+        raise CheckpointError(f"upstream patch height {patch[0]} must span all {frontend.n_mels} mel bins")
+    encoder = EncoderConfig(embed_dim=embed_dim, depth=depth, num_heads=int(heads),
+                            mlp_ratio=float(upstream.get("mlp_ratio", 4.0)),
+                            qkv_bias=bool(upstream.get("qkv_bias", True)), patch_frames=int(patch[1]),
+                            target_length=int(upstream.get("target_length", 1008)))
+    return frontend, encoder
+
+
+def port_dasheng_state_dict(encoder: DashengEncoder, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load upstream weights under their own names; any key or shape difference raises, naming all of them."""
+    _strict_load(encoder, state, source)
+
+
+def load_dasheng_checkpoint(path: str | os.PathLike[str], num_heads: int | None = None,
+                            top_db_scope: str = "example") -> DashengEncoder:
+    """An upstream Dasheng checkpoint (a torch file holding ``model`` and ``config``) -> our frozen encoder.
+
+    Loaded with ``weights_only=True``: no code from the file runs.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such file")
+    try:
+        dump = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{p}: not a loadable torch checkpoint ({err})") from None
+    if not isinstance(dump, dict) or "model" not in dump:
+        raise CheckpointError(f"{p}: expected a dict with 'model' (and 'config'), got "
+                              f"{sorted(dump) if isinstance(dump, dict) else type(dump).__name__}")
+    state, upstream = dump["model"], dict(dump.get("config") or {})
+    frontend, config = dasheng_configs(upstream, state, num_heads)
+    frontend = FrontendConfig(**{**frontend.__dict__, "top_db_scope": top_db_scope})
+    encoder = DashengEncoder(frontend, config)
+    port_dasheng_state_dict(encoder, state, p)
+    return encoder.eval()

@@ -1,0 +1,216 @@
+"""Typed, frozen configuration of every block of the tokenizer.
+
+One dataclass per component, composed into :class:`TokenizerConfig`. Derived numbers (frame rate, hop
+length, latent width) are properties and are never stored, so a checkpoint cannot hold inconsistent values.
+The whole config is saved as JSON inside every checkpoint (see ``checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+TopDbScope = Literal["example", "batch"]
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Log-mel front end of Dasheng (torchaudio MelSpectrogram + AmplitudeToDB semantics)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 512
+    win_length: int = 512
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    top_db: float = 120.0
+    # torchaudio's AmplitudeToDB takes the top_db floor from the maximum over the *whole batch*, so a quiet
+    # clip's features change with its batch mates. "example" (our default) floors each clip by its own
+    # maximum, which equals upstream Dasheng run on one clip at a time and makes a padded batch equal to its
+    # items run alone. "batch" reproduces upstream's batched behaviour bit for bit.
+    top_db_scope: TopDbScope = "example"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The frozen Dasheng ViT. Presets: ``EncoderConfig.preset("base" | "0.6b" | "1.2b" | "tiny" | "small")``."""
+
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    patch_frames: int = 4  # mel frames per token: 4 x 10 ms = 40 ms
+    target_length: int = 1008  # mel frames per independently encoded chunk (~10 s)
+
+    @property
+    def chunk_tokens(self) -> int:
+        return self.target_length // self.patch_frames
+
+    @staticmethod
+    def preset(name: str) -> "EncoderConfig":
+        if name not in ENCODER_PRESETS:
+            raise ValueError(f"unknown encoder preset {name!r}; choose from {sorted(ENCODER_PRESETS)}")
+        return ENCODER_PRESETS[name]
+
+
+ENCODER_PRESETS: dict[str, EncoderConfig] = {
+    "base": EncoderConfig(embed_dim=768, depth=12, num_heads=12),
+    "0.6b": EncoderConfig(embed_dim=1280, depth=32, num_heads=16),
+    "1.2b": EncoderConfig(embed_dim=1536, depth=40, num_heads=24),
+    # Our own small encoders, trainable on a CPU.
+    "small": EncoderConfig(embed_dim=256, depth=6, num_heads=4),
+    "tiny": EncoderConfig(embed_dim=32, depth=2, num_heads=2),
+}
+
+
+@dataclass(frozen=True)
+class InjectionConfig:
+    """The single linear layer that adds the mel patch of each frame to the semantic features.
+
+    ``enabled=False`` gives the paper's ablation: latents are the frozen semantic features alone.
+    """
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Vocos-style decoder: transposed-conv upsampler -> ConvNeXt blocks -> iSTFT head."""
+
+    dim: int = 1280
+    intermediate_dim: int = 5120
+    num_blocks: int = 12
+    kernel_size: int = 7
+    upsample: int = 2  # latent frames (25 Hz) -> head frames (50 Hz)
+    n_fft: int = 1280
+    hop_length: int = 320
+    max_log_magnitude: float = 4.6  # exp(4.6) ~ 1e2, Vocos' magnitude clip
+
+    @staticmethod
+    def preset(name: str) -> "DecoderConfig":
+        if name not in DECODER_PRESETS:
+            raise ValueError(f"unknown decoder preset {name!r}; choose from {sorted(DECODER_PRESETS)}")
+        return DECODER_PRESETS[name]
+
+    @property
+    def receptive_field(self) -> int:
+        """Head frames on each side that influence one output frame (embed conv + every block)."""
+        return (self.num_blocks + 1) * (self.kernel_size // 2)
+
+
+DECODER_PRESETS: dict[str, DecoderConfig] = {
+    "release": DecoderConfig(),
+    "small": DecoderConfig(dim=384, intermediate_dim=1152, num_blocks=8),
+    "tiny": DecoderConfig(dim=32, intermediate_dim=64, num_blocks=2),
+}
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Everything needed to rebuild a :class:`dashtok.Tokenizer`."""
+
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    encoder: EncoderConfig = field(default_factory=lambda: ENCODER_PRESETS["0.6b"])
+    injection: InjectionConfig = field(default_factory=InjectionConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    name: str = "dashtok"
+
+    def __post_init__(self) -> None:
+        if self.encoder.embed_dim % self.encoder.num_heads:
+            raise ValueError("encoder.embed_dim must be divisible by encoder.num_heads")
+        if self.encoder.target_length % self.encoder.patch_frames:
+            raise ValueError("encoder.target_length must be a multiple of encoder.patch_frames")
+        if self.decoder.hop_length * self.decoder.upsample != self.hop_length:
+            raise ValueError(
+                f"decoder hop {self.decoder.hop_length} x upsample {self.decoder.upsample} must equal the "
+                f"latent hop {self.hop_length} samples (frontend hop x patch frames)"
+            )
+        if (self.decoder.n_fft - self.decoder.hop_length) % 2:
+            raise ValueError("decoder.n_fft - decoder.hop_length must be even")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.frontend.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame (640 at 16 kHz: 40 ms)."""
+        return self.frontend.hop_length * self.encoder.patch_frames
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def latent_dim(self) -> int:
+        return self.encoder.embed_dim
+
+    @property
+    def min_num_samples(self) -> int:
+        """Shortest input that yields one latent frame (centred STFT gives 1 + L // hop mel frames)."""
+        return (self.encoder.patch_frames - 1) * self.frontend.hop_length
+
+    def num_frames(self, num_samples: int) -> int:
+        """Latent frames produced for ``num_samples`` input samples."""
+        return (num_samples // self.frontend.hop_length + 1) // self.encoder.patch_frames
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def hash(self) -> str:
+        """Short stable hash of the architecture (what makes latents of two models compatible)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TokenizerConfig":
+        parts = {
+            "frontend": FrontendConfig,
+            "encoder": EncoderConfig,
+            "injection": InjectionConfig,
+            "decoder": DecoderConfig,
+        }
+        kwargs: dict[str, Any] = {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TokenizerConfig fields: {sorted(unknown)}")
+        for key, value in d.items():
+            if key in parts:
+                sub = parts[key]
+                sub_known = {f.name for f in fields(sub)}
+                bad = set(value) - sub_known
+                if bad:
+                    raise ValueError(f"unknown {key} config fields: {sorted(bad)}")
+                kwargs[key] = sub(**value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, s: str) -> "TokenizerConfig":
+        return cls.from_dict(json.loads(s))
+
+    @staticmethod
+    def preset(name: str) -> "TokenizerConfig":
+        """``release`` (Dasheng-0.6B encoder, 1280-d/12-block decoder), ``small`` (our default), ``tiny`` (tests)."""
+        if name == "release":
+            return TokenizerConfig(encoder=ENCODER_PRESETS["0.6b"], decoder=DECODER_PRESETS["release"],
+                                   name="dashtok-release-shape")
+        if name == "base":
+            return TokenizerConfig(encoder=ENCODER_PRESETS["base"], decoder=DecoderConfig(dim=768,
+                                   intermediate_dim=3072), name="dashtok-base")
+        if name == "small":
+            return TokenizerConfig(encoder=ENCODER_PRESETS["small"], decoder=DECODER_PRESETS["small"],
+                                   name="dashtok-small")
+        if name == "tiny":
+            return TokenizerConfig(encoder=ENCODER_PRESETS["tiny"], decoder=DECODER_PRESETS["tiny"],
+                                   name="dashtok-tiny")
+        raise ValueError(f"unknown tokenizer preset {name!r}; choose from ['base', 'release', 'small', 'tiny']")

@@ -1,0 +1,110 @@
+"""Pure-torch log-mel front end of Dasheng.
+
+Numerically equal to ``torchaudio.transforms.MelSpectrogram`` followed by ``AmplitudeToDB(top_db=120)`` (checked
+against a golden fixture made with torchaudio, ``tests/fixtures``), without depending on torchaudio. Buffer names
+(``spectrogram.window``, ``mel_scale.fb``) follow torchaudio so upstream Dasheng checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from dashtok.config import FrontendConfig
+
+
+def _hz_to_mel_htk(freq: float) -> float:
+    return 2595.0 * math.log10(1.0 + freq / 700.0)
+
+
+def _mel_to_hz_htk(mels: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:
+    """Triangular HTK mel filterbank without area normalisation, (n_freqs, n_mels) (torchaudio's layout)."""
+    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
+    m_pts = torch.linspace(_hz_to_mel_htk(f_min), _hz_to_mel_htk(f_max), n_mels + 2)
+    f_pts = _mel_to_hz_htk(m_pts)
+    f_diff = f_pts[1:] - f_pts[:-1]  # (n_mels + 1,)
+    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # (n_freqs, n_mels + 2)
+    down = -slopes[:, :-2] / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    return torch.clamp(torch.minimum(down, up), min=0.0)
+
+
+class Spectrogram(nn.Module):
+    """Centred (reflect-padded) power STFT, computed in blocks of frames so long inputs use bounded memory."""
+
+    def __init__(self, config: FrontendConfig, block_frames: int = 16384) -> None:
+        super().__init__()
+        self.n_fft = config.n_fft
+        self.hop_length = config.hop_length
+        self.win_length = config.win_length
+        self.block_frames = block_frames
+        self.register_buffer("window", torch.hann_window(config.win_length))
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples // self.hop_length + 1
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav (B, T) -> power spectrogram (B, n_fft // 2 + 1, 1 + T // hop)."""
+        pad = self.n_fft // 2
+        if wav.shape[-1] <= pad:
+            raise ValueError(f"input of {wav.shape[-1]} samples is too short for a centred STFT (needs > {pad})")
+        # Reflect padding as torch.stft(center=True) does it; the frames are then cut block by block, each block
+        # seeing exactly the samples the whole-signal STFT would see, so blocked == whole.
+        padded = torch.nn.functional.pad(wav.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        total = self.num_frames(wav.shape[-1])
+        blocks = []
+        for start in range(0, total, self.block_frames):
+            stop = min(total, start + self.block_frames)
+            segment = padded[..., start * self.hop_length : (stop - 1) * self.hop_length + self.n_fft]
+            spec = torch.stft(segment, self.n_fft, self.hop_length, self.win_length, self.window,
+                              center=False, normalized=False, onesided=True, return_complex=True)
+            blocks.append(spec.abs().pow(2.0))
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=-1)
+
+
+class MelScale(nn.Module):
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__()
+        fb = mel_filterbank(config.n_fft // 2 + 1, config.f_min, config.f_max, config.n_mels, config.sample_rate)
+        self.register_buffer("fb", fb)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec (B, F, T) -> mel power (B, n_mels, T)."""
+        return torch.matmul(spec.transpose(-1, -2), self.fb).transpose(-1, -2)
+
+
+class MelSpectrogram(nn.Module):
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__()
+        self.spectrogram = Spectrogram(config)
+        self.mel_scale = MelScale(config)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav (B, T) -> mel power (B, n_mels, 1 + T // hop)."""
+        return self.mel_scale(self.spectrogram(wav))
+
+
+class AmplitudeToDB(nn.Module):
+    """Power -> dB with a ``top_db`` floor; ``scope`` says over what the maximum is taken (see FrontendConfig)."""
+
+    amin = 1e-10
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__()
+        self.top_db = config.top_db
+        self.scope = config.top_db_scope
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, n_mels, T) power -> (B, n_mels, T) dB."""
+        db = 10.0 * torch.log10(torch.clamp(mel, min=self.amin))
+        if self.scope == "batch":
+            peak = db.amax().expand(db.shape[0])
+        else:
+            peak = db.flatten(1).amax(dim=1)
+        return torch.maximum(db, (peak - self.top_db).view(-1, 1, 1))

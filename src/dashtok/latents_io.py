@@ -1,0 +1,125 @@
+"""Self-describing, versioned latent files (safetensors, no pickle).
+
+Tensors: ``latents`` (N, D) for one clip, or (B, N, D) plus ``lengths`` (B,) for several.
+Metadata: ``format``, ``version``, ``sample_rate``, ``frame_rate``, ``original_num_samples`` (JSON list),
+``latent_dim``, ``kind`` ("latents" or "semantic"), ``model_id`` (name@weights-hash), ``config_hash``, ``source``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+LATENT_FORMAT = "dashtok-latents"
+LATENT_VERSION = 1
+
+
+class LatentFileError(ValueError):
+    """A latent file that cannot be used; the message names the file."""
+
+
+@dataclass
+class LatentFile:
+    latents: torch.Tensor  # (N, D) or (B, N, D)
+    sample_rate: int
+    frame_rate: float
+    original_num_samples: list[int]
+    model_id: str
+    config_hash: str
+    lengths: torch.Tensor | None = None  # (B,) when batched
+    kind: str = "latents"
+    source: str = ""
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.latents.shape[-1])
+
+    def batched(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N, D) latents and (B,) lengths, whichever way they are stored."""
+        if self.latents.ndim == 2:
+            return self.latents.unsqueeze(0), torch.tensor([self.latents.shape[0]])
+        lengths = self.lengths if self.lengths is not None else torch.full((self.latents.shape[0],),
+                                                                           self.latents.shape[1])
+        return self.latents, lengths
+
+
+def write_latents(path: str | os.PathLike[str], lf: LatentFile) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"latents": lf.latents.detach().cpu().float().contiguous()}
+    if lf.latents.ndim == 3:
+        lengths = lf.lengths if lf.lengths is not None else torch.full((lf.latents.shape[0],), lf.latents.shape[1])
+        tensors["lengths"] = lengths.detach().cpu().long().contiguous()
+    metadata = {
+        "format": LATENT_FORMAT, "version": str(LATENT_VERSION), "sample_rate": str(lf.sample_rate),
+        "frame_rate": repr(float(lf.frame_rate)), "original_num_samples": json.dumps(lf.original_num_samples),
+        "latent_dim": str(lf.latent_dim), "kind": lf.kind, "model_id": lf.model_id,
+        "config_hash": lf.config_hash, "source": lf.source,
+    }
+    tmp = p.with_name(f".{p.name}.partial")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, p)
+
+
+def read_latents(path: str | os.PathLike[str]) -> LatentFile:
+    """Read and validate a latent file; every problem raises :class:`LatentFileError` naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise LatentFileError(f"{p}: no such file")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            keys = set(f.keys())
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except Exception as err:  # safetensors raises several types for a damaged file
+        raise LatentFileError(f"{p}: not a readable latent file ({err})") from None
+    if meta.get("format") != LATENT_FORMAT:
+        raise LatentFileError(f"{p}: not a dashtok latent file (format {meta.get('format')!r})")
+    version = meta.get("version", "?")
+    if version != str(LATENT_VERSION):
+        raise LatentFileError(f"{p}: latent file version {version} is not supported by this dashtok "
+                              f"(it reads version {LATENT_VERSION})")
+    if "latents" not in tensors:
+        raise LatentFileError(f"{p}: has no 'latents' tensor")
+    z = tensors["latents"]
+    try:
+        dim = int(meta["latent_dim"])
+        lf = LatentFile(latents=z, sample_rate=int(meta["sample_rate"]), frame_rate=float(meta["frame_rate"]),
+                        original_num_samples=[int(n) for n in json.loads(meta["original_num_samples"])],
+                        model_id=meta.get("model_id", ""), config_hash=meta.get("config_hash", ""),
+                        lengths=tensors.get("lengths"), kind=meta.get("kind", "latents"),
+                        source=meta.get("source", ""))
+    except (KeyError, ValueError, TypeError) as err:
+        raise LatentFileError(f"{p}: bad metadata ({err})") from None
+    if z.ndim not in (2, 3) or z.shape[-1] != dim:
+        raise LatentFileError(f"{p}: latents of shape {tuple(z.shape)} do not match latent_dim {dim}")
+    if not bool(torch.isfinite(z).all()):
+        raise LatentFileError(f"{p}: latents contain NaN or Inf")
+    n_items = 1 if z.ndim == 2 else z.shape[0]
+    if len(lf.original_num_samples) != n_items:
+        raise LatentFileError(f"{p}: {len(lf.original_num_samples)} original lengths for {n_items} clips")
+    return lf
+
+
+def check_compatible(lf: LatentFile, model_id: str, config_hash: str, latent_dim: int, source: str,
+                     any_weights: bool = False) -> None:
+    """Raise unless the latents were made by this model (or, with ``any_weights``, one of the same architecture)."""
+    if lf.kind != "latents":
+        raise LatentFileError(f"{source}: holds {lf.kind} features, which the decoder was not trained on")
+    if lf.latent_dim != latent_dim:
+        raise LatentFileError(f"{source}: {lf.latent_dim}-d latents from model {lf.model_id!r}, but this model "
+                              f"decodes {latent_dim}-d latents")
+    if lf.config_hash != config_hash:
+        raise LatentFileError(f"{source}: latents were made by model {lf.model_id!r} (config {lf.config_hash}), "
+                              f"not by this model {model_id!r} (config {config_hash}); decode with the matching "
+                              f"--checkpoint")
+    if lf.model_id != model_id and not any_weights:
+        raise LatentFileError(f"{source}: latents were made by model {lf.model_id!r}, this model is {model_id!r} "
+                              f"(same architecture, other weights); use the matching --checkpoint, or "
+                              f"--any-weights to decode anyway")

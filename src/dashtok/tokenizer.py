@@ -1,0 +1,244 @@
+"""DashengTokenizer: frozen Dasheng features + one linear acoustic injection -> continuous 25 Hz latents,
+decoded by a Vocos-style decoder back to 16 kHz audio."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dashtok.config import TokenizerConfig
+from dashtok.decoder import VocosDecoder
+from dashtok.encoder import DashengEncoder
+from dashtok.head import ISTFTHead
+from dashtok.injection import AcousticInjection
+from dashtok.masking import lengths_to_mask
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+@dataclass
+class EncodeOutput:
+    latents: torch.Tensor  # (B, N, D): semantic + injection (or the semantic features alone when asked)
+    lengths: torch.Tensor  # (B,) valid frames; frames past a length are zeros
+    semantic: torch.Tensor | None = None  # (B, N, D) frozen encoder features, when return_semantic=True
+
+
+@dataclass
+class DecodeOutput:
+    audio: torch.Tensor  # (B, T) at sample_rate; samples past a length are zeros
+    lengths: torch.Tensor  # (B,) valid samples = frames * hop_length
+
+
+@dataclass
+class Features:
+    """Differentiable intermediate results of encoding a batch (what training needs)."""
+
+    semantic: torch.Tensor  # (B, N, D) frozen encoder output
+    patches: torch.Tensor  # (B, N, M * P) normalised mel patches, the injection's input
+    lengths: torch.Tensor  # (B,) valid frames
+
+
+class Tokenizer(nn.Module):
+    """The whole model. ``encode``/``decode`` are the inference API; ``features``/``inject``/``synthesize`` are
+    their differentiable parts, used by training."""
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        self.config = config
+        fe, enc = config.frontend, config.encoder
+        self.encoder = DashengEncoder(fe, enc)
+        self.injection = AcousticInjection(fe.n_mels, enc.patch_frames, enc.embed_dim) if config.injection.enabled \
+            else None
+        self.decoder = VocosDecoder(config.decoder, config.latent_dim)
+        self.head = ISTFTHead(config.decoder)
+        # Per-channel latent statistics, measured on training data; generators work on normalised latents.
+        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("latent_std", torch.ones(config.latent_dim))
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+        self.training_record: dict[str, Any] = {"trained": False}
+        self.model_id = f"{config.name}@unsaved"  # name@weights-hash, set when saved or loaded
+        self.decode_chunk_frames = 750  # 30 s per decoder window; longer latents are decoded in overlapping windows
+
+    # ---- read-only facts -------------------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.latent_mean.device
+
+    def train(self, mode: bool = True) -> "Tokenizer":
+        """The semantic encoder is frozen: it stays in eval mode (BatchNorm statistics fixed) while training."""
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    # ---- differentiable parts ---------------------------------------------------------------------------------
+    def features(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> Features:
+        """wav (B, T) at ``sample_rate``, lengths (B,) valid samples -> :class:`Features`."""
+        b, t = wav.shape
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long, device=wav.device)
+        frame_lengths = (lengths // self.config.frontend.hop_length + 1) // self.config.encoder.patch_frames
+        with torch.no_grad():
+            if self.config.frontend.top_db_scope == "batch" or bool((lengths == t).all()):
+                mel = self.encoder.log_mel(wav)  # (B, M, F)
+            else:
+                # Each item's STFT sees its own end (reflect padding there, not the batch's zero padding) and its
+                # own dB floor: a padded batch equals its items encoded alone.
+                items = [self.encoder.log_mel(wav[i : i + 1, : int(n)]) for i, n in enumerate(lengths)]
+                f = 1 + t // self.config.frontend.hop_length
+                mel = torch.cat([nn.functional.pad(m, (0, f - m.shape[-1])) for m in items])
+            x = self.encoder.normalize(mel)  # (B, 1, M, F)
+            semantic = self.encoder.transformer(x, frame_lengths)
+        patches = AcousticInjection.patches_of(x, self.config.encoder.patch_frames)
+        return Features(semantic=semantic, patches=patches, lengths=frame_lengths)
+
+    def inject(self, feats: Features) -> torch.Tensor:
+        """Features -> latents (B, N, D); zeros past each length. Without injection: the semantic features."""
+        if self.injection is None:
+            return feats.semantic
+        mask = lengths_to_mask(feats.lengths, feats.semantic.shape[1]).unsqueeze(-1)
+        return self.injection(feats.semantic, feats.patches) * mask
+
+    def synthesize(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """latents (B, N, D), lengths (B,) frames -> audio (B, N * hop_length), zeros past each length."""
+        up = self.config.decoder.upsample
+        mask = None
+        if lengths is not None and bool((lengths < latents.shape[1]).any()):
+            mask = lengths_to_mask(lengths * up, latents.shape[1] * up)  # (B, L) at the head's frame rate
+            latents = latents.masked_fill(~lengths_to_mask(lengths, latents.shape[1]).unsqueeze(-1), 0.0)
+        audio = self.head(self.decoder(latents, mask), mask)
+        if mask is not None:
+            audio = audio * lengths_to_mask(lengths * self.hop_length, audio.shape[1])
+        return audio
+
+    # ---- inference API ----------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, wav: ArrayLike, lengths: ArrayLike | None = None, sample_rate: int | None = None,
+               return_semantic: bool = False) -> EncodeOutput:
+        """Audio -> latents.
+
+        wav: (T,), (B, T) or (B, C, T) float tensor or array; channels are averaged to mono.
+        lengths: (B,) valid samples of a padded batch (None: all). sample_rate: of ``wav`` (default: the model's);
+        other rates are resampled with soxr. Returns latents (B, N, D) at ``frame_rate`` and their lengths.
+        """
+        wav_t, lengths_t = self._prepare_audio(wav, lengths, sample_rate)
+        feats = self.features(wav_t, lengths_t)
+        latents = self.inject(feats)
+        return EncodeOutput(latents=latents, lengths=feats.lengths,
+                            semantic=feats.semantic if return_semantic else None)
+
+    @torch.inference_mode()
+    def decode(self, latents: ArrayLike, lengths: ArrayLike | None = None) -> DecodeOutput:
+        """latents (N, D) or (B, N, D), lengths (B,) frames -> audio (B, N * hop_length) at ``sample_rate``.
+
+        Latent sequences longer than ``decode_chunk_frames`` are decoded in windows with enough context on each
+        side to cover the decoder's receptive field, so memory is bounded and the result equals one-shot decoding.
+        """
+        z = torch.as_tensor(latents, dtype=torch.float32, device=self.device)
+        if z.ndim == 2:
+            z = z.unsqueeze(0)
+        if z.ndim != 3 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"latents must be (N, {self.latent_dim}) or (B, N, {self.latent_dim}) for this model, "
+                             f"got shape {tuple(z.shape)}")
+        b, n, _ = z.shape
+        lens = torch.full((b,), n, dtype=torch.long, device=self.device) if lengths is None else \
+            torch.as_tensor(lengths, dtype=torch.long, device=self.device).reshape(-1)
+        if lens.shape[0] != b or bool((lens < 0).any()) or bool((lens > n).any()):
+            raise ValueError(f"lengths must be {b} values in [0, {n}], got {lens.tolist()}")
+        valid = lengths_to_mask(lens, n).unsqueeze(-1)
+        if not bool(torch.isfinite(z).logical_or(~valid).all()):
+            raise ValueError("latents contain NaN or Inf")
+        step = self.decode_chunk_frames
+        if n <= step:
+            audio = self.synthesize(z, lens)
+        else:
+            cfg = self.config.decoder
+            context = math.ceil((cfg.receptive_field + math.ceil(cfg.n_fft / cfg.hop_length)) / cfg.upsample) + 1
+            pieces = []
+            for s in range(0, n, step):
+                e = min(n, s + step)
+                a, c = max(0, s - context), min(n, e + context)
+                win = self.synthesize(z[:, a:c], (lens - a).clamp(0, c - a))
+                pieces.append(win[:, (s - a) * self.hop_length : (e - a) * self.hop_length])
+            audio = torch.cat(pieces, dim=1)
+        return DecodeOutput(audio=audio, lengths=lens * self.hop_length)
+
+    def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """(…, D) -> per-channel standardised latents (what generators are trained on)."""
+        return (latents - self.latent_mean) / self.latent_std
+
+    def denormalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents * self.latent_std + self.latent_mean
+
+    def _prepare_audio(self, wav: ArrayLike, lengths: ArrayLike | None,
+                       sample_rate: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.as_tensor(np.asarray(wav) if not isinstance(wav, torch.Tensor) else wav).float().cpu()
+        if x.ndim == 1:
+            x = x.unsqueeze(0)
+        elif x.ndim == 3:
+            x = x.mean(dim=1)  # (B, C, T) -> mono
+        if x.ndim != 2:
+            raise ValueError(f"audio must be (T,), (B, T) or (B, C, T), got shape {tuple(x.shape)}")
+        b, t = x.shape
+        if b == 0 or t == 0:
+            raise ValueError(f"audio is empty (shape {tuple(x.shape)})")
+        lens = torch.full((b,), t, dtype=torch.long) if lengths is None else \
+            torch.as_tensor(lengths, dtype=torch.long).reshape(-1).cpu()
+        if lens.shape[0] != b or bool((lens <= 0).any()) or bool((lens > t).any()):
+            raise ValueError(f"lengths must be {b} values in [1, {t}], got {lens.tolist()}")
+        for i in range(b):
+            if not bool(torch.isfinite(x[i, : lens[i]]).all()):
+                raise ValueError(f"audio item {i} contains NaN or Inf")
+        sr = self.sample_rate if sample_rate is None else int(sample_rate)
+        if sr != self.sample_rate:
+            from dashtok.audio_io import resample
+
+            items = [torch.from_numpy(resample(x[i, : lens[i]].numpy(), sr, self.sample_rate)) for i in range(b)]
+            lens = torch.tensor([len(it) for it in items], dtype=torch.long)
+            x = torch.stack([nn.functional.pad(it, (0, int(lens.max()) - len(it))) for it in items])
+        short = [i for i in range(b) if int(lens[i]) < self.config.min_num_samples]
+        if short:
+            raise ValueError(f"audio item(s) {short} shorter than one {1000 / self.frame_rate:.0f} ms frame "
+                             f"(need >= {self.config.min_num_samples} samples at {self.sample_rate} Hz)")
+        return x.to(self.device), lens.to(self.device)
+
+    # ---- checkpoints ------------------------------------------------------------------------------------------
+    def save(self, path: str | Path, training: dict[str, Any] | None = None) -> None:
+        from dashtok.checkpoint import save_tokenizer
+
+        save_tokenizer(self, path, training=training)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Tokenizer":
+        from dashtok.checkpoint import load_tokenizer
+
+        return load_tokenizer(path, device=device)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> "Tokenizer":
+        """The bundled default model (offline) when ``path`` is None; else a local checkpoint file or directory."""
+        from dashtok.checkpoint import default_checkpoint_path, resolve_checkpoint
+
+        return cls.load(resolve_checkpoint(path) if path is not None else default_checkpoint_path(), device=device)
