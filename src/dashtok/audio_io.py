@@ -7,6 +7,7 @@ sits in memory at full size. Every problem is raised as :class:`AudioError` nami
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +69,24 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000, max_secon
             raise AudioError(f"{p}: corrupt audio data ({err})") from None
         if read < frames:
             raise AudioError(f"{p}: truncated (header says {frames} samples, only {read} could be read)")
+        _check_not_truncated(p, f.extra_info)
         if stream is not None:
             out.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     audio = np.concatenate(out).astype(np.float32, copy=False)
     if audio.size == 0:
         raise AudioError(f"{p}: empty audio after resampling")
     return audio
+
+
+_CHUNK_SIZE = re.compile(r"^(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMING_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}  # placeholders written by recorders that never finalised a header
+
+
+def _check_not_truncated(path: Path, extra_info: str) -> None:
+    """libsndfile silently shortens a cut WAV/AIFF to what is there; its header report tells us it was cut."""
+    for chunk, declared, actual in _CHUNK_SIZE.findall(extra_info):
+        if int(declared) > int(actual) and int(declared) not in _STREAMING_SIZES:
+            raise AudioError(f"{path}: truncated ({chunk} chunk declares {declared} bytes, the file holds {actual})")
 
 
 def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int) -> int:

@@ -60,6 +60,7 @@ def save_tokenizer(model: Tokenizer, path: str | os.PathLike[str], training: dic
     }
     tmp = p.with_name(f".{p.name}.partial")
     save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, p)
 
 

@@ -51,7 +51,7 @@ class EncoderConfig:
         return self.target_length // self.patch_frames
 
     @staticmethod
-    def preset(name: str) -> "EncoderConfig":
+    def preset(name: str) -> EncoderConfig:
         if name not in ENCODER_PRESETS:
             raise ValueError(f"unknown encoder preset {name!r}; choose from {sorted(ENCODER_PRESETS)}")
         return ENCODER_PRESETS[name]
@@ -62,7 +62,7 @@ ENCODER_PRESETS: dict[str, EncoderConfig] = {
     "0.6b": EncoderConfig(embed_dim=1280, depth=32, num_heads=16),
     "1.2b": EncoderConfig(embed_dim=1536, depth=40, num_heads=24),
     # Our own small encoders, trainable on a CPU.
-    "small": EncoderConfig(embed_dim=256, depth=6, num_heads=4),
+    "small": EncoderConfig(embed_dim=192, depth=6, num_heads=3),
     "tiny": EncoderConfig(embed_dim=32, depth=2, num_heads=2),
 }
 
@@ -91,7 +91,7 @@ class DecoderConfig:
     max_log_magnitude: float = 4.6  # exp(4.6) ~ 1e2, Vocos' magnitude clip
 
     @staticmethod
-    def preset(name: str) -> "DecoderConfig":
+    def preset(name: str) -> DecoderConfig:
         if name not in DECODER_PRESETS:
             raise ValueError(f"unknown decoder preset {name!r}; choose from {sorted(DECODER_PRESETS)}")
         return DECODER_PRESETS[name]
@@ -104,7 +104,7 @@ class DecoderConfig:
 
 DECODER_PRESETS: dict[str, DecoderConfig] = {
     "release": DecoderConfig(),
-    "small": DecoderConfig(dim=384, intermediate_dim=1152, num_blocks=8),
+    "small": DecoderConfig(dim=256, intermediate_dim=768, num_blocks=8),
     "tiny": DecoderConfig(dim=32, intermediate_dim=64, num_blocks=2),
 }
 
@@ -170,7 +170,7 @@ class TokenizerConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TokenizerConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
         parts = {
             "frontend": FrontendConfig,
             "encoder": EncoderConfig,
@@ -195,11 +195,11 @@ class TokenizerConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_json(cls, s: str) -> "TokenizerConfig":
+    def from_json(cls, s: str) -> TokenizerConfig:
         return cls.from_dict(json.loads(s))
 
     @staticmethod
-    def preset(name: str) -> "TokenizerConfig":
+    def preset(name: str) -> TokenizerConfig:
         """``release`` (Dasheng-0.6B encoder, 1280-d/12-block decoder), ``small`` (our default), ``tiny`` (tests)."""
         if name == "release":
             return TokenizerConfig(encoder=ENCODER_PRESETS["0.6b"], decoder=DECODER_PRESETS["release"],

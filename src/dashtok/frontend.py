@@ -38,6 +38,8 @@ def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample
 class Spectrogram(nn.Module):
     """Centred (reflect-padded) power STFT, computed in blocks of frames so long inputs use bounded memory."""
 
+    window: torch.Tensor
+
     def __init__(self, config: FrontendConfig, block_frames: int = 16384) -> None:
         super().__init__()
         self.n_fft = config.n_fft
@@ -69,6 +71,8 @@ class Spectrogram(nn.Module):
 
 
 class MelScale(nn.Module):
+    fb: torch.Tensor
+
     def __init__(self, config: FrontendConfig) -> None:
         super().__init__()
         fb = mel_filterbank(config.n_fft // 2 + 1, config.f_min, config.f_max, config.n_mels, config.sample_rate)

@@ -64,6 +64,7 @@ def write_latents(path: str | os.PathLike[str], lf: LatentFile) -> None:
     }
     tmp = p.with_name(f".{p.name}.partial")
     save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, p)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 
 class ISTFT(nn.Module):
+    window: torch.Tensor
     def __init__(self, n_fft: int, hop_length: int) -> None:
         super().__init__()
         self.n_fft = n_fft

@@ -48,6 +48,9 @@ class Tokenizer(nn.Module):
     """The whole model. ``encode``/``decode`` are the inference API; ``features``/``inject``/``synthesize`` are
     their differentiable parts, used by training."""
 
+    latent_mean: torch.Tensor
+    latent_std: torch.Tensor
+
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
         self.config = config
@@ -87,7 +90,7 @@ class Tokenizer(nn.Module):
     def device(self) -> torch.device:
         return self.latent_mean.device
 
-    def train(self, mode: bool = True) -> "Tokenizer":
+    def train(self, mode: bool = True) -> Tokenizer:
         """The semantic encoder is frozen: it stays in eval mode (BatchNorm statistics fixed) while training."""
         super().train(mode)
         self.encoder.eval()
@@ -123,15 +126,13 @@ class Tokenizer(nn.Module):
 
     def synthesize(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """latents (B, N, D), lengths (B,) frames -> audio (B, N * hop_length), zeros past each length."""
+        if lengths is None or bool((lengths >= latents.shape[1]).all()):
+            return self.head(self.decoder(latents))
         up = self.config.decoder.upsample
-        mask = None
-        if lengths is not None and bool((lengths < latents.shape[1]).any()):
-            mask = lengths_to_mask(lengths * up, latents.shape[1] * up)  # (B, L) at the head's frame rate
-            latents = latents.masked_fill(~lengths_to_mask(lengths, latents.shape[1]).unsqueeze(-1), 0.0)
+        mask = lengths_to_mask(lengths * up, latents.shape[1] * up)  # (B, L) at the head's frame rate
+        latents = latents.masked_fill(~lengths_to_mask(lengths, latents.shape[1]).unsqueeze(-1), 0.0)
         audio = self.head(self.decoder(latents, mask), mask)
-        if mask is not None:
-            audio = audio * lengths_to_mask(lengths * self.hop_length, audio.shape[1])
-        return audio
+        return audio * lengths_to_mask(lengths * self.hop_length, audio.shape[1])
 
     # ---- inference API ----------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -231,13 +232,13 @@ class Tokenizer(nn.Module):
         save_tokenizer(self, path, training=training)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Tokenizer":
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
         from dashtok.checkpoint import load_tokenizer
 
         return load_tokenizer(path, device=device)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> "Tokenizer":
+    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> Tokenizer:
         """The bundled default model (offline) when ``path`` is None; else a local checkpoint file or directory."""
         from dashtok.checkpoint import default_checkpoint_path, resolve_checkpoint
 

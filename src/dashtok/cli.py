@@ -1,0 +1,318 @@
+"""``dashtok`` command line: encode, decode, reconstruct, info.
+
+Never overwrites without ``--force``; defaults to the CPU; every error is one line on stderr and a non-zero exit.
+In a multi-file run a bad file is reported and skipped, and the others still complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import torch
+
+from dashtok.audio_io import AudioError, find_audio_files, load_audio, write_audio
+from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
+from dashtok.latents_io import LatentFile, LatentFileError, check_compatible, read_latents, write_latents
+from dashtok.tokenizer import Tokenizer
+
+FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError)
+
+
+class CliError(Exception):
+    """A fatal, user-facing error: printed as one line, exit code 2."""
+
+
+def fail(msg: str, code: int = 2) -> NoReturn:
+    print(f"dashtok: error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal (logs stay clean)."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.enabled = enabled and sys.stderr.isatty() and total > 1
+        self.start = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * self.done / self.total)
+        rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+        bar = "#" * filled + "-" * (width - filled)
+        print(f"\r{self.label} [{bar}] {self.done}/{self.total} {rate:.1f} files/s {name[-40:]:<40}",
+              end="" if self.done < self.total else "\n", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+def _load_model(checkpoint: str | None, device: str) -> Tokenizer:
+    try:
+        path = resolve_checkpoint(checkpoint) if checkpoint else default_checkpoint_path()
+        if not path.is_file():
+            raise CheckpointError(f"{path}: the bundled default model is missing from this installation")
+        return Tokenizer.load(path, device=device)
+    except CheckpointError as err:
+        raise CliError(str(err)) from None
+
+
+def _jobs(inputs: list[str], output: str | None, suffix: str, single_ext: tuple[str, ...],
+          find: bool = True) -> list[Job]:
+    """Map inputs (files or directory trees) to outputs; a directory input keeps its tree under ``output``."""
+    pairs: list[tuple[Path, Path]] = []  # (file, path relative to the output root)
+    for raw in inputs:
+        root = Path(raw)
+        if not root.exists():
+            raise CliError(f"{root}: no such file or directory")
+        if root.is_dir():
+            files = find_audio_files(root) if find else sorted(root.rglob("*.safetensors"))
+            if not files:
+                raise CliError(f"{root}: no input files found in this directory")
+            pairs += [(f, f.relative_to(root)) for f in files]
+        else:
+            pairs.append((root, Path(root.name)))
+    if output is None:
+        jobs = [Job(f, f.with_suffix(suffix)) for f, _ in pairs]
+    elif len(pairs) == 1 and Path(inputs[0]).is_file() and output.lower().endswith(single_ext):
+        jobs = [Job(pairs[0][0], Path(output))]
+    else:
+        jobs = [Job(f, Path(output) / rel.with_suffix(suffix)) for f, rel in pairs]
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.target in seen:
+            raise CliError(f"{seen[job.target]} and {job.source} would both be written to {job.target}")
+        seen[job.target] = job.source
+    return jobs
+
+
+def _refuse_overwrite(paths: list[Path], force: bool) -> None:
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CliError(f"{existing[0]}{more} already exists; pass --force to overwrite")
+
+
+def _run(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bool) -> int:
+    progress = Progress(len(jobs), label, enabled=not quiet)
+    failed = 0
+    for job in jobs:
+        try:
+            work(job)
+        except FILE_ERRORS as err:
+            failed += 1
+            msg = str(err)
+            if not msg.startswith(str(job.source)):
+                msg = f"{job.source}: {msg}"
+            print(f"dashtok: error: {msg}", file=sys.stderr)
+        progress.step(str(job.source))
+    if failed:
+        print(f"dashtok: {failed} of {len(jobs)} file(s) failed; the others were written", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _encode_file(model: Tokenizer, path: Path, max_seconds: float | None,
+                 semantic: bool = False) -> tuple[np.ndarray, LatentFile]:
+    audio = load_audio(path, model.sample_rate, max_seconds=max_seconds)
+    if len(audio) < model.config.min_num_samples:
+        raise AudioError(f"{path}: {len(audio)} samples is shorter than one latent frame "
+                         f"({model.config.min_num_samples} samples at {model.sample_rate} Hz)")
+    enc = model.encode(audio, return_semantic=semantic)
+    features = enc.semantic if semantic and enc.semantic is not None else enc.latents
+    z = features[0, : int(enc.lengths[0])]
+    lf = LatentFile(latents=z.cpu(), sample_rate=model.sample_rate, frame_rate=model.frame_rate,
+                    original_num_samples=[len(audio)], model_id=model.model_id, config_hash=model.config.hash,
+                    kind="semantic" if semantic else "latents", source=str(path))
+    return audio, lf
+
+
+def _fit(audio: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad decoded audio to the original number of samples."""
+    return audio[:n] if len(audio) >= n else np.pad(audio, (0, n - len(audio)))
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    jobs = _jobs(args.inputs, args.output, ".safetensors", (".safetensors",))
+    _refuse_overwrite([j.target for j in jobs], args.force)
+    model = _load_model(args.checkpoint, args.device)
+
+    def work(job: Job) -> None:
+        _, lf = _encode_file(model, job.source, args.max_seconds, semantic=args.semantic)
+        write_latents(job.target, lf)
+
+    return _run(jobs, "encode", work, args.quiet)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    jobs = _jobs(args.inputs, args.output, ".wav", (".wav", ".flac"), find=False)
+    _refuse_overwrite([j.target for j in jobs], args.force)
+    model = _load_model(args.checkpoint, args.device)
+
+    def work(job: Job) -> None:
+        lf = read_latents(job.source)
+        check_compatible(lf, model.model_id, model.config.hash, model.latent_dim, str(job.source),
+                         any_weights=args.any_weights)
+        if lf.sample_rate != model.sample_rate:
+            raise LatentFileError(f"{job.source}: latents are for {lf.sample_rate} Hz, model is {model.sample_rate}")
+        z, lengths = lf.batched()
+        dec = model.decode(z, lengths)
+        for i, n in enumerate(lf.original_num_samples):
+            audio = _fit(dec.audio[i, : int(dec.lengths[i])].cpu().numpy(), n)
+            target = job.target if z.shape[0] == 1 else \
+                job.target.with_name(f"{job.target.stem}_{i}{job.target.suffix}")
+            write_audio(target, audio, model.sample_rate)
+
+    return _run(jobs, "decode", work, args.quiet)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from dashtok import metrics
+
+    out = Path(args.output)
+    jobs = _jobs(args.inputs, str(out), ".wav", ())
+    report_path = out / "metrics.json"
+    targets = [j.target for j in jobs] + [j.target.with_suffix(".safetensors") for j in jobs] + [report_path]
+    _refuse_overwrite(targets, args.force)
+    model = _load_model(args.checkpoint, args.device)
+    rows: list[dict[str, object]] = []
+
+    def work(job: Job) -> None:
+        t0 = time.perf_counter()
+        audio, lf = _encode_file(model, job.source, args.max_seconds)
+        t1 = time.perf_counter()
+        dec = model.decode(lf.latents)
+        recon = _fit(dec.audio[0].cpu().numpy(), len(audio))
+        t2 = time.perf_counter()
+        write_latents(job.target.with_suffix(".safetensors"), lf)
+        write_audio(job.target, recon, model.sample_rate)
+        seconds = len(audio) / model.sample_rate
+        rows.append({
+            "input": str(job.source), "reconstruction": str(job.target),
+            "latents": str(job.target.with_suffix(".safetensors")), "seconds": round(seconds, 3),
+            "latent_frames": int(lf.latents.shape[0]), "latent_dim": model.latent_dim,
+            "encode_rtf": (t1 - t0) / seconds, "decode_rtf": (t2 - t1) / seconds,
+            "mel_distance": float(metrics.mel_distance(audio, recon)[0]),
+            "si_sdr_db": float(metrics.si_sdr(audio, recon)[0]),
+            "pesq_wb": metrics.pesq_wb(audio, recon, model.sample_rate),
+            "stoi": metrics.stoi(audio, recon, model.sample_rate),
+        })
+
+    code = _run(jobs, "reconstruct", work, args.quiet)
+    report = {"model_id": model.model_id, "trained": bool(model.training_record.get("trained", False)),
+              "device": args.device, "torch_threads": torch.get_num_threads(), "files": rows}
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    if not model.training_record.get("trained", False):
+        print("note: this model is UNTRAINED (random weights); its reconstructions are noise", file=sys.stderr)
+    for r in rows:
+        pesq = "n/a" if r["pesq_wb"] is None else f"{r['pesq_wb']:.2f}"
+        stoi_s = "n/a" if r["stoi"] is None else f"{r['stoi']:.3f}"
+        print(f"{r['input']}: {r['seconds']:.2f} s -> {r['latent_frames']} x {r['latent_dim']} latents; "
+              f"mel distance {r['mel_distance']:.3f}, SI-SDR {r['si_sdr_db']:.1f} dB, PESQ-WB {pesq}, "
+              f"STOI {stoi_s}; encode RTF {r['encode_rtf']:.3f}, decode RTF {r['decode_rtf']:.3f}")
+    print(f"wrote {report_path}")
+    return code
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        path = resolve_checkpoint(args.checkpoint) if args.checkpoint else default_checkpoint_path()
+        meta = read_metadata(path)
+        model = Tokenizer.load(path)
+    except CheckpointError as err:
+        raise CliError(str(err)) from None
+    cfg = model.config
+    counts = {name: sum(p.numel() for p in mod.parameters()) for name, mod in model.named_children()}
+    record = model.training_record
+    info = {
+        "checkpoint": str(path), "size_mb": round(path.stat().st_size / 2**20, 2), "model_id": model.model_id,
+        "config_hash": cfg.hash, "format": meta.get("format"), "dashtok_version": meta.get("dashtok_version"),
+        "sample_rate": model.sample_rate, "frame_rate": model.frame_rate, "hop_length": model.hop_length,
+        "latent_dim": model.latent_dim, "injection": cfg.injection.enabled,
+        "encoder": f"Dasheng {cfg.encoder.embed_dim}-d, {cfg.encoder.depth} layers, {cfg.encoder.num_heads} heads",
+        "decoder": f"{cfg.decoder.num_blocks} ConvNeXt blocks, {cfg.decoder.dim}-d "
+                   f"(intermediate {cfg.decoder.intermediate_dim}), iSTFT n_fft {cfg.decoder.n_fft} "
+                   f"hop {cfg.decoder.hop_length}",
+        "parameters": counts, "trained": bool(record.get("trained", False)), "training": record,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        print(f"{key:16s} {value}")
+    if not info["trained"]:
+        print("WARNING: this checkpoint is UNTRAINED (random weights): a placeholder, not a usable tokenizer")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dashtok import __version__
+
+    parser = argparse.ArgumentParser(prog="dashtok", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dashtok {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--checkpoint", "-c", help="checkpoint file or directory (default: the bundled model)")
+        p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+        p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("encode", help="audio files or directory trees -> one latent file per input")
+    p.add_argument("inputs", nargs="+", help="audio files and/or directories (searched recursively)")
+    p.add_argument("-o", "--output", help="output .safetensors (one input) or directory "
+                                          "(default: beside each input)")
+    p.add_argument("--semantic", action="store_true", help="write the frozen semantic features alone")
+    p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    common(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="latent files -> 16 kHz WAV/FLAC")
+    p.add_argument("inputs", nargs="+", help="latent .safetensors files and/or directories")
+    p.add_argument("-o", "--output", help="output .wav/.flac (one input) or directory (default: beside each input)")
+    p.add_argument("--any-weights", action="store_true",
+                   help="decode latents of another checkpoint of the same architecture")
+    common(p)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("reconstruct", help="encode + decode; writes latents, audio and metrics.json to a folder")
+    p.add_argument("inputs", nargs="+", help="audio files and/or directories")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    common(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("info", help="describe a checkpoint (default: the bundled model)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint file or directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

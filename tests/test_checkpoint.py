@@ -1,0 +1,71 @@
+"""save -> load is bitwise; loading is strict and loud; the bundled default loads offline."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import make_tiny
+from dashtok import Tokenizer
+from dashtok.checkpoint import CheckpointError, read_metadata
+
+
+def test_save_load_is_bitwise(tmp_path: Path) -> None:
+    model = make_tiny(seed=3)
+    with torch.no_grad():
+        model.latent_mean.normal_()
+        model.latent_std.uniform_(0.5, 2.0)
+    path = tmp_path / "m.safetensors"
+    model.save(path, training={"trained": True, "steps": 2})
+    loaded = Tokenizer.load(path)
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert loaded.config == model.config
+    assert loaded.training_record == {"trained": True, "steps": 2}
+    assert loaded.model_id == model.model_id and loaded.model_id.startswith("dashtok-tiny@")
+    meta = read_metadata(path)
+    assert meta["format"] == "dashtok/1" and meta["config_hash"] == model.config.hash
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.encode(x).latents, loaded.encode(x).latents)
+    # Loading from the directory that holds model.safetensors works too.
+    model.save(tmp_path / "dir" / "model.safetensors")
+    assert Tokenizer.from_pretrained(tmp_path / "dir").model_id == model.model_id
+
+
+def test_strict_load_names_every_problem(tmp_path: Path, tiny_ckpt: Path) -> None:
+    state = load_file(str(tiny_ckpt))
+    meta = read_metadata(tiny_ckpt)
+    del state["decoder.blocks.0.gamma"]
+    state["decoder.extra"] = torch.zeros(2)
+    state["head.out.bias"] = torch.zeros(7)
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, str(bad), metadata=meta)
+    with pytest.raises(CheckpointError) as err:
+        Tokenizer.load(bad)
+    msg = str(err.value)
+    assert str(bad) in msg
+    assert "decoder.blocks.0.gamma" in msg and "decoder.extra" in msg and "head.out.bias" in msg
+
+
+def test_wrong_files_are_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        Tokenizer.load(junk)
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(1)}, str(other), metadata={"format": "something/else"})
+    with pytest.raises(CheckpointError, match="not a dashtok checkpoint"):
+        Tokenizer.load(other)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        Tokenizer.load(tmp_path / "missing.safetensors")
+
+
+def test_bundled_default_model_loads_offline() -> None:
+    model = Tokenizer.from_pretrained()
+    assert model.sample_rate == 16000 and model.frame_rate == 25.0
+    assert "trained" in model.training_record
+    enc = model.encode(torch.zeros(16000))
+    assert enc.latents.shape == (1, 25, model.latent_dim)

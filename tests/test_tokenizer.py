@@ -1,0 +1,176 @@
+"""Contracts of the Tokenizer API: batch == one at a time, chunked == whole, resampling, bad input."""
+
+import numpy as np
+import pytest
+import soxr
+import torch
+
+from conftest import make_tiny, speechlike, tiny_config
+from dashtok import Tokenizer, TokenizerConfig
+
+
+def test_read_only_facts(tiny: Tokenizer) -> None:
+    assert (tiny.sample_rate, tiny.frame_rate, tiny.hop_length, tiny.latent_dim) == (16000, 25.0, 640, 32)
+    for name in ("sample_rate", "frame_rate", "hop_length", "latent_dim"):
+        with pytest.raises(AttributeError):
+            setattr(tiny, name, 1)
+
+
+def test_release_shapes() -> None:
+    cfg = TokenizerConfig.preset("release")
+    assert cfg.latent_dim == 1280 and cfg.frame_rate == 25.0
+    assert (cfg.encoder.depth, cfg.encoder.num_heads) == (32, 16)
+    assert (cfg.decoder.dim, cfg.decoder.num_blocks, cfg.decoder.intermediate_dim) == (1280, 12, 5120)
+    assert (cfg.decoder.n_fft, cfg.decoder.hop_length, cfg.decoder.upsample) == (1280, 320, 2)
+
+
+def test_shapes_and_lengths(tiny: Tokenizer) -> None:
+    x = speechlike(1.0)
+    enc = tiny.encode(x)
+    assert enc.latents.shape == (1, 25, 32) and enc.lengths.tolist() == [25]
+    dec = tiny.decode(enc.latents)
+    assert dec.audio.shape == (1, 16000) and dec.lengths.tolist() == [16000]
+    assert tiny.encode(x[:480]).latents.shape[1] == 1  # the shortest input: one frame
+    assert tiny.config.num_frames(15999) == tiny.encode(x[:15999]).latents.shape[1] == 25
+
+
+def test_padded_batch_equals_items_alone(tiny: Tokenizer) -> None:
+    clips = [speechlike(2.3, seed=1), 0.001 * speechlike(0.9, seed=2), speechlike(1.61, seed=3)]
+    t = max(len(c) for c in clips)
+    batch = np.stack([np.pad(c, (0, t - len(c))) for c in clips])
+    enc = tiny.encode(batch, lengths=[len(c) for c in clips], return_semantic=True)
+    dec = tiny.decode(enc.latents, enc.lengths)
+    for i, clip in enumerate(clips):
+        alone = tiny.encode(clip, return_semantic=True)
+        n = int(alone.lengths[0])
+        assert int(enc.lengths[i]) == n
+        torch.testing.assert_close(enc.latents[i, :n], alone.latents[0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(enc.semantic[i, :n], alone.semantic[0], rtol=0, atol=1e-5)
+        assert torch.count_nonzero(enc.latents[i, n:]) == 0
+        audio = tiny.decode(alone.latents).audio[0]
+        assert int(dec.lengths[i]) == len(audio)
+        torch.testing.assert_close(dec.audio[i, : len(audio)], audio, rtol=0, atol=1e-5)
+        assert torch.count_nonzero(dec.audio[i, len(audio) :]) == 0
+
+
+def test_padding_content_never_leaks(tiny: Tokenizer) -> None:
+    clip = speechlike(1.0)
+    a = np.stack([np.pad(clip, (0, 8000)), speechlike(1.5, seed=5)])
+    b = a.copy()
+    b[0, len(clip) :] = 0.9  # different garbage in the padding
+    za = tiny.encode(a, lengths=[len(clip), a.shape[1]]).latents
+    zb = tiny.encode(b, lengths=[len(clip), a.shape[1]]).latents
+    assert torch.equal(za, zb)
+
+
+def test_long_decode_in_windows_equals_one_shot() -> None:
+    model = make_tiny()
+    z = torch.randn(2, 1000, 32, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([1000, 613])
+    whole = model.decode(z, lengths).audio
+    model.decode_chunk_frames = 97
+    windowed = model.decode(z, lengths).audio
+    torch.testing.assert_close(windowed, whole, rtol=0, atol=1e-5)
+
+
+def test_several_minutes_encode_in_chunks_equal_whole() -> None:
+    """3 minutes of audio: chunk groups of any size give the same latents (memory is bounded by max_chunks)."""
+    model = make_tiny()
+    x = speechlike(180.0, seed=7)
+    whole = model.encode(x).latents
+    assert whole.shape == (1, 4500, 32)
+    model.encoder.max_chunks = 1
+    torch.testing.assert_close(model.encode(x).latents, whole, rtol=0, atol=1e-6)
+    # Chunks of 1008 mel frames are independent: a piece holding exactly the samples that the first chunk's
+    # frames see (frame 1007 is centred at 1007 * 160 and reaches 256 samples further) gives that chunk exactly.
+    piece = model.encode(x[: 1007 * 160 + 256 + 1]).latents
+    assert piece.shape[1] == 252
+    torch.testing.assert_close(piece[0], whole[0, :252], rtol=0, atol=1e-5)
+
+
+def test_audio_level_splitting_changes_only_the_chunk_that_holds_the_cut(tiny: Tokenizer) -> None:
+    """Cutting the *audio* at a chunk boundary changes the last STFT frame before the cut (its window reflects at
+    the cut instead of seeing the next samples), and through attention the tokens of that chunk only. The CLI and
+    API never cut audio (the whole file's mel is computed, in exact blocks), so this concerns users who split
+    files themselves."""
+    x = speechlike(25.0, seed=3)
+    whole = tiny.encode(x).latents[0]
+    cut = 2 * 1008 * 160
+    first = tiny.encode(x[:cut]).latents[0]
+    assert first.shape[0] == 504
+    torch.testing.assert_close(first[:252], whole[:252], rtol=0, atol=1e-5)  # chunk 0: unchanged
+    deviation = (first[252:] - whole[252:504]).norm() / whole[252:504].norm()
+    assert 0 < deviation < 0.05  # chunk 1 (holds the cut): a small change
+
+
+def test_numpy_multichannel_and_resampled_input(tiny: Tokenizer) -> None:
+    mono = speechlike(1.0)
+    stereo = np.stack([mono, mono])[None]  # (1, 2, T)
+    torch.testing.assert_close(tiny.encode(stereo).latents, tiny.encode(torch.from_numpy(mono)).latents)
+    x44 = soxr.resample(mono, 16000, 44100, quality="VHQ")
+    enc44 = tiny.encode(x44, sample_rate=44100)
+    enc16 = tiny.encode(soxr.resample(x44, 44100, 16000, quality="VHQ"))
+    assert enc44.lengths.tolist() == enc16.lengths.tolist() == [25]
+    torch.testing.assert_close(enc44.latents, enc16.latents, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros(0, dtype=np.float32), "empty"),
+        (np.zeros(479, dtype=np.float32), "shorter than one 40 ms frame"),
+        (np.full(16000, np.nan, dtype=np.float32), "NaN or Inf"),
+        (np.zeros((2, 2, 2, 16000), dtype=np.float32), "must be"),
+    ],
+)
+def test_bad_audio_is_rejected_clearly(tiny: Tokenizer, bad: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        tiny.encode(bad)
+
+
+def test_silent_and_clipped_audio_encode_to_finite_latents(tiny: Tokenizer) -> None:
+    silent = tiny.encode(np.zeros(16000, dtype=np.float32)).latents
+    clipped = tiny.encode(np.clip(10 * speechlike(1.0), -1, 1)).latents
+    assert torch.isfinite(silent).all() and torch.isfinite(clipped).all()
+
+
+def test_bad_latents_are_rejected(tiny: Tokenizer) -> None:
+    with pytest.raises(ValueError, match="latents must be"):
+        tiny.decode(torch.zeros(1, 10, 31))
+    z = torch.zeros(1, 10, 32)
+    z[0, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        tiny.decode(z)
+    with pytest.raises(ValueError, match="lengths"):
+        tiny.decode(torch.zeros(1, 10, 32), lengths=[11])
+
+
+def test_without_injection_latents_are_the_semantic_features() -> None:
+    model = make_tiny(config=tiny_config(injection={"enabled": False}))
+    assert model.injection is None
+    enc = model.encode(speechlike(1.0), return_semantic=True)
+    assert torch.equal(enc.latents, enc.semantic)
+
+
+def test_injection_changes_latents_by_one_linear_map_of_the_patch(tiny: Tokenizer) -> None:
+    x = torch.from_numpy(speechlike(1.0))[None]
+    feats = tiny.features(x)
+    with torch.no_grad():
+        latents = tiny.inject(feats)
+        expected = feats.semantic + feats.patches @ tiny.injection.proj.weight.T + tiny.injection.proj.bias
+    torch.testing.assert_close(latents, expected)
+    assert feats.patches.shape == (1, 25, 64 * 4)
+
+
+def test_gradients_reach_only_injection_and_decoder() -> None:
+    model = make_tiny().train()
+    x = torch.from_numpy(np.stack([speechlike(1.0, seed=1), speechlike(1.0, seed=2)]))
+    feats = model.features(x)
+    audio = model.synthesize(model.inject(feats), feats.lengths)
+    audio.square().mean().backward()
+    assert not model.encoder.training
+    for name, p in model.named_parameters():
+        if name.startswith("encoder."):
+            assert p.grad is None, name
+        else:
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
