@@ -13,7 +13,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from dashtok.config import ENCODER_PRESETS, EncoderConfig, FrontendConfig, TokenizerConfig
+from dashtok.config import (
+    ENCODER_PRESETS,
+    DecoderConfig,
+    EncoderConfig,
+    FrontendConfig,
+    InjectionConfig,
+    TokenizerConfig,
+)
 from dashtok.encoder import DashengEncoder
 from dashtok.tokenizer import Tokenizer
 
@@ -160,6 +167,21 @@ def dasheng_configs(upstream: dict[str, Any], state: dict[str, torch.Tensor],
 def port_dasheng_state_dict(encoder: DashengEncoder, state: dict[str, torch.Tensor], source: Path) -> None:
     """Load upstream weights under their own names; any key or shape difference raises, naming all of them."""
     _strict_load(encoder, state, source)
+
+
+def tokenizer_from_dasheng(path: str | os.PathLike[str], decoder: DecoderConfig | None = None,
+                           injection: bool = True, name: str | None = None,
+                           num_heads: int | None = None) -> Tokenizer:
+    """A tokenizer around an upstream Dasheng checkpoint: its encoder (frozen, ported strictly) plus a freshly
+    initialised injection layer and decoder, ready for the tokenizer training stage."""
+    encoder = load_dasheng_checkpoint(path, num_heads=num_heads)
+    dec = decoder or DecoderConfig(dim=encoder.config.embed_dim, intermediate_dim=4 * encoder.config.embed_dim)
+    config = TokenizerConfig(frontend=encoder.frontend_config, encoder=encoder.config,
+                             injection=InjectionConfig(enabled=injection), decoder=dec,
+                             name=name or f"dashtok-{Path(path).stem}")
+    model = Tokenizer(config)
+    model.encoder.load_state_dict(encoder.state_dict(), strict=True)
+    return model.eval()
 
 
 def load_dasheng_checkpoint(path: str | os.PathLike[str], num_heads: int | None = None,
