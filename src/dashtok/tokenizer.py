@@ -177,13 +177,13 @@ class Tokenizer(nn.Module):
         else:
             cfg = self.config.decoder
             context = math.ceil((cfg.receptive_field + math.ceil(cfg.n_fft / cfg.hop_length)) / cfg.upsample) + 1
-            pieces = []
+            audio = torch.empty(b, n * self.hop_length, device=self.device)
             for s in range(0, n, step):
                 e = min(n, s + step)
                 a, c = max(0, s - context), min(n, e + context)
                 win = self.synthesize(z[:, a:c], (lens - a).clamp(0, c - a))
-                pieces.append(win[:, (s - a) * self.hop_length : (e - a) * self.hop_length])
-            audio = torch.cat(pieces, dim=1)
+                audio[:, s * self.hop_length : e * self.hop_length] = \
+                    win[:, (s - a) * self.hop_length : (e - a) * self.hop_length]
         return DecodeOutput(audio=audio, lengths=lens * self.hop_length)
 
     def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
