@@ -260,6 +260,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from dashtok.data.build import build
+
+    out = Path(args.output)
+    if (out / "build.json").exists() and not args.force and not args.resume:
+        raise CliError(f"{out} already holds a built corpus; pass --resume to finish or refresh it, or --force")
+    summary = build(out, preset=args.preset, hours=args.hours, seed=args.seed, workers=args.workers,
+                    log=not args.quiet)
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    print(f"wrote {out}/train.jsonl, valid.jsonl, test.jsonl ({summary['total_clips']} clips, "
+          f"{summary['total_hours']:.2f} h, {summary['rejected']} rejected: see rejected.jsonl)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashtok import __version__
 
@@ -296,6 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     common(p)
     p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("data", help="offline corpora")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("build", help="render a labelled, captioned corpus from Debian's audio packages")
+    p.add_argument("output", help="corpus directory")
+    p.add_argument("--preset", choices=["tiny", "small", "default"], default="default",
+                   help="size preset (tiny: ~2 min of audio for tests; default: ~3 h of synthetic audio + recordings)")
+    p.add_argument("--hours", type=float, help="hours of synthetic audio (overrides the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="plan seed: the same seed gives the same manifest")
+    p.add_argument("--workers", type=int, default=2, help="rendering processes (default: 2)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted build in the same directory")
+    p.add_argument("--force", "-f", action="store_true", help="build into a directory that holds a corpus")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_data_build)
 
     p = sub.add_parser("info", help="describe a checkpoint (default: the bundled model)")
     p.add_argument("checkpoint", nargs="?", help="checkpoint file or directory")

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Debian packages the corpora are rendered from (dashtok data build). Needs root; safe to re-run.
+set -euo pipefail
+PACKAGES=(
+  espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k
+  fluidsynth fluid-soundfont-gm timgm6mb-soundfont
+  hydrogen-drumkits sonic-pi-samples lmms-common sound-theme-freedesktop sound-icons oxygen-sounds alsa-utils
+  pocketsphinx-testdata
+  wamerican wngerman wfrench wspanish witalian wportuguese wdutch wswedish wpolish wnorwegian wdanish wukrainian
+  wbulgarian wcatalan
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "audio tools: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "audio tools: installed ${missing[*]}"

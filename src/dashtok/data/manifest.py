@@ -1,0 +1,63 @@
+"""Clip plans and JSONL manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Clip:
+    """One planned (and, once rendered, built) clip. ``params`` say how to render it; ``labels`` what it is."""
+
+    id: str
+    source: str  # espeak | flite | festival | fluidsynth | hydrogen | sonic-pi | lmms | sound-theme | ...
+    split: str
+    domain: str  # speech | music | sound | mixture
+    caption: str
+    labels: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    path: str = ""  # relative to the corpus root, once built
+    duration: float = 0.0  # seconds, once built
+
+    def seed(self, base: int) -> int:
+        return int.from_bytes(hashlib.sha256(f"{base}/{self.id}".encode()).digest()[:4], "little")
+
+
+def stable_fraction(key: str) -> float:
+    """A number in [0, 1) fixed by ``key``: assigns splits independently of plan order."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") / 2**64
+
+
+def split_by_key(key: str, valid: float = 0.1, test: float = 0.1) -> str:
+    f = stable_fraction(key)
+    return "test" if f < test else "valid" if f < test + valid else "train"
+
+
+def write_manifest(path: Path, clips: list[Clip]) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    with tmp.open("w") as f:
+        for clip in sorted(clips, key=lambda c: c.id):
+            row = asdict(clip)
+            row.pop("params")
+            f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[Clip]:
+    """Clips of a manifest (``params`` are not stored there)."""
+    p = Path(path)
+    clips = []
+    with p.open() as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                clips.append(Clip(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError) as err:
+                raise ValueError(f"{p}:{lineno}: not a manifest row ({err})") from None
+    return clips
