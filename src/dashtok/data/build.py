@@ -71,14 +71,18 @@ def plan_mixtures(n: int, seed: int, clips: list[Clip]) -> list[Clip]:
     rng = random.Random(f"mixture/{seed}")
     by_split: dict[str, dict[str, list[Clip]]] = defaultdict(lambda: defaultdict(list))
     for c in clips:
-        kind = "speech" if c.source in ("espeak", "flite", "festival") else \
-            "music" if c.domain == "music" else "sound" if c.domain == "sound" else "real" if c.source == "real-speech" \
-            else ""
-        if kind:
-            by_split[c.split][kind].append(c)
+        if c.source == "real-speech":
+            kind = "real"
+        elif c.domain == "speech":
+            kind = "speech"
+        elif c.domain in ("music", "sound"):
+            kind = c.domain
+        else:
+            continue
+        by_split[c.split][kind].append(c)
     out = []
     real = by_split["test"]["real"]
-    jobs = [(c, "test") for c in real for _ in range(2)]
+    jobs: list[tuple[Clip | None, str]] = [(c, "test") for c in real for _ in range(2)]
     jobs += [(None, rng.choice(("train",) * 8 + ("valid", "test"))) for _ in range(n)]
     for i, (clean, split) in enumerate(jobs):
         pools = by_split[split]
@@ -89,8 +93,12 @@ def plan_mixtures(n: int, seed: int, clips: list[Clip]) -> list[Clip]:
         noise_type = rng.choice([t for t in NOISE_TYPES if t in ("white", "pink", "brown")
                                  or pools["speech" if t == "babble" else t]])
         snr = rng.choice(SNRS_DB)
-        noise_ids = [c.id for c in rng.sample(pools["speech"], min(3, len(pools["speech"])))] \
-            if noise_type == "babble" else [rng.choice(pools[noise_type]).id] if noise_type in ("music", "sound") else []
+        if noise_type == "babble":
+            noise_ids = [c.id for c in rng.sample(pools["speech"], min(3, len(pools["speech"])))]
+        elif noise_type in ("music", "sound"):
+            noise_ids = [rng.choice(pools[noise_type]).id]
+        else:
+            noise_ids = []
         noise_ids = [x for x in noise_ids if x != clean.id]
         words = {"white": "white noise", "pink": "pink noise", "brown": "brown noise", "music": "music",
                  "sound": "background sounds", "babble": "babble of other voices"}
@@ -178,8 +186,8 @@ def _render_one(args: tuple[Clip, dict[str, str]]) -> tuple[str, float, dict[str
     sidecar = path.with_suffix(".json")  # label updates made while rendering (a gain), kept for resumed builds
     if path.is_file():
         info = sf.info(str(path))
-        updates = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        return clip.id, info.frames / info.samplerate, updates, ""
+        kept: dict[str, Any] = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        return clip.id, info.frames / info.samplerate, kept, ""
     try:
         x = _RENDERER.render(clip, index)
     except Exception as err:  # a tool failing on one clip must not stop the build
@@ -192,7 +200,7 @@ def _render_one(args: tuple[Clip, dict[str, str]]) -> tuple[str, float, dict[str
         return clip.id, 0.0, {}, "non-finite samples"
     if float(np.sqrt(np.mean(x**2))) < SILENCE_RMS:
         return clip.id, 0.0, {}, "silent"
-    updates: dict[str, Any] = {}
+    updates = {}
     peak = float(np.abs(x).max())
     if peak > 0.99:  # scale down rather than clip; a mixture's clean target must be scaled alike
         x = x * (0.95 / peak)

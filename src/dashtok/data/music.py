@@ -34,7 +34,8 @@ class Instrument:
 
 INSTRUMENTS = (
     Instrument(0, "piano", "piano", 36, 96), Instrument(4, "electric piano", "piano", 40, 88),
-    Instrument(11, "vibraphone", "chromatic percussion", 53, 89), Instrument(12, "marimba", "chromatic percussion", 45, 96),
+    Instrument(11, "vibraphone", "chromatic percussion", 53, 89),
+    Instrument(12, "marimba", "chromatic percussion", 45, 96),
     Instrument(16, "drawbar organ", "organ", 36, 90), Instrument(19, "church organ", "organ", 36, 90),
     Instrument(24, "nylon guitar", "guitar", 40, 83), Instrument(25, "steel guitar", "guitar", 40, 83),
     Instrument(29, "overdriven guitar", "guitar", 40, 83), Instrument(32, "acoustic bass", "bass", 28, 55),
@@ -88,15 +89,15 @@ def plan_music(n: int, seed: int) -> list[Clip]:
         root_pc = rng.randrange(12)
         mode = rng.choice(sorted(SCALES))
         key = f"{NOTE_NAMES[root_pc]} {mode}"
-        labels: dict[str, object] = {"kind": kind, "soundfont": soundfont, "timbre_seen": soundfont != HELD_OUT_SOUNDFONT,
-                                     "velocity": velocity}
+        labels: dict[str, object] = {"kind": kind, "soundfont": soundfont, "velocity": velocity,
+                                     "timbre_seen": soundfont != HELD_OUT_SOUNDFONT}
         notes: list[tuple[float, float, int]] = []  # (start beat, length in beats, MIDI pitch)
         if kind == "drums":
             pattern = rng.choice(sorted(DRUM_PATTERNS))
             labels.update(instrument="drum kit", family="drums", program=-1, pattern=pattern, tempo=bpm)
             caption = f"a drum kit plays a {pattern} beat at {bpm} bpm"
             for bar in range(2):
-                for drum, steps in zip(GM_DRUMS.values(), DRUM_PATTERNS[pattern]):
+                for drum, steps in zip(GM_DRUMS.values(), DRUM_PATTERNS[pattern], strict=True):
                     notes += [(bar * 4 + s / 4, 0.25, drum) for s in steps]
         else:
             labels.update(instrument=inst.name, family=inst.family, program=inst.program)

@@ -17,7 +17,8 @@ HYDROGEN = Path("/usr/share/hydrogen/data/drumkits")
 HYDROGEN_HELD_OUT = {"test": ("HardElectro1", "Millo_MultiLayered3"), "valid": ("TR808EmulationKit",)}
 SONIC_PI = Path("/usr/share/sonic-pi/samples")
 LMMS = Path("/usr/share/lmms/samples")
-THEMES = (Path("/usr/share/sounds/freedesktop/stereo"), Path("/usr/share/sounds"), Path("/usr/share/sounds/sound-icons"))
+THEMES = (Path("/usr/share/sounds/freedesktop/stereo"), Path("/usr/share/sounds"),
+          Path("/usr/share/sounds/sound-icons"))
 POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
 ALSA = Path("/usr/share/sounds/alsa")
 AUDIO = (".wav", ".flac", ".ogg", ".oga")
@@ -150,5 +151,6 @@ def _dedup(clips: list[Clip], max_per_source: int | None) -> list[Clip]:
         by_source: dict[str, list[Clip]] = {}
         for c in out:
             by_source.setdefault(c.source, []).append(c)
-        out = [c for group in by_source.values() for c in group[:: max(1, len(group) // max_per_source)][:max_per_source]]
+        out = [c for group in by_source.values()
+               for c in group[:: max(1, len(group) // max_per_source)][:max_per_source]]
     return out

@@ -119,7 +119,7 @@ def require(tool: str, package: str) -> str:
 
 
 def _run(cmd: list[str], out: Path, sample_rate: int) -> np.ndarray:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=120)
     if proc.returncode != 0 or not out.is_file():
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[:200]}")
     return load_audio(out, sample_rate)
@@ -137,7 +137,8 @@ def render_speech(clip: Clip, sample_rate: int) -> np.ndarray:
                    "-t", p["text"], "-o", str(out)]
         elif clip.source == "festival":
             text = Path(tmp) / "x.txt"
-            text.write_text(p["text"] + "\n", encoding="utf-8")
+            # Festival reads ISO-8859-1: Italian accents must reach it in that encoding.
+            text.write_text(p["text"] + "\n", encoding="latin-1", errors="replace")
             cmd = [require("text2wave", "festival"), "-o", str(out), "-eval", f"(voice_{p['voice']})",
                    "-eval", f"(Parameter.set 'Duration_Stretch {p['stretch']})", str(text)]
         else:

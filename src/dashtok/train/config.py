@@ -1,0 +1,92 @@
+"""Training configs: frozen dataclasses read from TOML, one file per stage (``configs/*.toml``)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifests: tuple[str, ...] = ()  # corpus manifests (train split); or
+    folders: tuple[str, ...] = ()  # folders of audio files; or
+    shards: tuple[str, ...] = ()  # webdataset-style tar shards of audio files
+    valid_manifests: tuple[str, ...] = ()
+    max_valid_clips: int = 64
+    exclude_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    encoder_preset: str = "small"
+    decoder_dim: int = 128
+    decoder_depth: int = 2
+    decoder_heads: int = 4
+    mask_ratio: float = 0.75
+    segment_seconds: float = 10.08  # one encoder chunk (1008 frames): every position embedding is trained
+
+
+@dataclass(frozen=True)
+class TokenizerStageConfig:
+    init: str = ""  # MAE run dir or upstream Dasheng .pt file providing the frozen encoder
+    decoder_preset: str = "small"
+    injection: bool = True
+    name: str = "dashtok-small"
+    segment_frames: int = 32  # latent frames per training crop (1.28 s)
+    gan_start: int = 2000  # steps of mel-only training before the discriminators join
+    disc_lr: float = 2e-4
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"mel/l1": 45.0, "adv/gen": 1.0,
+                                                                     "adv/feat": 2.0})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    stage: str  # "mae" | "tokenizer"
+    out: str
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    warmup: int = 200
+    grad_clip: float = 1.0
+    log_every: int = 20
+    eval_every: int = 500
+    save_every: int = 200
+    threads: int = 0  # 0: torch's default
+    data: DataConfig = field(default_factory=DataConfig)
+    mae: MAEConfig = field(default_factory=MAEConfig)
+    tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "TrainConfig":
+        subs = {"data": DataConfig, "mae": MAEConfig, "tokenizer": TokenizerStageConfig}
+        kwargs: dict[str, Any] = {}
+        known = {f.name for f in fields(TrainConfig)}
+        for key, value in d.items():
+            if key not in known:
+                raise ValueError(f"unknown training config key {key!r}")
+            if key in subs:
+                sub_known = {f.name for f in fields(subs[key])}
+                bad = set(value) - sub_known
+                if bad:
+                    raise ValueError(f"unknown [{key}] keys: {sorted(bad)}")
+                value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+                kwargs[key] = subs[key](**value)
+            else:
+                kwargs[key] = value
+        return TrainConfig(**kwargs)
+
+    @staticmethod
+    def load(path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+        with open(path, "rb") as f:
+            d = tomllib.load(f)
+        for dotted, value in (overrides or {}).items():
+            node = d
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return TrainConfig.from_dict(d)
