@@ -228,7 +228,7 @@ def build(out: str | os.PathLike[str], preset: str = "default", hours: float | N
     stages = [[c for c in clips if c.source != "mixture"], [c for c in clips if c.source == "mixture"]]
     built: dict[str, Clip] = {}
     rejected: list[dict[str, str]] = []
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # fork after torch has run threads can deadlock the workers
     with ctx.Pool(workers, initializer=_init_worker, initargs=(str(root), seed)) as pool:
         for stage in stages:
             index = {cid: str(renderer.audio_path(c).relative_to(root)) for cid, c in built.items()}
