@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,40 @@ def tokenizer_from_dasheng(path: str | os.PathLike[str], decoder: DecoderConfig 
     initialised injection layer and decoder, ready for the tokenizer training stage."""
     encoder = load_dasheng_checkpoint(path, num_heads=num_heads)
     dec = decoder or DecoderConfig(dim=encoder.config.embed_dim, intermediate_dim=4 * encoder.config.embed_dim)
+    return tokenizer_with_encoder(encoder, dec, injection, name or f"dashtok-{Path(path).stem}")
+
+
+ENCODER_FORMAT = "dashtok-encoder/1"
+
+
+def save_encoder(encoder: DashengEncoder, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
+    """A Dasheng encoder alone (upstream key names), with its configs: what MAE pretraining produces."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    metadata = {"format": ENCODER_FORMAT, "frontend": json.dumps(asdict(encoder.frontend_config)),
+                "encoder": json.dumps(asdict(encoder.config)), "training": json.dumps(training or {})}
+    tmp = p.with_name(f".{p.name}.partial")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, p)
+
+
+def load_encoder(path: str | os.PathLike[str]) -> DashengEncoder:
+    p = Path(path)
+    meta = read_metadata(p)
+    if meta.get("format") != ENCODER_FORMAT:
+        raise CheckpointError(f"{p}: not a dashtok encoder file (format {meta.get('format')!r})")
+    frontend = FrontendConfig(**json.loads(meta["frontend"]))
+    encoder = DashengEncoder(frontend, EncoderConfig(**json.loads(meta["encoder"])))
+    _strict_load(encoder, load_file(str(p)), p)
+    return encoder.eval()
+
+
+def tokenizer_with_encoder(encoder: DashengEncoder, decoder: DecoderConfig, injection: bool, name: str) -> Tokenizer:
+    """A fresh tokenizer (random injection and decoder) around a given frozen encoder."""
     config = TokenizerConfig(frontend=encoder.frontend_config, encoder=encoder.config,
-                             injection=InjectionConfig(enabled=injection), decoder=dec,
-                             name=name or f"dashtok-{Path(path).stem}")
+                             injection=InjectionConfig(enabled=injection), decoder=decoder, name=name)
     model = Tokenizer(config)
     model.encoder.load_state_dict(encoder.state_dict(), strict=True)
     return model.eval()

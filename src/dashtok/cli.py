@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_data_build)
 
+    sub.add_parser("train", help="run a training stage: dashtok train CONFIG.toml [--set key=value ...]",
+                   add_help=False)
+
     p = sub.add_parser("info", help="describe a checkpoint (default: the bundled model)")
     p.add_argument("checkpoint", nargs="?", help="checkpoint file or directory")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -333,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    if raw[:1] == ["train"]:  # the training stages have their own parser (python -m dashtok.train)
+        from dashtok.train.__main__ import main as train_main
+
+        return train_main(raw[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class TrainConfig:
     tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(d: dict[str, Any]) -> TrainConfig:
         subs = {"data": DataConfig, "mae": MAEConfig, "tokenizer": TokenizerStageConfig}
         kwargs: dict[str, Any] = {}
         known = {f.name for f in fields(TrainConfig)}
@@ -80,7 +81,7 @@ class TrainConfig:
         return TrainConfig(**kwargs)
 
     @staticmethod
-    def load(path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
+    def load(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
         with open(path, "rb") as f:
             d = tomllib.load(f)
         for dotted, value in (overrides or {}).items():

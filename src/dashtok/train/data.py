@@ -30,10 +30,11 @@ def batch_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
 class AudioBank:
     """Clips as int16 arrays at 16 kHz (half the memory of float32)."""
 
-    def __init__(self, names: list[str], clips: list[np.ndarray]) -> None:
+    def __init__(self, names: list[str], clips: list[np.ndarray], domains: list[str] | None = None) -> None:
         if not clips:
             raise ValueError("no training audio found")
         self.names = names
+        self.domains = domains or ["unknown"] * len(clips)
         self.clips = [np.round(np.clip(c, -1, 1) * 32767).astype(np.int16) for c in clips]
         self.lengths = np.array([len(c) for c in self.clips])
 
@@ -66,9 +67,10 @@ class AudioBank:
         return out
 
     @staticmethod
-    def from_config(cfg: DataConfig, valid: bool = False) -> "AudioBank":
+    def from_config(cfg: DataConfig, valid: bool = False) -> AudioBank:
         names: list[str] = []
         clips: list[np.ndarray] = []
+        domains: list[str] = []
         manifests = cfg.valid_manifests if valid else cfg.manifests
         for m in manifests:
             root = Path(m).parent
@@ -77,6 +79,7 @@ class AudioBank:
                 rows = rows[:: max(1, len(rows) // cfg.max_valid_clips)][: cfg.max_valid_clips]
             for c in rows:
                 names.append(c.id)
+                domains.append(c.domain)
                 clips.append(load_audio(root / c.path, SAMPLE_RATE))
         if not valid:
             for folder in cfg.folders:
@@ -84,13 +87,15 @@ class AudioBank:
                     try:
                         clips.append(load_audio(f, SAMPLE_RATE))
                         names.append(str(f))
+                        domains.append("unknown")
                     except AudioError as err:
                         print(f"train: skipping {err}")
             for shard in cfg.shards:
                 for name, audio in read_shard(shard):
                     names.append(name)
                     clips.append(audio)
-        return AudioBank(names, clips)
+                    domains.append("unknown")
+        return AudioBank(names, clips, domains)
 
 
 def read_shard(path: str | Path) -> list[tuple[str, np.ndarray]]:

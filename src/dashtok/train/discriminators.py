@@ -1,0 +1,70 @@
+"""Multi-period (HiFi-GAN) and multi-resolution (UnivNet/Vocos) discriminators, sized for CPU training.
+
+Each returns, per sub-discriminator, its logits and the list of intermediate feature maps (for feature matching).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+Outputs = list[tuple[torch.Tensor, list[torch.Tensor]]]
+
+
+class PeriodDiscriminator(nn.Module):
+    def __init__(self, period: int, channels: int = 16) -> None:
+        super().__init__()
+        self.period = period
+        chans = [1, channels, channels * 2, channels * 4, channels * 4]
+        self.convs = nn.ModuleList([
+            weight_norm(nn.Conv2d(cin, cout, (5, 1), (3 if i < 3 else 1, 1), padding=(2, 0)))
+            for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:], strict=True))])
+        self.post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        b, t = x.shape
+        pad = (-t) % self.period
+        x = F.pad(x, (0, pad), mode="reflect").view(b, 1, (t + pad) // self.period, self.period)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            feats.append(x)
+        return self.post(x).flatten(1), feats
+
+
+class ResolutionDiscriminator(nn.Module):
+    def __init__(self, n_fft: int, hop: int, channels: int = 16) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.convs = nn.ModuleList([
+            weight_norm(nn.Conv2d(1, channels, (3, 9), stride=(1, 2), padding=(1, 4))),
+            weight_norm(nn.Conv2d(channels, channels, (3, 9), stride=(1, 2), padding=(1, 4))),
+            weight_norm(nn.Conv2d(channels, channels, (3, 9), stride=(1, 2), padding=(1, 4))),
+            weight_norm(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1))),
+        ])
+        self.post = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        window: torch.Tensor = self.window  # type: ignore[assignment]
+        spec = torch.stft(x, self.n_fft, self.hop, window=window, return_complex=True).abs()
+        h = spec.unsqueeze(1).transpose(2, 3)  # (B, 1, frames, bins)
+        feats = []
+        for conv in self.convs:
+            h = F.leaky_relu(conv(h), 0.1)
+            feats.append(h)
+        return self.post(h).flatten(1), feats
+
+
+class Discriminators(nn.Module):
+    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11),
+                 resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (256, 64))) -> None:
+        super().__init__()
+        self.mpd = nn.ModuleList([PeriodDiscriminator(p) for p in periods])
+        self.mrd = nn.ModuleList([ResolutionDiscriminator(n, h) for n, h in resolutions])
+
+    def forward(self, x: torch.Tensor) -> Outputs:
+        """audio (B, T) -> [(logits (B, *), [features])] for every sub-discriminator."""
+        return [d(x) for d in self.mpd] + [d(x) for d in self.mrd]

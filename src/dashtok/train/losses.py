@@ -1,0 +1,28 @@
+"""Losses of the tokenizer stage: multi-resolution mel L1, hinge GAN, feature matching."""
+
+from __future__ import annotations
+
+import torch
+
+from dashtok.metrics import mel_distance
+from dashtok.train.discriminators import Outputs
+
+
+def mel_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Mean multi-resolution log-mel L1 (the same measure ``dashtok reconstruct`` reports)."""
+    return mel_distance(real, fake).mean()
+
+
+def disc_hinge(real: Outputs, fake: Outputs) -> torch.Tensor:
+    return torch.stack([torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
+                        for (r, _), (f, _) in zip(real, fake, strict=True)]).mean()
+
+
+def gen_hinge(fake: Outputs) -> torch.Tensor:
+    return torch.stack([torch.relu(1 - f).mean() for f, _ in fake]).mean()
+
+
+def feature_matching(real: Outputs, fake: Outputs) -> torch.Tensor:
+    terms = [(rf.detach() - ff).abs().mean() for (_, rfs), (_, ffs) in zip(real, fake, strict=True)
+             for rf, ff in zip(rfs, ffs, strict=True)]
+    return torch.stack(terms).mean()
