@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from dashtok.atomic import atomic_write
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd", ".caf",
                     ".w64", ".rf64", ".opus")
 MIN_SAMPLE_RATE = 1000
@@ -95,10 +97,9 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: in
     p.parent.mkdir(parents=True, exist_ok=True)
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
     clipped = int((np.abs(x) > 1.0).sum())
-    tmp = p.with_name(f".{p.name}.partial")
-    sf.write(str(tmp), np.clip(x, -1.0, 1.0), sample_rate, subtype="PCM_16",
-             format=_format_for(p))
-    os.replace(tmp, p)
+    fmt = _format_for(p)
+    with atomic_write(p) as tmp:
+        sf.write(str(tmp), np.clip(x, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
     return clipped
 
 

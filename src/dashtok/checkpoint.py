@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from dashtok.atomic import save_safetensors
 from dashtok.config import (
     ENCODER_PRESETS,
     DecoderConfig,
@@ -52,8 +53,6 @@ def save_tokenizer(model: Tokenizer, path: str | os.PathLike[str], training: dic
     """Write weights + config (+ a training record) atomically; ``load_tokenizer`` gives back identical bits."""
     from dashtok import __version__
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     model.model_id = f"{model.config.name}@{weights_hash(tensors)}"
     record = training if training is not None else getattr(model, "training_record", {"trained": False})
@@ -66,10 +65,7 @@ def save_tokenizer(model: Tokenizer, path: str | os.PathLike[str], training: dic
         "dashtok_version": __version__,
         "training": json.dumps(record, sort_keys=True),
     }
-    tmp = p.with_name(f".{p.name}.partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, p)
+    save_safetensors(tensors, path, metadata)
 
 
 def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
@@ -185,15 +181,9 @@ ENCODER_FORMAT = "dashtok-encoder/1"
 
 def save_encoder(encoder: DashengEncoder, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
     """A Dasheng encoder alone (upstream key names), with its configs: what MAE pretraining produces."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     metadata = {"format": ENCODER_FORMAT, "frontend": json.dumps(asdict(encoder.frontend_config)),
                 "encoder": json.dumps(asdict(encoder.config)), "training": json.dumps(training or {})}
-    tmp = p.with_name(f".{p.name}.partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, p)
+    save_safetensors(encoder.state_dict(), path, metadata)
 
 
 def load_encoder(path: str | os.PathLike[str]) -> DashengEncoder:

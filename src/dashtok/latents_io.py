@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+from dashtok.atomic import save_safetensors
 
 LATENT_FORMAT = "dashtok-latents"
 LATENT_VERSION = 1
@@ -50,8 +51,6 @@ class LatentFile:
 
 
 def write_latents(path: str | os.PathLike[str], lf: LatentFile) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"latents": lf.latents.detach().cpu().float().contiguous()}
     if lf.latents.ndim == 3:
         lengths = lf.lengths if lf.lengths is not None else torch.full((lf.latents.shape[0],), lf.latents.shape[1])
@@ -62,10 +61,7 @@ def write_latents(path: str | os.PathLike[str], lf: LatentFile) -> None:
         "latent_dim": str(lf.latent_dim), "kind": lf.kind, "model_id": lf.model_id,
         "config_hash": lf.config_hash, "source": lf.source,
     }
-    tmp = p.with_name(f".{p.name}.partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, p)
+    save_safetensors(tensors, path, metadata)
 
 
 def read_latents(path: str | os.PathLike[str]) -> LatentFile:

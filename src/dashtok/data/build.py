@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from dashtok.atomic import atomic_write
 from dashtok.audio_io import load_audio, resample
 from dashtok.data.manifest import SPLITS, Clip, write_manifest
 from dashtok.data.music import FluidRenderer, plan_music, write_midi
@@ -210,9 +211,8 @@ def _render_one(args: tuple[Clip, dict[str, str]]) -> tuple[str, float, dict[str
         sidecar.write_text(json.dumps(updates))
     elif sidecar.is_file():
         sidecar.unlink()
-    tmp = path.with_name(f".{path.name}.partial")
-    sf.write(str(tmp), x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        sf.write(str(tmp), x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return clip.id, len(x) / SAMPLE_RATE, updates, ""
 
 

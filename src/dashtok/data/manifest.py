@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dashtok.atomic import atomic_write
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -41,13 +43,11 @@ def split_by_key(key: str, valid: float = 0.1, test: float = 0.1) -> str:
 
 
 def write_manifest(path: Path, clips: list[Clip]) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    with tmp.open("w") as f:
+    with atomic_write(path) as tmp, tmp.open("w") as f:
         for clip in sorted(clips, key=lambda c: c.id):
             row = asdict(clip)
             row.pop("params")
             f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Clip]:
