@@ -274,6 +274,24 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_recon(args: argparse.Namespace) -> int:
+    from dashtok.eval.recon import evaluate_recon, markdown, write_report
+
+    if not args.manifest and not args.folder:
+        raise CliError("give at least one --manifest or --folder to evaluate on")
+    for path in args.manifest + args.folder:
+        if not Path(path).exists():
+            raise CliError(f"{path}: no such file or directory")
+    out = Path(args.output)
+    _refuse_overwrite([out / "recon.json"], args.force)
+    model = _load_model(args.checkpoint, args.device)
+    report = evaluate_recon(model, args.manifest, args.folder, args.max_per_source)
+    write_report(report, out)
+    print(markdown(report))
+    print(f"wrote {out / 'recon.json'} and {out / 'recon.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashtok import __version__
 
@@ -324,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", "-f", action="store_true", help="build into a directory that holds a corpus")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_data_build)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint")
+    eval_sub = p.add_subparsers(dest="eval_command", required=True)
+    p = eval_sub.add_parser("recon", help="reconstruction quality per source (mel distance, SI-SDR, PESQ, STOI)")
+    p.add_argument("--manifest", action="append", default=[], help="corpus manifest (e.g. data/corpus/test.jsonl)")
+    p.add_argument("--folder", action="append", default=[], help="folder of audio files (treated as speech)")
+    p.add_argument("--max-per-source", type=int, help="evaluate at most this many clips per source")
+    p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    common(p)
+    p.set_defaults(func=cmd_eval_recon)
 
     sub.add_parser("train", help="run a training stage: dashtok train CONFIG.toml [--set key=value ...]",
                    add_help=False)

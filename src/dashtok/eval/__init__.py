@@ -1,0 +1,1 @@
+"""Evaluation (``dashtok eval``). Imports the core; the core never imports this package."""
