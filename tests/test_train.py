@@ -80,6 +80,15 @@ def test_tokenizer_stage_trains_only_injection_and_decoder(tmp_path: Path, audio
     for key, value in encoder.state_dict().items():
         assert torch.equal(trained.encoder.state_dict()[key], value), key  # frozen
     assert trained.latent_std.min() > 0 and not torch.equal(trained.latent_mean, torch.zeros(32))
+    # A shipped tokenizer checkpoint can seed the next run: its encoder, and with warm_start its decoder too.
+    warm = config(tmp_path / "warm", audio_dir, "tokenizer", steps=0,
+                  tokenizer={"init": str(model_path), "warm_start": True})
+    from dashtok.train.loop import build_tokenizer
+
+    rebuilt = build_tokenizer(warm)
+    for key, value in trained.state_dict().items():
+        if not key.startswith("latent_"):
+            assert torch.equal(rebuilt.state_dict()[key], value), key
 
 
 def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_run: Path) -> None:

@@ -31,7 +31,10 @@ class MAEConfig:
 
 @dataclass(frozen=True)
 class TokenizerStageConfig:
-    init: str = ""  # MAE run dir or upstream Dasheng .pt file providing the frozen encoder
+    # The frozen encoder comes from: an MAE run folder or its encoder.safetensors, an upstream Dasheng .pt file,
+    # or a dashtok tokenizer checkpoint (its encoder; with warm_start also its injection and decoder weights).
+    init: str = ""
+    warm_start: bool = False
     decoder_preset: str = "small"
     injection: bool = True
     name: str = "dashtok-small"

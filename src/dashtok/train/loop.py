@@ -24,7 +24,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dashtok import metrics
-from dashtok.checkpoint import load_encoder, save_encoder, tokenizer_from_dasheng, tokenizer_with_encoder
+from dashtok.checkpoint import (
+    FORMAT,
+    load_encoder,
+    read_metadata,
+    save_encoder,
+    tokenizer_from_dasheng,
+    tokenizer_with_encoder,
+)
 from dashtok.config import DecoderConfig, EncoderConfig, FrontendConfig
 from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import TrainConfig
@@ -264,8 +271,18 @@ def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
     init = Path(t.init)
     if init.suffix == ".pt":
         return tokenizer_from_dasheng(init, decoder=decoder, injection=t.injection, name=t.name)
-    encoder_file = init / "encoder.safetensors" if init.is_dir() else init
-    return tokenizer_with_encoder(load_encoder(encoder_file), decoder, t.injection, t.name)
+    source = init / "encoder.safetensors" if init.is_dir() else init
+    if read_metadata(source).get("format") == FORMAT:  # a tokenizer checkpoint
+        donor = Tokenizer.load(source)
+        model = tokenizer_with_encoder(donor.encoder, decoder, t.injection, t.name)
+        if t.warm_start:
+            own = model.state_dict()
+            own.update({k: v for k, v in donor.state_dict().items() if not k.startswith("encoder.")})
+            model.load_state_dict(own, strict=True)
+        return model
+    if t.warm_start:
+        raise ValueError("tokenizer.warm_start needs tokenizer.init to be a dashtok tokenizer checkpoint")
+    return tokenizer_with_encoder(load_encoder(source), decoder, t.injection, t.name)
 
 
 def evaluate(model: Tokenizer, bank: AudioBank, out_dir: Path | None = None) -> dict[str, float]:
