@@ -72,3 +72,35 @@ def test_eval_recon_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     group = report["groups"]["voices"]
     assert group["mel_distance"]["n"] == 3 and "pesq_wb" in group and "stoi" in group
     assert "| voices | 3 |" in (out / "recon.md").read_text()
+
+
+def test_probe_separates_clear_classes_and_is_at_chance_on_shuffled_labels() -> None:
+    from dashtok.eval.probe import probe_task
+
+    rng = np.random.default_rng(0)
+    def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 2, n)
+        x = rng.standard_normal((n, 16))
+        x[:, :4] += 2.0 * (2 * y[:, None] - 1)  # four informative directions
+        return x, y
+    data = {s: split(n) for s, n in (("train", 200), ("valid", 100), ("test", 400))}
+    feats = {s: d[0] for s, d in data.items()}
+    clear = probe_task(feats, {s: d[1] for s, d in data.items()}, 2, seeds=(0,))
+    assert clear["linear"] > 0.97 and clear["knn"] > 0.9
+    shuffled = {s: rng.permutation(d[1]) for s, d in data.items()}
+    chance = probe_task(feats, shuffled, 2, seeds=(0,))
+    assert abs(chance["linear"] - 0.5) < 0.08 and abs(chance["knn"] - 0.5) < 0.08
+
+
+@pytest.mark.skipif(not Path("/usr/bin/espeak-ng").exists(), reason="audio tools missing")
+def test_probe_report_on_a_tiny_corpus(tmp_path: Path, tiny_ckpt: Path) -> None:
+    from dashtok.data.build import build
+
+    build(tmp_path / "corpus", preset="tiny", seed=1, log=False)
+    out = tmp_path / "probe"
+    assert main(["eval", "probe", str(tmp_path / "corpus"), "-o", str(out), "-c", str(tiny_ckpt)]) == 0
+    report = json.loads((out / "probe.json").read_text())
+    assert report["tasks"], "no task had enough clips"
+    for row in report["tasks"].values():
+        for rep in ("logmel", "semantic", "latents"):
+            assert 0.0 <= row[rep]["linear"] <= 1.0 and 0.0 <= row[rep]["knn"] <= 1.0

@@ -292,6 +292,22 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_probe(args: argparse.Namespace) -> int:
+    from dashtok.eval.probe import evaluate_probes, markdown, write_report
+
+    corpus = Path(args.corpus)
+    if not (corpus / "train.jsonl").is_file():
+        raise CliError(f"{corpus}: not a corpus folder (no train.jsonl; build one with dashtok data build)")
+    out = Path(args.output)
+    _refuse_overwrite([out / "probe.json"], args.force)
+    model = _load_model(args.checkpoint, args.device)
+    report = evaluate_probes(model, corpus, args.max_per_split)
+    write_report(report, out)
+    print(markdown(report))
+    print(f"wrote {out / 'probe.json'} and {out / 'probe.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashtok import __version__
 
@@ -352,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
     common(p)
     p.set_defaults(func=cmd_eval_recon)
+
+    p = eval_sub.add_parser("probe", help="linear probes + kNN: log-mel vs semantic vs latents, every corpus task")
+    p.add_argument("corpus", help="corpus folder (from dashtok data build)")
+    p.add_argument("--max-per-split", type=int, help="use at most this many clips per split")
+    p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    common(p)
+    p.set_defaults(func=cmd_eval_probe)
 
     sub.add_parser("train", help="run a training stage: dashtok train CONFIG.toml [--set key=value ...]",
                    add_help=False)
