@@ -155,9 +155,9 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [f"{r[rep]['linear']:.3f} ± {r[rep]['linear_std']:.3f}" for rep in REPRESENTATIONS]
         knn = " / ".join(f"{r[rep]['knn']:.3f}" for rep in REPRESENTATIONS)
         lines.append(f"| {name} | {r['classes']} | {r['chance']:.3f} | " + " | ".join(cells) + f" | {knn} |")
-    lines += ["", "Test accuracy of linear probes (mean ± std over 3 bootstrap seeds; L2 penalty chosen on valid) on mean-"
-              "pooled features. The no-injection ablation decodes from the *semantic* features, so its understanding "
-              "scores are the semantic column."]
+    lines += ["", "Test accuracy of linear probes (mean ± std over 3 bootstrap seeds; L2 penalty chosen on valid) "
+              "on mean-pooled features. The no-injection ablation decodes from the *semantic* features, so its "
+              "understanding scores are the semantic column."]
     return "\n".join(lines) + "\n"
 
 
