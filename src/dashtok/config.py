@@ -9,10 +9,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal, TypeVar
 
 TopDbScope = Literal["example", "batch"]
+T = TypeVar("T")
+
+
+def dataclass_from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> T:
+    """Build a (nested) config dataclass from plain data (JSON, TOML), refusing unknown keys by name.
+
+    A field whose default is a dataclass is built recursively; lists become tuples (configs are frozen).
+    """
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(d) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {where or cls.__name__} config keys: {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        f = known[key]
+        default = f.default_factory() if f.default_factory is not MISSING else None
+        if is_dataclass(default) and isinstance(value, Mapping):
+            kwargs[key] = dataclass_from_dict(type(default), value, key)
+        else:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -171,28 +193,7 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
-        parts = {
-            "frontend": FrontendConfig,
-            "encoder": EncoderConfig,
-            "injection": InjectionConfig,
-            "decoder": DecoderConfig,
-        }
-        kwargs: dict[str, Any] = {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TokenizerConfig fields: {sorted(unknown)}")
-        for key, value in d.items():
-            if key in parts:
-                sub = parts[key]
-                sub_known = {f.name for f in fields(sub)}
-                bad = set(value) - sub_known
-                if bad:
-                    raise ValueError(f"unknown {key} config fields: {sorted(bad)}")
-                kwargs[key] = sub(**value)
-            else:
-                kwargs[key] = value
-        return cls(**kwargs)
+        return dataclass_from_dict(cls, d)
 
     @classmethod
     def from_json(cls, s: str) -> TokenizerConfig:

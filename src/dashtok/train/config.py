@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
+
+from dashtok.config import dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -66,22 +68,7 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:
-        subs = {"data": DataConfig, "mae": MAEConfig, "tokenizer": TokenizerStageConfig}
-        kwargs: dict[str, Any] = {}
-        known = {f.name for f in fields(TrainConfig)}
-        for key, value in d.items():
-            if key not in known:
-                raise ValueError(f"unknown training config key {key!r}")
-            if key in subs:
-                sub_known = {f.name for f in fields(subs[key])}
-                bad = set(value) - sub_known
-                if bad:
-                    raise ValueError(f"unknown [{key}] keys: {sorted(bad)}")
-                value = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-                kwargs[key] = subs[key](**value)
-            else:
-                kwargs[key] = value
-        return TrainConfig(**kwargs)
+        return dataclass_from_dict(TrainConfig, d, "training")
 
     @staticmethod
     def load(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
