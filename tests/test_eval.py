@@ -104,3 +104,27 @@ def test_probe_report_on_a_tiny_corpus(tmp_path: Path, tiny_ckpt: Path) -> None:
     for row in report["tasks"].values():
         for rep in ("logmel", "semantic", "latents"):
             assert 0.0 <= row[rep]["linear"] <= 1.0 and 0.0 <= row[rep]["knn"] <= 1.0
+
+
+def test_xares_encoder_contract(tiny_ckpt: Path) -> None:
+    """The checks X-ARES's audio_encoder_checker makes (both the tensor and the (audio, mask) variant), offline."""
+    import inspect
+
+    from dashtok.eval.xares_encoder import DashtokEncoder
+
+    enc = DashtokEncoder(str(tiny_ckpt))
+    assert type(enc).__name__.endswith("Encoder") and isinstance(enc, torch.nn.Module)
+    assert (enc.output_dim, enc.sampling_rate, enc.hop_size_in_ms) == (32, 16000, 40.0)
+    assert len(inspect.signature(enc.forward).parameters) >= 2
+    x = torch.randn(2, 50000)
+    out = enc(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 78, 32)
+    masked = DashtokEncoder(str(tiny_ckpt), return_mask=True)
+    attention = torch.ones(3, 50000, dtype=torch.long)
+    attention[1, 30000:] = 0
+    feats, mask = masked(torch.randn(3, 50000), attention)
+    assert feats.shape == (3, 78, 32) and mask.shape == (3, 78) and mask.dtype == torch.bool
+    assert int(mask[1].sum()) == 47 and bool(mask[0].all())
+    semantic = DashtokEncoder(str(tiny_ckpt), features="semantic")(x)
+    assert semantic.shape == (2, 78, 32) and not torch.equal(semantic, out)
+    assert enc(torch.randn(1, 100)).shape == (1, 1, 32)  # shorter than a frame: padded, not refused
