@@ -128,3 +128,16 @@ def test_xares_encoder_contract(tiny_ckpt: Path) -> None:
     semantic = DashtokEncoder(str(tiny_ckpt), features="semantic")(x)
     assert semantic.shape == (2, 78, 32) and not torch.equal(semantic, out)
     assert enc(torch.randn(1, 100)).shape == (1, 1, 32)  # shorter than a frame: padded, not refused
+
+
+def test_dnsmos_and_speaker_similarity_rank_known_cases() -> None:
+    rng = np.random.default_rng(0)
+    x = speechlike(4.0)
+    noisy = np.clip(x + 0.2 * rng.standard_normal(len(x)).astype(np.float32), -1, 1)
+    clean_mos, noisy_mos = metrics.dnsmos(x), metrics.dnsmos(noisy)
+    assert clean_mos is not None and noisy_mos is not None
+    assert noisy_mos["bak"] < clean_mos["bak"]  # loud white noise: a worse background score
+    same = metrics.speaker_similarity(x, x)
+    other = metrics.speaker_similarity(x, speechlike(4.0, seed=3) * 0 + np.sin(np.arange(len(x)) * 0.3))
+    assert same is not None and other is not None
+    assert same == pytest.approx(1.0, abs=1e-4) and other < same

@@ -1,12 +1,14 @@
 """Reconstruction measures used by ``dashtok reconstruct``, the evaluation and the training losses.
 
-Pure torch: SI-SDR and a multi-resolution log-mel distance. PESQ and STOI come from the optional ``pesq`` and
-``pystoi`` packages (the ``eval`` extra); without them those entries are None, never a made-up number.
+Pure torch: SI-SDR and a multi-resolution log-mel distance. PESQ, STOI, DNSMOS (``speechmos``, its ONNX models ship
+inside the package) and speaker similarity (``Resemblyzer``, its weights ship inside too) come from the optional
+``eval`` extra; without them those entries are None, never a made-up number.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -86,3 +88,34 @@ def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) 
     n = min(len(reference), len(estimate))
     return float(_stoi(np.asarray(reference[:n], dtype=np.float64), np.asarray(estimate[:n], dtype=np.float64),
                        sample_rate, extended=False))
+
+
+def dnsmos(audio: np.ndarray, sample_rate: int = 16000) -> dict[str, float] | None:
+    """DNSMOS P.835 (signal, background, overall) and P.808 MOS of one 16 kHz clip, or None without speechmos."""
+    try:
+        from speechmos import dnsmos as _dnsmos
+    except ImportError:
+        return None
+    x = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    r = _dnsmos.run(x, sample_rate)
+    return {"ovrl": float(r["ovrl_mos"]), "sig": float(r["sig_mos"]), "bak": float(r["bak_mos"]),
+            "p808": float(r["p808_mos"])}
+
+
+@lru_cache(maxsize=1)
+def _voice_encoder() -> object:
+    from resemblyzer import VoiceEncoder
+
+    return VoiceEncoder("cpu", verbose=False)
+
+
+def speaker_similarity(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) -> float | None:
+    """Cosine similarity of Resemblyzer speaker embeddings (1 = same voice), or None without Resemblyzer."""
+    try:
+        from resemblyzer import preprocess_wav
+    except ImportError:
+        return None
+    enc = _voice_encoder()
+    a = enc.embed_utterance(preprocess_wav(np.asarray(reference, dtype=np.float32), sample_rate))  # type: ignore
+    b = enc.embed_utterance(preprocess_wav(np.asarray(estimate, dtype=np.float32), sample_rate))  # type: ignore
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))

@@ -2,7 +2,8 @@
 
 Inputs: corpus manifests (clips grouped by their ``source``; mixtures are skipped, they are enhancement inputs) or
 folders of audio (grouped by folder name). Measures: multi-resolution mel distance and SI-SDR on every clip;
-wide-band PESQ and STOI on speech (they are speech measures). Writes ``recon.json`` and ``recon.md``.
+wide-band PESQ, STOI, DNSMOS and speaker similarity on speech (they are speech measures). Writes ``recon.json`` and
+``recon.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dashtok.audio_io import find_audio_files, load_audio
 from dashtok.data.manifest import read_manifest
 from dashtok.tokenizer import Tokenizer
 
-MEASURES = ("mel_distance", "si_sdr", "pesq_wb", "stoi")
+MEASURES = ("mel_distance", "si_sdr", "pesq_wb", "stoi", "dnsmos_ovrl", "dnsmos_ovrl_input", "speaker_sim")
 
 
 def mean_ci(values: list[float]) -> dict[str, float]:
@@ -63,6 +64,12 @@ def score_clip(model: Tokenizer, path: Path, domain: str) -> dict[str, float]:
                 value = None
             if value is not None:
                 row[key] = value
+        mos_out, mos_in = metrics.dnsmos(y, model.sample_rate), metrics.dnsmos(x, model.sample_rate)
+        if mos_out is not None and mos_in is not None:
+            row["dnsmos_ovrl"], row["dnsmos_ovrl_input"] = mos_out["ovrl"], mos_in["ovrl"]
+        sim = metrics.speaker_similarity(x, y, model.sample_rate)
+        if sim is not None:
+            row["speaker_sim"] = sim
     return row
 
 
@@ -83,12 +90,14 @@ def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Reconstruction: {report['model_id']}", "",
-             "| source | n | mel distance ↓ | SI-SDR (dB) ↑ | PESQ-WB ↑ | STOI ↑ |", "|---|---|---|---|---|---|"]
+             "| source | n | mel distance ↓ | SI-SDR (dB) ↑ | PESQ-WB ↑ | STOI ↑ | DNSMOS ↑ | DNSMOS of input | "
+             "speaker sim. ↑ |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["groups"].items():
         cells = [f"{r[k]['mean']:.3f} ± {r[k]['ci95']:.3f}" if k in r else "–" for k in MEASURES]
         n = r["mel_distance"]["n"] if "mel_distance" in r else 0
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
-    lines += ["", "± is the half-width of a 95 % confidence interval over clips. PESQ-WB and STOI on speech only."]
+    lines += ["", "± is the half-width of a 95 % confidence interval over clips. Speech measures (PESQ-WB, STOI, "
+              "DNSMOS overall of the reconstruction and of the input, Resemblyzer speaker similarity) on speech only."]
     return "\n".join(lines) + "\n"
 
 
