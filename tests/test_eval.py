@@ -93,12 +93,18 @@ def test_probe_separates_clear_classes_and_is_at_chance_on_shuffled_labels() -> 
 
 
 @pytest.mark.skipif(not Path("/usr/bin/espeak-ng").exists(), reason="audio tools missing")
-def test_probe_report_on_a_tiny_corpus(tmp_path: Path, tiny_ckpt: Path) -> None:
+def test_full_report_on_a_tiny_corpus(tmp_path: Path, tiny_ckpt: Path) -> None:
     from dashtok.data.build import build
 
     build(tmp_path / "corpus", preset="tiny", seed=1, log=False)
-    out = tmp_path / "probe"
-    assert main(["eval", "probe", str(tmp_path / "corpus"), "-o", str(out), "-c", str(tiny_ckpt)]) == 0
+    out = tmp_path / "eval"
+    assert main(["eval", "all", str(tmp_path / "corpus"), "-o", str(out), "-c", str(tiny_ckpt),
+                 "--max-per-source", "2"]) == 0
+    assert (out / "probe_bars.png").is_file() and (out / "spectrogram_real-speech.png").is_file()
+    text = (out / "report.md").read_text()
+    assert "## Reconstruction" in text and "## Linear probes" in text and "| real-speech |" in text
+    recon = json.loads((out / "recon.json").read_text())
+    assert recon["groups"]["real-speech"]["mel_distance"]["n"] == 2
     report = json.loads((out / "probe.json").read_text())
     assert report["tasks"], "no task had enough clips"
     for row in report["tasks"].values():

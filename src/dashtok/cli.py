@@ -285,7 +285,7 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
     out = Path(args.output)
     _refuse_overwrite([out / "recon.json"], args.force)
     model = _load_model(args.checkpoint, args.device)
-    report = evaluate_recon(model, args.manifest, args.folder, args.max_per_source)
+    report = evaluate_recon(model, args.manifest, args.folder, args.max_per_source, plots=out)
     write_report(report, out)
     print(markdown(report))
     print(f"wrote {out / 'recon.json'} and {out / 'recon.md'}")
@@ -305,6 +305,31 @@ def cmd_eval_probe(args: argparse.Namespace) -> int:
     write_report(report, out)
     print(markdown(report))
     print(f"wrote {out / 'probe.json'} and {out / 'probe.md'}")
+    return 0
+
+
+def cmd_eval_all(args: argparse.Namespace) -> int:
+    """Reconstruction on the corpus test split + probes on all splits -> one report.md."""
+    from dashtok.eval import probe, recon
+
+    corpus, out = Path(args.corpus), Path(args.output)
+    if not (corpus / "test.jsonl").is_file():
+        raise CliError(f"{corpus}: not a corpus folder (no test.jsonl; build one with dashtok data build)")
+    _refuse_overwrite([out / "report.md"], args.force)
+    model = _load_model(args.checkpoint, args.device)
+    t0 = time.perf_counter()
+    rec = recon.evaluate_recon(model, [str(corpus / "test.jsonl")], [], args.max_per_source, plots=out)
+    recon.write_report(rec, out)
+    prb = probe.evaluate_probes(model, corpus, args.max_per_split)
+    probe.write_report(prb, out)
+    minutes = (time.perf_counter() - t0) / 60
+    header = (f"# dashtok evaluation: {model.model_id}\n\ntrained: {model.training_record.get('trained', False)}; "
+              f"corpus {corpus}; {minutes:.1f} min on {torch.get_num_threads()} CPU threads\n\n")
+    body = (out / "recon.md").read_text() + "\n" + (out / "probe.md").read_text()
+    (out / "report.md").write_text(header + body.replace("# Reconstruction", "## Reconstruction")
+                                   .replace("# Linear probes", "## Linear probes"))
+    print(header + body)
+    print(f"wrote {out / 'report.md'}")
     return 0
 
 
@@ -368,6 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
     common(p)
     p.set_defaults(func=cmd_eval_recon)
+
+    p = eval_sub.add_parser("all", help="reconstruction (test split) + probes (all splits) -> report.md with plots")
+    p.add_argument("corpus", help="corpus folder (from dashtok data build)")
+    p.add_argument("--max-per-source", type=int, default=40, help="reconstruction clips per source (default: 40)")
+    p.add_argument("--max-per-split", type=int, help="probe clips per split (default: all)")
+    p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    common(p)
+    p.set_defaults(func=cmd_eval_all)
 
     p = eval_sub.add_parser("probe", help="linear probes + kNN: log-mel vs semantic vs latents, every corpus task")
     p.add_argument("corpus", help="corpus folder (from dashtok data build)")

@@ -162,6 +162,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
+    from dashtok.eval.plots import probe_bars
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "probe.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "probe.md").write_text(markdown(report))
+    probe_bars(out / "probe_bars.png", report, REPRESENTATIONS)
+    (out / "probe.md").write_text(markdown(report) + "\n![per-task test accuracy](probe_bars.png)\n")

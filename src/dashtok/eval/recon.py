@@ -49,12 +49,16 @@ def collect(manifests: list[str], folders: list[str], max_per_group: int | None)
     return groups
 
 
-def score_clip(model: Tokenizer, path: Path, domain: str) -> dict[str, float]:
+def score_clip(model: Tokenizer, path: Path, domain: str, plot: Path | None = None) -> dict[str, float]:
     x = load_audio(path, model.sample_rate)
     if len(x) < model.config.min_num_samples:
         return {}
     y = model.decode(model.encode(x).latents).audio[0].cpu().numpy()[: len(x)]
     x = x[: len(y)]
+    if plot is not None:
+        from dashtok.eval.plots import spectrograms
+
+        spectrograms(plot, x, y, path.stem)
     row = {"mel_distance": float(metrics.mel_distance(x, y)[0]), "si_sdr": float(metrics.si_sdr(x, y)[0])}
     if domain == "speech":
         for key, fn in (("pesq_wb", metrics.pesq_wb), ("stoi", metrics.stoi)):
@@ -74,14 +78,16 @@ def score_clip(model: Tokenizer, path: Path, domain: str) -> dict[str, float]:
 
 
 def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
-                   max_per_group: int | None = None) -> dict[str, Any]:
+                   max_per_group: int | None = None, plots: Path | None = None) -> dict[str, Any]:
+    """Scores per group; with ``plots``, a before/after spectrogram PNG of each group's first clip goes there."""
     groups = collect(manifests, folders, max_per_group)
     t0 = time.perf_counter()
     results: dict[str, Any] = {}
     for name, items in sorted(groups.items()):
         per: dict[str, list[float]] = defaultdict(list)
-        for path, domain in items:
-            for key, value in score_clip(model, path, domain).items():
+        for k, (path, domain) in enumerate(items):
+            plot = plots / f"spectrogram_{name}.png" if plots is not None and k == 0 else None
+            for key, value in score_clip(model, path, domain, plot).items():
                 per[key].append(value)
         results[name] = {k: mean_ci(per[k]) for k in MEASURES if per[k]}
     return {"model_id": model.model_id, "trained": bool(model.training_record.get("trained", False)),
@@ -104,4 +110,8 @@ def markdown(report: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "recon.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "recon.md").write_text(markdown(report))
+    text = markdown(report)
+    pngs = sorted(out.glob("spectrogram_*.png"))
+    if pngs:
+        text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
+    (out / "recon.md").write_text(text)

@@ -313,25 +313,12 @@ def evaluate(model: Tokenizer, bank: AudioBank, out_dir: Path | None = None) -> 
 
 def _save_sample(out_dir: Path, name: str, x: np.ndarray, y: np.ndarray) -> None:
     from dashtok.audio_io import write_audio
+    from dashtok.eval.plots import spectrograms
 
     stem = Path(name).name.replace(":", "_")
     write_audio(out_dir / f"{stem}.orig.wav", x, SAMPLE_RATE)
     write_audio(out_dir / f"{stem}.recon.wav", y, SAMPLE_RATE)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    for ax, sig, title in ((axes[0], x, "original"), (axes[1], y, "reconstruction")):
-        spec = metrics.log_mel(torch.from_numpy(sig)[None], metrics.MEL_RESOLUTIONS[1], SAMPLE_RATE)[0]
-        ax.imshow(spec.numpy(), origin="lower", aspect="auto", vmin=-5, vmax=1)
-        ax.set_title(f"{stem}: {title}")
-    fig.tight_layout()
-    fig.savefig(out_dir / f"{stem}.png", dpi=80)
-    plt.close(fig)
+    spectrograms(out_dir / f"{stem}.png", x, y, stem)
 
 
 def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
