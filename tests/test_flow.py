@@ -47,3 +47,34 @@ def test_guidance_scale() -> None:
     assert torch.equal(guided(cond, uncond, 1.0)(x, t), torch.ones(1, 2, 2))
     assert torch.equal(guided(cond, uncond, 3.0)(x, t), torch.full((1, 2, 2), 3.0))
     assert torch.equal(guided(cond, uncond, 0.0)(x, t), torch.zeros(1, 2, 2))
+
+
+def test_velocity_net_shapes_masks_and_a_few_steps_of_learning() -> None:
+    from dashtok.generate.flow import flow_loss, sample
+    from dashtok.generate.velocity_net import VelocityNet, VelocityNetConfig
+
+    torch.manual_seed(0)
+    net = VelocityNet(VelocityNetConfig(latent_dim=8, text_dim=12, dim=32, depth=2, heads=4))
+    x, t = torch.randn(2, 10, 8), torch.rand(2)
+    text, text_mask = torch.randn(2, 5, 12), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert net(x, t, text, text_mask).shape == (2, 10, 8)
+    assert net(x, t).shape == (2, 10, 8)  # unconditional
+    # A frame of item 0 does not see item 0's padded frames, whatever they hold.
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[0, 6:] = False
+    y = x.clone()
+    y[0, 6:] = 100.0
+    torch.testing.assert_close(net(x, t, text, text_mask, mask)[0, :6], net(y, t, text, text_mask, mask)[0, :6])
+    # Learns a fixed target quickly: the loss goes down.
+    data = torch.randn(1, 10, 8).expand(8, -1, -1)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for step in range(60):
+        loss = flow_loss(lambda xt, tt: net(xt, tt), data, torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
+    out = sample(lambda xt, tt: net(xt, tt), torch.randn(2, 10, 8, generator=torch.Generator().manual_seed(9)), 16)
+    assert out.shape == (2, 10, 8) and torch.isfinite(out).all()
