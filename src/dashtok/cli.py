@@ -333,6 +333,31 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from dashtok.generate.model import TextToAudio
+    from dashtok.generate.text import TextEncoder
+
+    out = Path(args.output)
+    _refuse_overwrite([out], args.force)
+    if not Path(args.generator).is_file():
+        raise CliError(f"{args.generator}: no such generator checkpoint "
+                       f"(train one: dashtok train configs/flow_small.toml)")
+    try:
+        gen = TextToAudio.load(args.generator)
+    except CheckpointError as err:
+        raise CliError(str(err)) from None
+    tokenizer = _load_model(args.checkpoint, args.device)
+    text, mask = TextEncoder(args.device)([args.caption])
+    try:
+        audio = gen.to(args.device).generate(tokenizer, text, mask, args.seconds, args.steps, args.guidance, args.seed)
+    except (CheckpointError, ValueError) as err:
+        raise CliError(str(err)) from None
+    write_audio(out, audio[0].cpu().numpy(), tokenizer.sample_rate)
+    print(f"wrote {out} ({audio.shape[1] / tokenizer.sample_rate:.2f} s, seed {args.seed}, {args.steps} steps, "
+          f"guidance {args.guidance})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashtok import __version__
 
@@ -408,6 +433,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
     common(p)
     p.set_defaults(func=cmd_eval_probe)
+
+    p = sub.add_parser("generate", help="text-to-audio: sample dashtok latents from a caption and decode them")
+    p.add_argument("caption", help='e.g. "a violin plays a slow melody"')
+    p.add_argument("--seconds", type=float, default=5.0, help="duration (default: 5)")
+    p.add_argument("-o", "--output", required=True, help="output .wav/.flac")
+    p.add_argument("--generator", "-g", required=True, help="generator checkpoint (from dashtok train, stage flow)")
+    p.add_argument("--steps", type=int, default=32, help="Euler steps (default: 32)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    common(p)
+    p.set_defaults(func=cmd_generate)
 
     sub.add_parser("train", help="run a training stage: dashtok train CONFIG.toml [--set key=value ...]",
                    add_help=False)

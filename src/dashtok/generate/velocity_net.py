@@ -93,13 +93,20 @@ class VelocityNet(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor | None = None,
-                text_mask: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+                text_mask: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
+                drop_text: torch.Tensor | None = None) -> torch.Tensor:
+        """``drop_text`` (B,) bool replaces those items' captions by the null token (caption dropout for CFG)."""
         b, n, _ = x.shape
         if text is None:  # unconditional: the learned null token
             text = self.null_text.expand(b, 1, -1)
             text_mask = torch.ones(b, 1, dtype=torch.bool, device=x.device)
         elif text_mask is None:
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=x.device)
+        if drop_text is not None and bool(drop_text.any()):
+            first = torch.zeros_like(text_mask)
+            first[:, 0] = True
+            text = torch.where(drop_text[:, None, None], self.null_text.expand_as(text), text)
+            text_mask = torch.where(drop_text[:, None], first, text_mask)
         t_emb = self.time_fc2(F.silu(self.time_fc1(sinusoid(t * 1000.0, self.config.dim))))
         pos = sinusoid(torch.arange(n, device=x.device), self.config.dim)
         h = self.inp(x) + pos

@@ -48,8 +48,19 @@ class TokenizerStageConfig:
 
 
 @dataclass(frozen=True)
+class FlowStageConfig:
+    tokenizer: str = ""  # tokenizer checkpoint whose latents are modelled ("" = the bundled default)
+    dim: int = 256
+    depth: int = 6
+    heads: int = 4
+    max_seconds: float = 6.0  # training crops
+    caption_dropout: float = 0.1  # for classifier-free guidance
+    name: str = "dashtok-tta-small"
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    stage: str  # "mae" | "tokenizer"
+    stage: str  # "mae" | "tokenizer" | "flow"
     out: str
     seed: int = 0
     steps: int = 1000
@@ -65,6 +76,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
     tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
+    flow: FlowStageConfig = field(default_factory=FlowStageConfig)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:

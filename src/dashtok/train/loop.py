@@ -419,4 +419,8 @@ def train(cfg: TrainConfig) -> Path:
         return run_mae(cfg, rank, world)
     if cfg.stage == "tokenizer":
         return run_tokenizer(cfg, rank, world)
-    raise ValueError(f"unknown stage {cfg.stage!r} (mae | tokenizer)")
+    if cfg.stage == "flow":
+        from dashtok.train.flow_stage import run_flow
+
+        return run_flow(cfg, rank, world)
+    raise ValueError(f"unknown stage {cfg.stage!r} (mae | tokenizer | flow)")
