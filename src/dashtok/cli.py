@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from dashtok.audio_io import AudioError, find_audio_files, load_audio, write_aud
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
 from dashtok.latents_io import LatentFile, LatentFileError, check_compatible, read_latents, write_latents
 from dashtok.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from dashtok.generate.enhance import LatentEnhancer
 
 FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError)
 
@@ -358,6 +361,48 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_enhancer(path: str) -> LatentEnhancer:
+    from dashtok.generate.enhance import LatentEnhancer
+
+    if not Path(path).is_file():
+        raise CliError(f"{path}: no such enhancer checkpoint (train one: dashtok train configs/enhance_small.toml)")
+    try:
+        return LatentEnhancer.load(path)
+    except CheckpointError as err:
+        raise CliError(str(err)) from None
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    jobs = _jobs(args.inputs, args.output, ".enhanced.wav", (".wav", ".flac"))
+    _refuse_overwrite([j.target for j in jobs], args.force)
+    enhancer = _load_enhancer(args.enhancer)
+    model = _load_model(args.checkpoint, args.device)
+    if model.model_id != enhancer.tokenizer_id:
+        raise CliError(f"{args.enhancer} was trained on latents of {enhancer.tokenizer_id!r}, not of "
+                       f"{model.model_id!r}: pass the matching --checkpoint")
+
+    def work(job: Job) -> None:
+        audio = load_audio(job.source, model.sample_rate, max_seconds=args.max_seconds)
+        write_audio(job.target, enhancer.enhance(model, audio), model.sample_rate)
+
+    return _run(jobs, "enhance", work, args.quiet)
+
+
+def cmd_eval_se(args: argparse.Namespace) -> int:
+    from dashtok.eval.se import evaluate_se, markdown, write_report
+
+    corpus, out = Path(args.corpus), Path(args.output)
+    if not (corpus / "test.jsonl").is_file():
+        raise CliError(f"{corpus}: not a corpus folder (no test.jsonl)")
+    _refuse_overwrite([out / "se.json"], args.force)
+    enhancer = _load_enhancer(args.enhancer)
+    report = evaluate_se(_load_model(args.checkpoint, args.device), enhancer, corpus, args.max_per_group)
+    write_report(report, out)
+    print(markdown(report))
+    print(f"wrote {out / 'se.json'} and {out / 'se.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dashtok import __version__
 
@@ -427,6 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_eval_all)
 
+    p = eval_sub.add_parser("se", help="speech enhancement on the test mixtures: noisy vs Wiener vs dashtok")
+    p.add_argument("corpus", help="corpus folder (from dashtok data build)")
+    p.add_argument("--enhancer", "-e", required=True, help="enhancer checkpoint")
+    p.add_argument("--max-per-group", type=int, help="at most this many mixtures per group")
+    p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    common(p)
+    p.set_defaults(func=cmd_eval_se)
+
     p = eval_sub.add_parser("probe", help="linear probes + kNN: log-mel vs semantic vs latents, every corpus task")
     p.add_argument("corpus", help="corpus folder (from dashtok data build)")
     p.add_argument("--max-per-split", type=int, help="use at most this many clips per split")
@@ -444,6 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     common(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("enhance", help="speech enhancement in latent space: noisy files -> enhanced files")
+    p.add_argument("inputs", nargs="+", help="noisy audio files and/or directories")
+    p.add_argument("-o", "--output", help="output .wav (one input) or directory (default: beside each input)")
+    p.add_argument("--enhancer", "-e", required=True, help="enhancer checkpoint (from dashtok train, stage enhance)")
+    p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    common(p)
+    p.set_defaults(func=cmd_enhance)
 
     sub.add_parser("train", help="run a training stage: dashtok train CONFIG.toml [--set key=value ...]",
                    add_help=False)

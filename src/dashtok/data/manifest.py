@@ -61,3 +61,18 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Clip]:
             except (json.JSONDecodeError, TypeError) as err:
                 raise ValueError(f"{p}:{lineno}: not a manifest row ({err})") from None
     return clips
+
+
+def mixture_pairs(manifests: tuple[str, ...]) -> list[tuple[Path, Path, float]]:
+    """(noisy file, clean file, gain of the clean target) for every mixture whose clean clip is in the manifests."""
+    clips: dict[str, tuple[Path, Clip]] = {}
+    for m in manifests:
+        for c in read_manifest(m):
+            clips[c.id] = (Path(m).parent, c)
+    pairs = []
+    for root, c in clips.values():
+        clean_id = c.labels.get("clean_id")
+        if c.domain == "mixture" and clean_id in clips:
+            croot, clean = clips[clean_id]
+            pairs.append((root / c.path, croot / clean.path, float(c.labels.get("gain", 1.0))))
+    return pairs

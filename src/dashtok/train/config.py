@@ -59,8 +59,17 @@ class FlowStageConfig:
 
 
 @dataclass(frozen=True)
+class EnhanceStageConfig:
+    tokenizer: str = ""  # tokenizer checkpoint ("" = the bundled default)
+    dim: int = 256
+    depth: int = 4
+    heads: int = 4
+    segment_frames: int = 100  # 4 s crops
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    stage: str  # "mae" | "tokenizer" | "flow"
+    stage: str  # "mae" | "tokenizer" | "flow" | "enhance"
     out: str
     seed: int = 0
     steps: int = 1000
@@ -77,6 +86,7 @@ class TrainConfig:
     mae: MAEConfig = field(default_factory=MAEConfig)
     tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
     flow: FlowStageConfig = field(default_factory=FlowStageConfig)
+    enhance: EnhanceStageConfig = field(default_factory=EnhanceStageConfig)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:

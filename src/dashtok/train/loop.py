@@ -423,4 +423,8 @@ def train(cfg: TrainConfig) -> Path:
         from dashtok.train.flow_stage import run_flow
 
         return run_flow(cfg, rank, world)
-    raise ValueError(f"unknown stage {cfg.stage!r} (mae | tokenizer | flow)")
+    if cfg.stage == "enhance":
+        from dashtok.train.enhance_stage import run_enhance
+
+        return run_enhance(cfg, rank, world)
+    raise ValueError(f"unknown stage {cfg.stage!r} (mae | tokenizer | flow | enhance)")

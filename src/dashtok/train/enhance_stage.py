@@ -1,0 +1,98 @@
+"""Stage 4: speech enhancement in latent space, trained on the corpus mixtures (noisy speech, its clean source).
+
+The clean target of a mixture is its clean clip times the mixture's render gain (mixtures that would have clipped
+were scaled down as a whole). Latents of both, normalised per channel, are cached once; the loss is the MSE between
+enhanced and clean latents on random crops.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dashtok.audio_io import load_audio
+from dashtok.data.manifest import mixture_pairs
+from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
+from dashtok.masking import lengths_to_mask
+from dashtok.tokenizer import Tokenizer
+from dashtok.train.config import TrainConfig
+from dashtok.train.data import batch_generator
+from dashtok.train.loop import Run, _device, _rng_state, _say, _set_rng_state, _wrap, lr_factor, rank_checksums
+
+
+def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
+    torch.manual_seed(cfg.seed)
+    device = _device(rank)
+    run = Run(cfg.out, rank)
+    e = cfg.enhance
+    tokenizer = Tokenizer.from_pretrained(e.tokenizer or None).eval()
+    model = LatentEnhancer(EnhancerConfig(tokenizer.latent_dim, e.dim, e.depth, e.heads), tokenizer.model_id)
+    model = model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    step = 0
+    if (latest := run.latest()) is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(latest / "enhancer.safetensors")), strict=True)
+        state = torch.load(latest / "train_state.pt", weights_only=False)
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        _set_rng_state(state["rng"])
+        _say(rank, f"enhance: resumed from {latest} at step {step}")
+    t0 = time.perf_counter()
+    noisy_z: list[torch.Tensor] = []
+    clean_z: list[torch.Tensor] = []
+    for noisy_path, clean_path, gain in mixture_pairs(cfg.data.manifests):
+        noisy = load_audio(noisy_path, tokenizer.sample_rate)
+        clean = load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain
+        if len(noisy) < tokenizer.config.min_num_samples:
+            continue
+        noisy_z.append(tokenizer.normalize_latents(tokenizer.encode(noisy).latents[0]).cpu())
+        clean_z.append(tokenizer.normalize_latents(tokenizer.encode(clean).latents[0]).cpu())
+    if not noisy_z:
+        raise ValueError("no (mixture, clean) pairs found in the manifests")
+    frames = np.array([len(z) for z in noisy_z])
+    _say(rank, f"enhance: {len(noisy_z)} noisy/clean pairs cached in {time.perf_counter() - t0:.0f} s; "
+               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    net = _wrap(model, world)
+    per_rank = cfg.batch_size // world
+    t0 = time.perf_counter()
+    while step < cfg.steps:
+        gen = batch_generator(cfg.seed, step, rank)
+        idx = torch.multinomial(torch.from_numpy(frames.astype(np.float64)), per_rank, replacement=True,
+                                generator=gen).tolist()
+        crops = []
+        for i in idx:
+            start = int(torch.randint(0, max(1, int(frames[i]) - e.segment_frames + 1), (), generator=gen))
+            crops.append((noisy_z[i][start : start + e.segment_frames], clean_z[i][start : start + e.segment_frames]))
+        lengths = torch.tensor([len(n) for n, _ in crops])
+        x = torch.zeros(per_rank, int(lengths.max()), tokenizer.latent_dim)
+        y = torch.zeros_like(x)
+        for j, (n, c) in enumerate(crops):
+            x[j, : len(n)], y[j, : len(c)] = n, c
+        mask = lengths_to_mask(lengths, x.shape[1]).to(device)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg)
+        err = (net(x.to(device), mask) - y.to(device)).square().mean(-1)
+        loss = (err * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), "enhance/mse": float(loss.detach()),
+                     "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"]})
+            _say(rank, f"enhance: step {step} mse {float(loss.detach()):.4f}")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            run.save(step, {"enhancer": model.state_dict()}, {"opt": opt.state_dict(), "step": step,
+                                                              "rng": _rng_state(),
+                                                              "rank_checksums": rank_checksums(model, world)})
+    final = run.out / "enhancer.safetensors"
+    if rank == 0:
+        model.save(final, training={"trained": True, "stage": "enhance", "steps": cfg.steps, "seed": cfg.seed,
+                                    "tokenizer": tokenizer.model_id, "pairs": len(noisy_z)})
+    return final
