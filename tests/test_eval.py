@@ -20,6 +20,7 @@ def test_identical_signals_score_best() -> None:
     assert float(metrics.si_sdr(x, x)[0]) > 100
     assert metrics.stoi(x, x) == pytest.approx(1.0, abs=1e-6)
     assert metrics.pesq_wb(x, x) == pytest.approx(4.64, abs=0.01)  # P.862.2's ceiling
+    assert metrics.pesq_nb(x, x) == pytest.approx(4.55, abs=0.01)  # P.862 MOS-LQO's ceiling
 
 
 @pytest.mark.parametrize("snr", [0.0, 10.0, 20.0])

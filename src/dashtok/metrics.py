@@ -70,13 +70,22 @@ def si_sdr(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.nda
 
 def pesq_wb(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) -> float | None:
     """Wide-band PESQ (ITU-T P.862.2), or None when the ``pesq`` package is not installed."""
+    return _pesq(reference, estimate, sample_rate, "wb")
+
+
+def pesq_nb(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) -> float | None:
+    """Narrow-band PESQ (ITU-T P.862, MOS-LQO), or None when the ``pesq`` package is not installed."""
+    return _pesq(reference, estimate, sample_rate, "nb")
+
+
+def _pesq(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, mode: str) -> float | None:
     try:
         from pesq import pesq
     except ImportError:
         return None
     n = min(len(reference), len(estimate))
     return float(pesq(sample_rate, np.asarray(reference[:n], dtype=np.float64),
-                      np.asarray(estimate[:n], dtype=np.float64), "wb"))
+                      np.asarray(estimate[:n], dtype=np.float64), mode))
 
 
 def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) -> float | None:

@@ -22,7 +22,7 @@ from dashtok.audio_io import find_audio_files, load_audio
 from dashtok.data.manifest import read_manifest
 from dashtok.tokenizer import Tokenizer
 
-MEASURES = ("mel_distance", "si_sdr", "pesq_wb", "stoi", "dnsmos_ovrl", "dnsmos_ovrl_input", "speaker_sim")
+MEASURES = ("mel_distance", "si_sdr", "pesq_wb", "pesq_nb", "stoi", "dnsmos_ovrl", "dnsmos_ovrl_input", "speaker_sim")
 
 
 def mean_ci(values: list[float]) -> dict[str, float]:
@@ -61,7 +61,7 @@ def score_clip(model: Tokenizer, path: Path, domain: str, plot: Path | None = No
         spectrograms(plot, x, y, path.stem)
     row = {"mel_distance": float(metrics.mel_distance(x, y)[0]), "si_sdr": float(metrics.si_sdr(x, y)[0])}
     if domain == "speech":
-        for key, fn in (("pesq_wb", metrics.pesq_wb), ("stoi", metrics.stoi)):
+        for key, fn in (("pesq_wb", metrics.pesq_wb), ("pesq_nb", metrics.pesq_nb), ("stoi", metrics.stoi)):
             try:
                 value = fn(x, y, model.sample_rate)
             except Exception:  # PESQ refuses some signals (e.g. "no utterance detected")
@@ -96,13 +96,13 @@ def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Reconstruction: {report['model_id']}", "",
-             "| source | n | mel distance ↓ | SI-SDR (dB) ↑ | PESQ-WB ↑ | STOI ↑ | DNSMOS ↑ | DNSMOS of input | "
-             "speaker sim. ↑ |", "|---|---|---|---|---|---|---|---|---|"]
+             "| source | n | mel distance ↓ | SI-SDR (dB) ↑ | PESQ-WB ↑ | PESQ-NB ↑ | STOI ↑ | DNSMOS ↑ | "
+             "DNSMOS of input | speaker sim. ↑ |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["groups"].items():
         cells = [f"{r[k]['mean']:.3f} ± {r[k]['ci95']:.3f}" if k in r else "–" for k in MEASURES]
         n = r["mel_distance"]["n"] if "mel_distance" in r else 0
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
-    lines += ["", "± is the half-width of a 95 % confidence interval over clips. Speech measures (PESQ-WB, STOI, "
+    lines += ["", "± is the half-width of a 95 % confidence interval over clips. Speech measures (PESQ-WB/NB, STOI, "
               "DNSMOS overall of the reconstruction and of the input, Resemblyzer speaker similarity) on speech only."]
     return "\n".join(lines) + "\n"
 
