@@ -128,6 +128,13 @@ def test_bad_audio_is_rejected_clearly(tiny: Tokenizer, bad: np.ndarray, match: 
         tiny.encode(bad)
 
 
+def test_encoded_latents_can_feed_a_trainable_model(tiny: Tokenizer) -> None:
+    z = tiny.encode(speechlike(1.0)).latents
+    probe = torch.nn.Linear(32, 2)
+    probe(z).sum().backward()  # would fail on inference-mode tensors
+    assert probe.weight.grad is not None
+
+
 def test_silent_and_clipped_audio_encode_to_finite_latents(tiny: Tokenizer) -> None:
     silent = tiny.encode(np.zeros(16000, dtype=np.float32)).latents
     clipped = tiny.encode(np.clip(10 * speechlike(1.0), -1, 1)).latents

@@ -135,7 +135,7 @@ class Tokenizer(nn.Module):
         return audio * lengths_to_mask(lengths * self.hop_length, audio.shape[1])
 
     # ---- inference API ----------------------------------------------------------------------------------------
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: its tensors could not feed a trainable probe or generator later
     def encode(self, wav: ArrayLike, lengths: ArrayLike | None = None, sample_rate: int | None = None,
                return_semantic: bool = False) -> EncodeOutput:
         """Audio -> latents.
@@ -150,7 +150,7 @@ class Tokenizer(nn.Module):
         return EncodeOutput(latents=latents, lengths=feats.lengths,
                             semantic=feats.semantic if return_semantic else None)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def decode(self, latents: ArrayLike, lengths: ArrayLike | None = None) -> DecodeOutput:
         """latents (N, D) or (B, N, D), lengths (B,) frames -> audio (B, N * hop_length) at ``sample_rate``.
 

@@ -24,7 +24,7 @@ class TextEncoder:
         self.device = torch.device(device)
         self.max_tokens = max_tokens
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_tokens,
                                return_tensors="pt").to(self.device)
