@@ -61,6 +61,9 @@ def test_plan_is_deterministic_and_splits_are_disjoint() -> None:
             assert c.split == "test" and c.labels["timbre_seen"] is False
         if c.source == "real-speech" or c.labels.get("real"):
             assert c.split == "test"
+        if c.source == "scene":
+            parts = [x for x in a if x.id in c.labels["part_ids"]]
+            assert len(parts) == c.labels["n_sources"] >= 2 and {x.split for x in parts} == {c.split}
         if c.source == "mixture":
             clean = next(x for x in a if x.id == c.labels["clean_id"])
             noise_splits = {x.split for x in a if x.id in c.labels["noise_ids"]}
@@ -75,7 +78,7 @@ def test_built_corpus_has_valid_audio_and_labels(corpus: Path) -> None:
     summary = json.loads((corpus / "build.json").read_text())
     assert summary["total_clips"] == len(clips) > 30
     sources = {c.source for c in clips}
-    assert {"espeak", "flite", "festival", "fluidsynth", "mixture"} <= sources
+    assert {"espeak", "flite", "festival", "fluidsynth", "mixture", "scene"} <= sources
     for c in clips:
         x, sr = sf.read(corpus / c.path, dtype="float32")
         assert sr == 16000 and x.ndim == 1

@@ -51,7 +51,7 @@ PRESETS = {"tiny": Preset(hours=0.03, max_recordings_per_source=4), "small": Pre
            "default": Preset(hours=3.0, max_recordings_per_source=None)}
 # Share of the synthetic hours per source, and the mean clip length used to turn hours into clip counts.
 SHARES = {"espeak": (0.40, 4.0), "flite": (0.08, 3.5), "festival": (0.05, 3.5), "music": (0.32, 3.5),
-          "mixture": (0.15, 4.0)}
+          "mixture": (0.15, 4.0), "scene": (0.03, 4.5)}
 
 
 def plan(hours: float, seed: int, max_recordings: int | None) -> list[Clip]:
@@ -63,7 +63,34 @@ def plan(hours: float, seed: int, max_recordings: int | None) -> list[Clip]:
     clips += plan_music(count["music"], seed)
     clips += plan_hydrogen(max_recordings) + plan_samples(max_recordings) + plan_real_speech(max_recordings)
     clips += plan_mixtures(count["mixture"], seed, clips)
+    clips += plan_scenes(count["scene"], seed, clips)
     return clips
+
+
+def plan_scenes(n: int, seed: int, clips: list[Clip]) -> list[Clip]:
+    """Sound scenes: two to four recordings of one split overlaid at random offsets and levels (multi-label)."""
+    rng = random.Random(f"scene/{seed}")
+    pools: dict[str, list[Clip]] = defaultdict(list)
+    for c in clips:
+        if c.domain == "sound" and c.source != "scene":
+            pools[c.split].append(c)
+    out = []
+    for i in range(n):
+        split = rng.choice(("train",) * 8 + ("valid", "test"))
+        if len(pools[split]) < 2:
+            continue
+        parts = rng.sample(pools[split], rng.randint(2, min(4, len(pools[split]))))
+        names = [str(p.labels.get("drum_class") or p.labels.get("category")) for p in parts]
+        kinds = sorted(set(names))
+        caption = "a sound scene with " + (", ".join(kinds[:-1]) + " and " + kinds[-1] if len(kinds) > 1
+                                           else f"several {kinds[0]} sounds")
+        out.append(Clip(
+            id=f"scene-{i:06d}", source="scene", split=split, domain="sound", caption=caption,
+            labels={"categories": kinds, "n_sources": len(parts), "part_ids": [p.id for p in parts]},
+            params={"parts": [p.id for p in parts], "seconds": round(rng.uniform(3.0, 6.0), 2),
+                    "offsets": [round(rng.uniform(0.0, 0.7), 3) for _ in parts],
+                    "gains_db": [round(rng.uniform(-12.0, 0.0), 1) for _ in parts]}))
+    return out
 
 
 def plan_mixtures(n: int, seed: int, clips: list[Clip]) -> list[Clip]:
@@ -143,12 +170,28 @@ class Renderer:
             return self.fluid.render(midi, p["soundfont"])
         if clip.source == "mixture":
             return self._mix(clip, index)
+        if clip.source == "scene":
+            return self._scene(clip, index)
         if p.get("raw"):
             x, sr = sf.read(p["file"], format="RAW", samplerate=16000, channels=1, subtype="PCM_16", dtype="float32")
             x = resample(x, sr, SAMPLE_RATE)
         else:
             x = load_audio(p["file"], SAMPLE_RATE)
         return x[: int(p["max_seconds"] * SAMPLE_RATE)]
+
+    def _scene(self, clip: Clip, index: dict[str, str]) -> np.ndarray:
+        p = clip.params
+        missing = [i for i in p["parts"] if i not in index]
+        if missing:
+            raise RuntimeError(f"scene parts {missing} were not built")
+        n = int(p["seconds"] * SAMPLE_RATE)
+        out = np.zeros(n, dtype=np.float32)
+        for part, offset, gain_db in zip(p["parts"], p["offsets"], p["gains_db"], strict=True):
+            x = load_audio(self.root / index[part], SAMPLE_RATE)
+            start = int(offset * n)
+            piece = x[: n - start] * 10 ** (gain_db / 20)
+            out[start : start + len(piece)] += piece
+        return out
 
     def _mix(self, clip: Clip, index: dict[str, str]) -> np.ndarray:
         p = clip.params
@@ -225,7 +268,8 @@ def build(out: str | os.PathLike[str], preset: str = "default", hours: float | N
     clips = plan(hours, seed, cfg.max_recordings_per_source)
     root.mkdir(parents=True, exist_ok=True)
     renderer = Renderer(root, seed)
-    stages = [[c for c in clips if c.source != "mixture"], [c for c in clips if c.source == "mixture"]]
+    derived = ("mixture", "scene")  # made from other clips: rendered once those exist
+    stages = [[c for c in clips if c.source not in derived], [c for c in clips if c.source in derived]]
     built: dict[str, Clip] = {}
     rejected: list[dict[str, str]] = []
     ctx = mp.get_context("spawn")  # fork after torch has run threads can deadlock the workers
