@@ -20,7 +20,7 @@ from dashtok.masking import lengths_to_mask
 from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator
-from dashtok.train.loop import Run, _device, _rng_state, _say, _set_rng_state, _wrap, lr_factor, rank_checksums
+from dashtok.train.loop import Run, _device, _say, _wrap, lr_factor
 
 
 def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
@@ -32,16 +32,7 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     model = LatentEnhancer(EnhancerConfig(tokenizer.latent_dim, e.dim, e.depth, e.heads), tokenizer.model_id)
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    step = 0
-    if (latest := run.latest()) is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(latest / "enhancer.safetensors")), strict=True)
-        state = torch.load(latest / "train_state.pt", weights_only=False)
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
-        _set_rng_state(state["rng"])
-        _say(rank, f"enhance: resumed from {latest} at step {step}")
+    step = run.resume({"enhancer": model}, {"opt": opt}, "enhance")
     t0 = time.perf_counter()
     noisy_z: list[torch.Tensor] = []
     clean_z: list[torch.Tensor] = []
@@ -88,9 +79,7 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                      "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"]})
             _say(rank, f"enhance: step {step} mse {float(loss.detach()):.4f}")
         if step % cfg.save_every == 0 or step == cfg.steps:
-            run.save(step, {"enhancer": model.state_dict()}, {"opt": opt.state_dict(), "step": step,
-                                                              "rng": _rng_state(),
-                                                              "rank_checksums": rank_checksums(model, world)})
+            run.checkpoint(step, {"enhancer": model}, {"opt": opt}, world, model)
     final = run.out / "enhancer.safetensors"
     if rank == 0:
         model.save(final, training={"trained": True, "stage": "enhance", "steps": cfg.steps, "seed": cfg.seed,

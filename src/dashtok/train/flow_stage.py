@@ -23,7 +23,7 @@ from dashtok.masking import lengths_to_mask
 from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator
-from dashtok.train.loop import Run, _device, _rng_state, _say, _set_rng_state, _wrap, lr_factor, rank_checksums
+from dashtok.train.loop import Run, _device, _say, _wrap, lr_factor
 
 
 class CaptionedLatents:
@@ -78,16 +78,7 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                                 heads=f.heads)
     model = TextToAudio(net_cfg, tokenizer.model_id).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    step = 0
-    if (latest := run.latest()) is not None:
-        from safetensors.torch import load_file
-
-        model.net.load_state_dict(load_file(str(latest / "net.safetensors")), strict=True)
-        state = torch.load(latest / "train_state.pt", weights_only=False)
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
-        _set_rng_state(state["rng"])
-        _say(rank, f"flow: resumed from {latest} at step {step}")
+    step = run.resume({"net": model.net}, {"opt": opt}, "flow")
     t0 = time.perf_counter()
     data = CaptionedLatents(tokenizer, TextEncoder(), cfg.data.manifests)
     _say(rank, f"flow: {len(data.latents)} captioned clips, {data.frames.sum() / tokenizer.frame_rate / 3600:.2f} h "
@@ -118,9 +109,7 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                      "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"]})
             _say(rank, f"flow: step {step} loss {float(loss.detach()):.4f}")
         if step % cfg.save_every == 0 or step == cfg.steps:
-            run.save(step, {"net": model.net.state_dict()}, {"opt": opt.state_dict(), "step": step,
-                                                             "rng": _rng_state(),
-                                                             "rank_checksums": rank_checksums(model, world)})
+            run.checkpoint(step, {"net": model.net}, {"opt": opt}, world, model)
     final = run.out / "generator.safetensors"
     if rank == 0:
         model.save(final, training={"trained": True, "stage": "flow", "steps": cfg.steps, "seed": cfg.seed,

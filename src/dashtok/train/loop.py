@@ -77,6 +77,28 @@ class Run:
         for old in sorted(self.ckpts.glob("step-*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
+    def resume(self, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], label: str) -> int:
+        """Load the newest checkpoint into ``modules`` and ``optimizers`` (and the RNG); the step to continue from."""
+        latest = self.latest()
+        if latest is None:
+            return 0
+        for name, module in modules.items():
+            module.load_state_dict(load_file(str(latest / f"{name}.safetensors")), strict=True)
+        state = torch.load(latest / "train_state.pt", weights_only=False)
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state[name])
+        _set_rng_state(state["rng"])
+        _say(self.rank, f"{label}: resumed from {latest} at step {state['step']}")
+        return int(state["step"])
+
+    def checkpoint(self, step: int, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                   world: int, trained: nn.Module) -> None:
+        """Save weights, optimizers, step and RNG; with DDP, first check that every rank holds the same weights."""
+        sums = rank_checksums(trained, world)
+        self.save(step, {name: m.state_dict() for name, m in modules.items()},
+                  {**{name: o.state_dict() for name, o in optimizers.items()}, "step": step, "rng": _rng_state(),
+                   "rank_checksums": sums})
+
     def log(self, row: dict[str, Any], name: str = "metrics.csv") -> None:
         if self.rank != 0:
             return
@@ -146,14 +168,7 @@ def run_mae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     run = Run(cfg.out, rank)
     model = MAE(FrontendConfig(), EncoderConfig.preset(cfg.mae.encoder_preset), cfg.mae).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    step = 0
-    if (latest := run.latest()) is not None:
-        model.load_state_dict(load_file(str(latest / "mae.safetensors")), strict=True)
-        state = torch.load(latest / "train_state.pt", weights_only=False)
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
-        _set_rng_state(state["rng"])
-        _say(rank, f"mae: resumed from {latest} at step {step}")
+    step = run.resume({"mae": model}, {"opt": opt}, "mae")
     bank = AudioBank.from_config(cfg.data)
     _say(rank, f"mae: {len(bank)} clips, {bank.hours:.2f} h; encoder {cfg.mae.encoder_preset}; "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
@@ -177,8 +192,7 @@ def run_mae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                      "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"]})
             _say(rank, f"mae: step {step} loss {float(loss.detach()):.4f}")
         if step % cfg.save_every == 0 or step == cfg.steps:
-            run.save(step, {"mae": model.state_dict()}, {"opt": opt.state_dict(), "step": step, "rng": _rng_state(),
-                                                         "rank_checksums": rank_checksums(model, world)})
+            run.checkpoint(step, {"mae": model}, {"opt": opt}, world, model)
     if rank == 0:
         record = {"stage": "mae", "steps": step, "seed": cfg.seed, "data_hours": round(bank.hours, 3),
                   "config": _config_dict(cfg)}
@@ -331,16 +345,7 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt_g = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=t.disc_lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
-    step = 0
-    if (latest := run.latest()) is not None:
-        model.load_state_dict(load_file(str(latest / "model.safetensors")), strict=True)
-        disc.load_state_dict(load_file(str(latest / "disc.safetensors")), strict=True)
-        state = torch.load(latest / "train_state.pt", weights_only=False)
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        step = state["step"]
-        _set_rng_state(state["rng"])
-        _say(rank, f"tokenizer: resumed from {latest} at step {step}")
+    step = run.resume({"model": model, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}, "tokenizer")
     bank = AudioBank.from_config(cfg.data)
     valid = AudioBank.from_config(cfg.data, valid=True) if cfg.data.valid_manifests else None
     t_cache = time.perf_counter()
@@ -367,10 +372,7 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                      **{k: round(v, 5) for k, v in sorted(logged.items())}})
             _say(rank, f"tokenizer: step {step} " + " ".join(f"{k} {v:.4f}" for k, v in sorted(logged.items())))
         if step % cfg.save_every == 0 or step == cfg.steps:
-            sums = rank_checksums(model, world)
-            run.save(step, {"model": model.state_dict(), "disc": disc.state_dict()},
-                     {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step, "rng": _rng_state(),
-                      "rank_checksums": sums})
+            run.checkpoint(step, {"model": model, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}, world, model)
         if rank == 0 and valid is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             scores = evaluate(model, valid, run.out / "samples" / f"step-{step:07d}")
             run.log({"step": step, **scores}, name="eval.csv")
