@@ -20,7 +20,7 @@ from dashtok.masking import lengths_to_mask
 from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator
-from dashtok.train.loop import Run, _device, _say, _wrap, lr_factor
+from dashtok.train.loop import Run, _device, _say, _wrap, log_progress, optimizer_step
 
 
 def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
@@ -65,19 +65,11 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
         for j, (n, c) in enumerate(crops):
             x[j, : len(n)], y[j, : len(c)] = n, c
         mask = lengths_to_mask(lengths, x.shape[1]).to(device)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg)
         err = (net(x.to(device), mask) - y.to(device)).square().mean(-1)
         loss = (err * mask).sum() / mask.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        grad_norm = optimizer_step(opt, loss, model, cfg, step)
         step += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), "enhance/mse": float(loss.detach()),
-                     "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"]})
-            _say(rank, f"enhance: step {step} mse {float(loss.detach()):.4f}")
+        log_progress(run, cfg, step, t0, "enhance", "enhance/mse", loss, grad_norm, opt.param_groups[0]["lr"])
         if step % cfg.save_every == 0 or step == cfg.steps:
             run.checkpoint(step, {"enhancer": model}, {"opt": opt}, world, model)
     final = run.out / "enhancer.safetensors"

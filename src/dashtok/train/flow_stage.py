@@ -23,7 +23,7 @@ from dashtok.masking import lengths_to_mask
 from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator
-from dashtok.train.loop import Run, _device, _say, _wrap, lr_factor
+from dashtok.train.loop import Run, _device, _say, _wrap, log_progress, optimizer_step
 
 
 class CaptionedLatents:
@@ -92,22 +92,14 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
         gen = batch_generator(cfg.seed, step, rank)
         z, frame_mask, text, text_mask = (t.to(device) for t in data.batch(gen, per_rank, max_frames))
         drop = (torch.rand(per_rank, generator=gen) < f.caption_dropout).to(device)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg)
 
         def field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return net(x, t, text, text_mask, frame_mask, drop)  # noqa: B023  (used within this iteration)
 
         loss = flow_loss(field, z, gen, frame_mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        grad_norm = optimizer_step(opt, loss, model, cfg, step)
         step += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), "flow/loss": float(loss.detach()),
-                     "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"]})
-            _say(rank, f"flow: step {step} loss {float(loss.detach()):.4f}")
+        log_progress(run, cfg, step, t0, "flow", "flow/loss", loss, grad_norm, opt.param_groups[0]["lr"])
         if step % cfg.save_every == 0 or step == cfg.steps:
             run.checkpoint(step, {"net": model.net}, {"opt": opt}, world, model)
     final = run.out / "generator.safetensors"

@@ -111,6 +111,30 @@ class Run:
             writer.writerow(row)
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, cfg: TrainConfig,
+                   step: int) -> float:
+    """The update of the single-optimizer stages (MAE, flow, enhance): scheduled lr, backward, clipping, step.
+    Returns the gradient norm before clipping."""
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * lr_factor(step, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+    opt.step()
+    return float(grad_norm)
+
+
+def log_progress(run: Run, cfg: TrainConfig, step: int, t0: float, label: str, key: str, loss: torch.Tensor,
+                 grad_norm: float, lr: float) -> None:
+    """Every ``log_every`` steps (and at the last): a metrics.csv row and one console line."""
+    if step % cfg.log_every and step != cfg.steps:
+        return
+    value = float(loss.detach())
+    run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), key: value, "grad_norm": grad_norm,
+             "lr": lr})
+    _say(run.rank, f"{label}: step {step} {key} {value:.4f}")
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 10 %."""
     if step < cfg.warmup:
@@ -179,18 +203,10 @@ def run_mae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     while step < cfg.steps:
         gen = batch_generator(cfg.seed, step, rank)
         wav = torch.from_numpy(np.stack([bank.concatenated(n, gen) for _ in range(per_rank)])).to(device)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg)
         loss = ddp(wav, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        grad_norm = optimizer_step(opt, loss, model, cfg, step)
         step += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), "mae/loss": float(loss.detach()),
-                     "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"]})
-            _say(rank, f"mae: step {step} loss {float(loss.detach()):.4f}")
+        log_progress(run, cfg, step, t0, "mae", "mae/loss", loss, grad_norm, opt.param_groups[0]["lr"])
         if step % cfg.save_every == 0 or step == cfg.steps:
             run.checkpoint(step, {"mae": model}, {"opt": opt}, world, model)
     if rank == 0:
