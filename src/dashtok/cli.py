@@ -373,13 +373,16 @@ def _load_enhancer(path: str) -> LatentEnhancer:
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
+    from dashtok.generate.tied import require_tokenizer
+
     jobs = _jobs(args.inputs, args.output, ".enhanced.wav", (".wav", ".flac"))
     _refuse_overwrite([j.target for j in jobs], args.force)
     enhancer = _load_enhancer(args.enhancer)
     model = _load_model(args.checkpoint, args.device)
-    if model.model_id != enhancer.tokenizer_id:
-        raise CliError(f"{args.enhancer} was trained on latents of {enhancer.tokenizer_id!r}, not of "
-                       f"{model.model_id!r}: pass the matching --checkpoint")
+    try:  # checked once, before any file: a mismatch would fail every one of them
+        require_tokenizer(model, enhancer.tokenizer_id, "enhancer")
+    except CheckpointError as err:
+        raise CliError(f"{args.enhancer}: {err}") from None
 
     def work(job: Job) -> None:
         audio = load_audio(job.source, model.sample_rate, max_seconds=args.max_seconds)

@@ -6,21 +6,17 @@ an untrained enhancer is the identity). Tied to the tokenizer it was trained wit
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from dashtok.atomic import save_safetensors
-from dashtok.checkpoint import CheckpointError, read_metadata
-from dashtok.config import EncoderConfig, dataclass_from_dict
+from dashtok.config import EncoderConfig
 from dashtok.encoder import Block
+from dashtok.generate.tied import load_tied, require_tokenizer, save_tied
 from dashtok.generate.velocity_net import sinusoid
 from dashtok.tokenizer import Tokenizer
 
@@ -58,27 +54,20 @@ class LatentEnhancer(nn.Module):
         return noisy + self.out(self.norm(h))
 
     def save(self, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
-        metadata = {"format": FORMAT, "config": json.dumps(asdict(self.config)), "tokenizer_id": self.tokenizer_id,
-                    "training": json.dumps(training or self.training_record)}
-        save_safetensors(self.state_dict(), path, metadata)
+        save_tied(self.state_dict(), self.config, self.tokenizer_id, FORMAT, path, training or self.training_record)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatentEnhancer:
-        p = Path(path)
-        meta = read_metadata(p)
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{p}: not a dashtok enhancer checkpoint (format {meta.get('format')!r})")
-        model = cls(dataclass_from_dict(EnhancerConfig, json.loads(meta["config"])), meta["tokenizer_id"])
-        model.load_state_dict(load_file(str(p)), strict=True)
-        model.training_record = json.loads(meta.get("training", "{}"))
+        config, tokenizer_id, state, record = load_tied(path, FORMAT, "enhancer", EnhancerConfig)
+        model = cls(config, tokenizer_id)
+        model.load_state_dict(state, strict=True)
+        model.training_record = record
         return model.eval()
 
     @torch.no_grad()
     def enhance(self, tokenizer: Tokenizer, audio: np.ndarray) -> np.ndarray:
         """Noisy 16 kHz mono audio (T,) -> enhanced audio (T,)."""
-        if tokenizer.model_id != self.tokenizer_id:
-            raise CheckpointError(f"this enhancer was trained on latents of {self.tokenizer_id!r}, not of "
-                                  f"{tokenizer.model_id!r}: pass the matching tokenizer checkpoint")
+        require_tokenizer(tokenizer, self.tokenizer_id, "enhancer")
         z = tokenizer.normalize_latents(tokenizer.encode(audio).latents)
         clean = tokenizer.denormalize_latents(self(z))
         y = tokenizer.decode(clean).audio[0].cpu().numpy()

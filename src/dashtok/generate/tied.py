@@ -1,0 +1,44 @@
+"""Checkpoints of models that live on one tokenizer's latents (generator, enhancer): weights, their config and the
+id of that tokenizer, which is checked before use."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors.torch import load_file
+
+from dashtok.atomic import save_safetensors
+from dashtok.checkpoint import CheckpointError, read_metadata
+from dashtok.config import dataclass_from_dict
+from dashtok.tokenizer import Tokenizer
+
+C = TypeVar("C")
+
+
+def save_tied(state: dict[str, torch.Tensor], config: Any, tokenizer_id: str, fmt: str,
+              path: str | os.PathLike[str], training: dict[str, Any]) -> None:
+    metadata = {"format": fmt, "config": json.dumps(asdict(config)), "tokenizer_id": tokenizer_id,
+                "training": json.dumps(training)}
+    save_safetensors(state, path, metadata)
+
+
+def load_tied(path: str | os.PathLike[str], fmt: str, kind: str, config_cls: type[C]
+              ) -> tuple[C, str, dict[str, torch.Tensor], dict[str, Any]]:
+    """-> (config, tokenizer id, weights, training record); refuses a file of another format, naming it."""
+    p = Path(path)
+    meta = read_metadata(p)
+    if meta.get("format") != fmt:
+        raise CheckpointError(f"{p}: not a dashtok {kind} checkpoint (format {meta.get('format')!r})")
+    config = dataclass_from_dict(config_cls, json.loads(meta["config"]))
+    return config, meta["tokenizer_id"], load_file(str(p)), json.loads(meta.get("training", "{}"))
+
+
+def require_tokenizer(tokenizer: Tokenizer, tokenizer_id: str, kind: str) -> None:
+    if tokenizer.model_id != tokenizer_id:
+        raise CheckpointError(f"this {kind} was trained on latents of {tokenizer_id!r}, not of "
+                              f"{tokenizer.model_id!r}: pass the matching tokenizer checkpoint")
