@@ -8,5 +8,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-  "torch==2.13.0" -e ".[dev,eval,data,train,generate]"
+  "torch==2.13.0" -e ".[dev,eval,data,train,generate,export]"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, dashtok; print("torch", torch.__version__, "| dashtok", dashtok.__version__)'))"

@@ -7,6 +7,7 @@ import torch
 
 from conftest import make_tiny, speechlike, tiny_config
 from dashtok import Tokenizer, TokenizerConfig
+from dashtok.streaming import StreamingDecoder
 
 
 def test_read_only_facts(tiny: Tokenizer) -> None:
@@ -71,6 +72,30 @@ def test_long_decode_in_windows_equals_one_shot() -> None:
     model.decode_chunk_frames = 97
     windowed = model.decode(z, lengths).audio
     torch.testing.assert_close(windowed, whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [1, 7, 50])
+def test_streaming_decode_equals_one_shot_with_bounded_buffer(block: int) -> None:
+    model = make_tiny()
+    z = torch.randn(2, 400, 32, generator=torch.Generator().manual_seed(1))
+    whole = model.decode(z).audio
+    stream = StreamingDecoder(model, block_frames=block)
+    sizes = torch.randint(1, 40, (100,), generator=torch.Generator().manual_seed(2)).tolist()
+    pieces, s, emitted, most = [], 0, 0, 0
+    for size in sizes:
+        piece = stream.push(z[:, s : s + size])
+        s += size
+        pieces.append(piece)
+        emitted += piece.shape[1] // model.hop_length
+        assert s - emitted < stream.latency_frames + size  # audio leaves once its context has arrived
+        most = max(most, stream._buffer.shape[1])
+        if s >= 400:
+            break
+    pieces.append(stream.flush())
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole, rtol=0, atol=1e-5)
+    assert most < block + 2 * stream.context + 40  # one window, whatever the stream's length
+    with pytest.raises(RuntimeError, match="after flush"):
+        stream.push(z[:, :1])
 
 
 def test_several_minutes_encode_in_chunks_equal_whole() -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +103,34 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: in
     with atomic_write(p) as tmp:
         sf.write(str(tmp), np.clip(x, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
     return clipped
+
+
+class AudioWriter:
+    """Writes mono blocks to an open 16-bit file, keeping at most ``num_samples`` samples (trim or zero-pad)."""
+
+    def __init__(self, handle: sf.SoundFile, num_samples: int) -> None:
+        self._handle = handle
+        self.num_samples = num_samples
+        self.written = 0
+        self.clipped = 0
+
+    def write(self, block: np.ndarray) -> None:
+        x = np.asarray(block, dtype=np.float32).reshape(-1)[: self.num_samples - self.written]
+        self.clipped += int((np.abs(x) > 1.0).sum())
+        self._handle.write(np.clip(x, -1.0, 1.0))
+        self.written += len(x)
+
+
+@contextmanager
+def audio_writer(path: str | os.PathLike[str], sample_rate: int, num_samples: int) -> Iterator[AudioWriter]:
+    """Write a long output block by block (bounded memory), atomically; zero-padded to ``num_samples`` at the end."""
+    p = Path(path)
+    with atomic_write(p) as tmp:
+        with sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=1, subtype="PCM_16",
+                          format=_format_for(p)) as handle:
+            writer = AudioWriter(handle, num_samples)
+            yield writer
+            writer.write(np.zeros(num_samples - writer.written, dtype=np.float32))
 
 
 def _format_for(path: Path) -> str:

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, NoReturn
 import numpy as np
 import torch
 
-from dashtok.audio_io import AudioError, find_audio_files, load_audio, write_audio
+from dashtok.audio_io import AudioError, audio_writer, find_audio_files, load_audio, write_audio
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
 from dashtok.latents_io import LatentFile, LatentFileError, check_compatible, read_latents, write_latents
+from dashtok.precision import PRECISIONS, set_precision
+from dashtok.streaming import StreamingDecoder
 from dashtok.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -64,13 +66,13 @@ class Job:
     target: Path
 
 
-def _load_model(checkpoint: str | None, device: str) -> Tokenizer:
+def _load_model(checkpoint: str | None, device: str, precision: str = "fp32") -> Tokenizer:
     try:
         path = resolve_checkpoint(checkpoint) if checkpoint else default_checkpoint_path()
         if not path.is_file():
             raise CheckpointError(f"{path}: the bundled default model is missing from this installation")
-        return Tokenizer.load(path, device=device)
-    except CheckpointError as err:
+        return set_precision(Tokenizer.load(path, device=device), precision)
+    except (CheckpointError, ValueError) as err:
         raise CliError(str(err)) from None
 
 
@@ -152,7 +154,7 @@ def _fit(audio: np.ndarray, n: int) -> np.ndarray:
 def cmd_encode(args: argparse.Namespace) -> int:
     jobs = _jobs(args.inputs, args.output, ".safetensors", (".safetensors",))
     _refuse_overwrite([j.target for j in jobs], args.force)
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.precision)
 
     def work(job: Job) -> None:
         _, lf = _encode_file(model, job.source, args.max_seconds, semantic=args.semantic)
@@ -164,7 +166,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     jobs = _jobs(args.inputs, args.output, ".wav", (".wav", ".flac"), find=False)
     _refuse_overwrite([j.target for j in jobs], args.force)
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.precision)
 
     def work(job: Job) -> None:
         lf = read_latents(job.source)
@@ -173,6 +175,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
         if lf.sample_rate != model.sample_rate:
             raise LatentFileError(f"{job.source}: latents are for {lf.sample_rate} Hz, model is {model.sample_rate}")
         z, lengths = lf.batched()
+        if z.shape[0] == 1:  # one stream: decoded window by window straight into the file, bounded memory
+            stream = StreamingDecoder(model, block_frames=model.decode_chunk_frames)
+            with audio_writer(job.target, model.sample_rate, lf.original_num_samples[0]) as out:
+                for s in range(0, z.shape[1], model.decode_chunk_frames):
+                    out.write(stream.push(z[:, s : s + model.decode_chunk_frames])[0].cpu().numpy())
+                out.write(stream.flush()[0].cpu().numpy())
+            return
         dec = model.decode(z, lengths)
         for i, n in enumerate(lf.original_num_samples):
             audio = _fit(dec.audio[i, : int(dec.lengths[i])].cpu().numpy(), n)
@@ -191,7 +200,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     report_path = out / "metrics.json"
     targets = [j.target for j in jobs] + [j.target.with_suffix(".safetensors") for j in jobs] + [report_path]
     _refuse_overwrite(targets, args.force)
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.precision)
     rows: list[dict[str, object]] = []
 
     def work(job: Job) -> None:
@@ -263,6 +272,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from dashtok.export import check_onnx_decoder, export_decoder_onnx
+
+    out = Path(args.output)
+    _refuse_overwrite([out], args.force)
+    model = _load_model(args.checkpoint, "cpu")
+    export_decoder_onnx(model, out)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): input latents (batch, frames, {model.latent_dim}), "
+          f"output audio (batch, frames * {model.hop_length}) at {model.sample_rate} Hz")
+    if not args.no_check:
+        r = check_onnx_decoder(model, out)
+        print(f"ONNX Runtime vs PyTorch on 2 x 250 frames: max abs difference {r['max_abs_diff']:.2e} "
+              f"(peak {r['peak']:.2f}), SNR {r['snr_db']:.1f} dB")
+        if r["max_abs_diff"] > 1e-4:
+            print("dashtok: error: the exported decoder disagrees with PyTorch", file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_data_build(args: argparse.Namespace) -> int:
     from dashtok.data.build import build
 
@@ -287,7 +315,7 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
             raise CliError(f"{path}: no such file or directory")
     out = Path(args.output)
     _refuse_overwrite([out / "recon.json"], args.force)
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.precision)
     report = evaluate_recon(model, args.manifest, args.folder, args.max_per_source, plots=out)
     write_report(report, out)
     print(markdown(report))
@@ -303,7 +331,7 @@ def cmd_eval_probe(args: argparse.Namespace) -> int:
         raise CliError(f"{corpus}: not a corpus folder (no train.jsonl; build one with dashtok data build)")
     out = Path(args.output)
     _refuse_overwrite([out / "probe.json"], args.force)
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.precision)
     report = evaluate_probes(model, corpus, args.max_per_split)
     write_report(report, out)
     print(markdown(report))
@@ -319,7 +347,7 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
     if not (corpus / "test.jsonl").is_file():
         raise CliError(f"{corpus}: not a corpus folder (no test.jsonl; build one with dashtok data build)")
     _refuse_overwrite([out / "report.md"], args.force)
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.precision)
     t0 = time.perf_counter()
     rec = recon.evaluate_recon(model, [str(corpus / "test.jsonl")], [], args.max_per_source, plots=out)
     recon.write_report(rec, out)
@@ -349,7 +377,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         gen = TextToAudio.load(args.generator)
     except CheckpointError as err:
         raise CliError(str(err)) from None
-    tokenizer = _load_model(args.checkpoint, args.device)
+    tokenizer = _load_model(args.checkpoint, args.device, args.precision)
     text, mask = TextEncoder(args.device)([args.caption])
     try:
         audio = gen.to(args.device).generate(tokenizer, text, mask, args.seconds, args.steps, args.guidance, args.seed)
@@ -378,7 +406,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     jobs = _jobs(args.inputs, args.output, ".enhanced.wav", (".wav", ".flac"))
     _refuse_overwrite([j.target for j in jobs], args.force)
     enhancer = _load_enhancer(args.enhancer)
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.precision)
     try:  # checked once, before any file: a mismatch would fail every one of them
         require_tokenizer(model, enhancer.tokenizer_id, "enhancer")
     except CheckpointError as err:
@@ -399,7 +427,8 @@ def cmd_eval_se(args: argparse.Namespace) -> int:
         raise CliError(f"{corpus}: not a corpus folder (no test.jsonl)")
     _refuse_overwrite([out / "se.json"], args.force)
     enhancer = _load_enhancer(args.enhancer)
-    report = evaluate_se(_load_model(args.checkpoint, args.device), enhancer, corpus, args.max_per_group)
+    model = _load_model(args.checkpoint, args.device, args.precision)
+    report = evaluate_se(model, enhancer, corpus, args.max_per_group)
     write_report(report, out)
     print(markdown(report))
     print(f"wrote {out / 'se.json'} and {out / 'se.md'}")
@@ -416,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--checkpoint", "-c", help="checkpoint file or directory (default: the bundled model)")
         p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+        p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                       help="inference precision: bf16 (CPU with AVX-512 BF16, GPU), fp16 (GPU), int8 (CPU); "
+                            "front end and iSTFT stay float32 (default: fp32)")
         p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -511,6 +543,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="run a training stage: dashtok train CONFIG.toml [--set key=value ...]",
                    add_help=False)
+
+    p = sub.add_parser("export-onnx", help="export the decoder (latents -> audio) to ONNX and check it with "
+                                           "ONNX Runtime")
+    p.add_argument("-o", "--output", required=True, help="output .onnx file")
+    p.add_argument("--checkpoint", "-c", help="checkpoint file or directory (default: the bundled model)")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite an existing file")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
+    p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("info", help="describe a checkpoint (default: the bundled model)")
     p.add_argument("checkpoint", nargs="?", help="checkpoint file or directory")

@@ -135,15 +135,23 @@ class DashengEncoder(nn.Module):
         if lengths is None:
             lengths = torch.full((b,), n, device=x.device, dtype=torch.long)
         valid = lengths_to_mask(lengths, k * c).reshape(b * k, c)  # (B*K, C)
+        counts = valid.sum(dim=1)  # valid tokens per chunk
         out = torch.zeros_like(x)
-        live = torch.nonzero(valid.any(dim=1)).squeeze(1)  # chunks with at least one valid token
-        for group in live.split(self.max_chunks):
-            mask = valid[group]
-            h = x[group]
+        # Full chunks run together; partial chunks (an item's last one) run cut to their longest valid length, as
+        # upstream runs them: padded keys are masked anyway, so computing them would only cost time.
+        full = torch.nonzero(counts == c).squeeze(1)
+        partial = torch.nonzero((counts > 0) & (counts < c)).squeeze(1)
+        partial = partial[torch.argsort(counts[partial], descending=True)]  # similar lengths share a group
+        for group in list(full.split(self.max_chunks)) + list(partial.split(self.max_chunks)):
+            if len(group) == 0:
+                continue
+            width = int(counts[group].max())
+            mask = valid[group, :width]
+            h = x[group, :width]
             key_mask = None if bool(mask.all()) else mask
             for block in self.blocks:
                 h = block(h, key_mask)
-            out[group] = self.norm(h) * mask.unsqueeze(-1)
+            out[group, :width] = self.norm(h) * mask.unsqueeze(-1)
         return out.reshape(b, k * c, d)[:, :n]
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

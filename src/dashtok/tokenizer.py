@@ -3,7 +3,6 @@ decoded by a Vocos-style decoder back to 16 kHz audio."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from dashtok.encoder import DashengEncoder
 from dashtok.head import ISTFTHead
 from dashtok.injection import AcousticInjection
 from dashtok.masking import lengths_to_mask
+from dashtok.precision import autocast_for
+from dashtok.streaming import context_frames
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -68,6 +69,7 @@ class Tokenizer(nn.Module):
         self.training_record: dict[str, Any] = {"trained": False}
         self.model_id = f"{config.name}@unsaved"  # name@weights-hash, set when saved or loaded
         self.decode_chunk_frames = 750  # 30 s per decoder window; longer latents are decoded in overlapping windows
+        self.precision = "fp32"  # inference precision, see ``dashtok.precision.set_precision``
 
     # ---- read-only facts -------------------------------------------------------------------------------------
     @property
@@ -113,7 +115,8 @@ class Tokenizer(nn.Module):
                 f = 1 + t // self.config.frontend.hop_length
                 mel = torch.cat([nn.functional.pad(m, (0, f - m.shape[-1])) for m in items])
             x = self.encoder.normalize(mel)  # (B, 1, M, F)
-            semantic = self.encoder.transformer(x, frame_lengths)
+            with autocast_for(self.precision, wav.device):
+                semantic = self.encoder.transformer(x, frame_lengths).float()
         patches = AcousticInjection.patches_of(x, self.config.encoder.patch_frames)
         return Features(semantic=semantic, patches=patches, lengths=frame_lengths)
 
@@ -122,16 +125,21 @@ class Tokenizer(nn.Module):
         if self.injection is None:
             return feats.semantic
         mask = lengths_to_mask(feats.lengths, feats.semantic.shape[1]).unsqueeze(-1)
-        return self.injection(feats.semantic, feats.patches) * mask
+        with autocast_for(self.precision, feats.semantic.device):
+            return self.injection(feats.semantic, feats.patches).float() * mask
 
     def synthesize(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """latents (B, N, D), lengths (B,) frames -> audio (B, N * hop_length), zeros past each length."""
         if lengths is None or bool((lengths >= latents.shape[1]).all()):
-            return self.head(self.decoder(latents))
+            with autocast_for(self.precision, latents.device):
+                hidden = self.decoder(latents)
+            return self.head(hidden)
         up = self.config.decoder.upsample
         mask = lengths_to_mask(lengths * up, latents.shape[1] * up)  # (B, L) at the head's frame rate
         latents = latents.masked_fill(~lengths_to_mask(lengths, latents.shape[1]).unsqueeze(-1), 0.0)
-        audio = self.head(self.decoder(latents, mask), mask)
+        with autocast_for(self.precision, latents.device):
+            hidden = self.decoder(latents, mask)
+        audio = self.head(hidden, mask)
         return audio * lengths_to_mask(lengths * self.hop_length, audio.shape[1])
 
     # ---- inference API ----------------------------------------------------------------------------------------
@@ -175,8 +183,7 @@ class Tokenizer(nn.Module):
         if n <= step:
             audio = self.synthesize(z, lens)
         else:
-            cfg = self.config.decoder
-            context = math.ceil((cfg.receptive_field + math.ceil(cfg.n_fft / cfg.hop_length)) / cfg.upsample) + 1
+            context = context_frames(self)
             audio = torch.empty(b, n * self.hop_length, device=self.device)
             for s in range(0, n, step):
                 e = min(n, s + step)
@@ -229,6 +236,8 @@ class Tokenizer(nn.Module):
     def save(self, path: str | Path, training: dict[str, Any] | None = None) -> None:
         from dashtok.checkpoint import save_tokenizer
 
+        if self.precision == "int8":
+            raise ValueError("an int8-quantized model cannot be saved; save the float32 model it was made from")
         save_tokenizer(self, path, training=training)
 
     @classmethod

@@ -90,8 +90,8 @@ def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
             for key, value in score_clip(model, path, domain, plot).items():
                 per[key].append(value)
         results[name] = {k: mean_ci(per[k]) for k in MEASURES if per[k]}
-    return {"model_id": model.model_id, "trained": bool(model.training_record.get("trained", False)),
-            "groups": results, "seconds": round(time.perf_counter() - t0, 1)}
+    return {"model_id": model.model_id, "precision": model.precision,
+            "trained": bool(model.training_record.get("trained", False)), "groups": results, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def markdown(report: dict[str, Any]) -> str:
