@@ -91,7 +91,8 @@ def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
                 per[key].append(value)
         results[name] = {k: mean_ci(per[k]) for k in MEASURES if per[k]}
     return {"model_id": model.model_id, "precision": model.precision,
-            "trained": bool(model.training_record.get("trained", False)), "groups": results, "seconds": round(time.perf_counter() - t0, 1)}
+            "trained": bool(model.training_record.get("trained", False)), "groups": results,
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def markdown(report: dict[str, Any]) -> str:
