@@ -272,6 +272,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dashtok.atomic import atomic_write
+    from dashtok.bench import BenchConfig, markdown, run_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = BenchConfig(presets=tuple(args.presets), precisions=tuple(args.precision), seconds=tuple(args.seconds),
+                      batch_sizes=tuple(args.batch), repeats=args.repeats, device=args.device,
+                      upstream_python=args.upstream_python, max_batched_seconds=args.max_batched_seconds)
+    out = Path(args.output)
+    report = run_bench(cfg)
+    with atomic_write(out / "bench.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    with atomic_write(out / "bench.md") as tmp:
+        tmp.write_text(markdown(report))
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from dashtok.export import check_onnx_decoder, export_decoder_onnx
 
@@ -543,6 +562,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="run a training stage: dashtok train CONFIG.toml [--set key=value ...]",
                    add_help=False)
+
+    p = sub.add_parser("bench", help="speed and memory of encode/decode per preset, vs upstream and the FLOP floor")
+    p.add_argument("-o", "--output", default="out/bench", help="folder for bench.json and bench.md")
+    p.add_argument("--presets", nargs="+", default=["small", "base", "release"],
+                   choices=["tiny", "small", "base", "release"], help="model shapes (random weights)")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
+    p.add_argument("--seconds", nargs="+", type=float, default=[10.0, 600.0], help="input durations")
+    p.add_argument("--batch", nargs="+", type=int, default=[1, 4], help="batch sizes")
+    p.add_argument("--max-batched-seconds", type=float, default=60.0,
+                   help="run batch sizes > 1 only on inputs up to this long (default: 60)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per case up to 60 s (median; longer: 1)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--upstream-python", help="a Python interpreter with the upstream dasheng package and "
+                                             "torchaudio: times upstream's encoder on the same weights and input")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("export-onnx", help="export the decoder (latents -> audio) to ONNX and check it with "
                                            "ONNX Runtime")

@@ -1,0 +1,334 @@
+"""``dashtok bench``: measured speed and memory of encode and decode, against upstream and the compute floor.
+
+For every preset x precision x duration x batch size it times ``Tokenizer.encode`` and ``Tokenizer.decode`` on
+random weights (speed does not depend on their values) and reports:
+
+- real-time factor (seconds of compute per second of audio, all items together), and the peak memory the call
+  added (CPU: resident set size sampled every 5 ms; GPU: ``torch.cuda.max_memory_allocated``);
+- the compute floor: FLOPs of the call (``torch.utils.flop_counter``: matmuls, convolutions, attention) divided
+  by this machine's measured matmul throughput in the same precision, and the measured time over that floor;
+- with ``--upstream-python``: the upstream ``dasheng`` encoder (another interpreter, see ``_upstream_worker.py``)
+  on the same weights and input, as a time ratio, with the largest difference of the outputs; and our encoder
+  code run by that same interpreter, which separates the code's effect from the torch version's.
+
+Results go to ``bench.json`` and ``bench.md``. Timings are medians of ``repeats`` runs after a warm-up run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dashtok.config import TokenizerConfig
+from dashtok.precision import autocast_for, set_precision
+from dashtok.tokenizer import Tokenizer
+
+SR = 16000
+
+
+@dataclass
+class BenchConfig:
+    presets: tuple[str, ...] = ("small", "base", "release")
+    precisions: tuple[str, ...] = ("fp32",)
+    seconds: tuple[float, ...] = (10.0, 600.0)
+    batch_sizes: tuple[int, ...] = (1, 4)
+    max_batched_seconds: float = 60.0  # batch sizes > 1 only for inputs up to this long
+    repeats: int = 3
+    long_repeats: int = 1  # runs of inputs longer than 60 s
+    device: str = "cpu"
+    upstream_python: str | None = None
+    upstream_max_seconds: float = 600.0
+    upstream_impls: tuple[str, ...] = ("upstream", "dashtok")  # "dashtok": our code on the upstream interpreter
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- measurement helpers -----------------------------------------------------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
+    """Peak memory added during the block, in MB (GPU: allocator peak; CPU: sampled resident set size)."""
+    result = {"peak_mb": 0.0}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        allocated = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield result
+        torch.cuda.synchronize(device)
+        result["peak_mb"] = (torch.cuda.max_memory_allocated(device) - allocated) / 2**20
+        return
+    base = _rss_mb()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        watcher.join()
+        result["peak_mb"] = max(0.0, max(peak[0], _rss_mb()) - base)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of ``repeats`` runs, the peak memory of the first, and FLOPs counted on a warm-up run
+    (matmuls, convolutions and attention in float or bf16/fp16; int8 quantized layers are not counted)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()  # warm-up, also counts FLOPs
+    flops = float(counter.get_total_flops())
+    times = []
+    peak = 0.0
+    for i in range(repeats):
+        with peak_memory(device) as mem:
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        if i == 0:
+            peak = mem["peak_mb"]
+    return float(np.median(times)), peak, flops
+
+
+def _count_flops(fn: Callable[[], object]) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def matmul_throughput(device: torch.device, precision: str, seconds: float = 1.0) -> float:
+    """Best measured GFLOP/s of square matmuls (sizes 1024-4096) in the precision's compute type."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    best = 0.0
+    for n in (1024, 2048, 4096):
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        a @ b
+        _sync(device)
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 3 or count < 2:
+            a @ b
+            count += 1
+        _sync(device)
+        best = max(best, 2 * n**3 * count / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def int8_matmul_throughput(seconds: float = 1.0) -> float:
+    """GFLOP/s (counting int8 multiply-adds as 2 ops) of a dynamically quantized linear layer on CPU."""
+    n = 2048
+    with warnings.catch_warnings():  # torch marks its eager quantization API as deprecated (still in 2.13)
+        warnings.simplefilter("ignore")
+        layer = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(n, n)),
+                                                       {torch.nn.Linear}, dtype=torch.qint8)
+    x = torch.randn(n, n)
+    with torch.no_grad():
+        layer(x)
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or count < 2:
+            layer(x)
+            count += 1
+    return 2 * n**3 * count / (time.perf_counter() - t0) / 1e9
+
+
+def test_signal(seconds: float, batch: int, seed: int = 0) -> np.ndarray:
+    """(batch, T) speech-like input: the bundled LibriVox clip tiled, each item from another offset, plus noise."""
+    from dashtok.audio_io import load_audio
+
+    clip = load_audio(Path(__file__).parent / "assets" / "demo_speech.flac", SR)
+    n = int(seconds * SR)
+    rng = np.random.default_rng(seed)
+    reps = -(-(n + len(clip)) // len(clip))
+    tiled = np.tile(clip, reps)
+    items = [tiled[(i * len(clip)) // max(1, batch) :][:n] for i in range(batch)]
+    return (np.stack(items) + 0.003 * rng.standard_normal((batch, n))).astype(np.float32)
+
+
+# ---- the benchmark -----------------------------------------------------------------------------------------------
+def _model(preset: str, precision: str, device: torch.device) -> Tokenizer:
+    torch.manual_seed(0)
+    model = Tokenizer(TokenizerConfig.preset(preset)).to(device).eval()
+    return set_precision(model, precision)
+
+
+def _upstream(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, repeats: int, tmp: Path) -> dict[str, Any]:
+    """Time upstream's encoder and ours under the upstream interpreter, on the same weights and input."""
+    from safetensors.torch import save_file
+
+    enc = model.encoder
+    weights, inp = tmp / "encoder.safetensors", tmp / "input.npy"
+    save_file({k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}, str(weights))
+    np.save(inp, wav)
+    with torch.no_grad():
+        ours = enc(torch.from_numpy(wav).to(model.device)).float().cpu().numpy()
+    c = enc.config
+    out: dict[str, Any] = {}
+    for impl in cfg.upstream_impls:
+        job = {"impl": impl, "weights": str(weights), "input": str(inp), "output": str(tmp / f"{impl}.npy"),
+               "repeats": repeats, "src": str(Path(__file__).resolve().parents[1]),
+               "config": {"embed_dim": c.embed_dim, "depth": c.depth, "num_heads": c.num_heads,
+                          "target_length": c.target_length}}
+        (tmp / "job.json").write_text(json.dumps(job))
+        proc = subprocess.run([str(cfg.upstream_python), str(Path(__file__).with_name("_upstream_worker.py")),
+                               str(tmp / "job.json")], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"upstream worker ({impl}) failed: {proc.stderr.strip()[-2000:]}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        feats = np.load(tmp / f"{impl}.npy")
+        out[impl] = {"seconds": float(np.median(r["seconds"])), "torch": r["torch"], "threads": r["threads"],
+                     "peak_mb": r["peak_mb"], "max_abs_diff_vs_ours": float(np.abs(feats - ours).max())}
+    return out
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    device = torch.device(cfg.device)
+    report: dict[str, Any] = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "config": {k: v for k, v in cfg.__dict__.items()}, "throughput_gflops": {}, "results": [], "_flops": {},
+        "_latents": {}}
+    for precision in cfg.precisions:
+        tp = int8_matmul_throughput() if precision == "int8" else matmul_throughput(device, precision)
+        report["throughput_gflops"][precision] = tp
+        log(f"matmul throughput {precision}: {tp:.0f} GFLOP/s")
+    with torch.no_grad():
+        for preset in cfg.presets:
+            for precision in cfg.precisions:
+                model = _model(preset, precision, device)
+                for seconds in cfg.seconds:
+                    for batch in cfg.batch_sizes:
+                        if batch > 1 and seconds > cfg.max_batched_seconds:
+                            continue
+                        report["results"].append(_one_case(cfg, report, model, preset, precision, seconds, batch,
+                                                           device, log))
+                del model
+    del report["_flops"], report["_latents"]
+    return report
+
+
+def _one_case(cfg: BenchConfig, report: dict[str, Any], model: Tokenizer, preset: str, precision: str,
+              seconds: float, batch: int, device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
+    wav = test_signal(seconds, batch)
+    x = torch.from_numpy(wav).to(device)
+    repeats = cfg.repeats if seconds <= 60 else cfg.long_repeats
+    audio_seconds = seconds * batch
+    throughput = report["throughput_gflops"][precision] * 1e9
+    enc_s, enc_mb, enc_flops = time_call(lambda: model.encode(x), device, repeats)
+    z = model.encode(x).latents
+    dec_s, dec_mb, dec_flops = time_call(lambda: model.decode(z), device, repeats)
+    key = f"{preset}/{seconds}/{batch}"
+    if precision == "fp32":
+        report["_latents"][key] = z
+    reference = report["_latents"].get(key)
+    if precision == "int8":  # the quantized layers escape the FLOP counter: the float model's count is the work
+        if key not in report["_flops"]:
+            twin = _model(preset, "fp32", device)
+            report["_flops"][key] = (_count_flops(lambda: twin.encode(x)), _count_flops(lambda: twin.decode(z)))
+        enc_flops, dec_flops = report["_flops"][key]
+    else:
+        report["_flops"][key] = (enc_flops, dec_flops)
+    row: dict[str, Any] = {
+        "preset": preset, "precision": precision, "seconds": seconds, "batch": batch,
+        "latent_dim": model.latent_dim,
+        "encode": {"time_s": enc_s, "rtf": enc_s / audio_seconds, "peak_mb": enc_mb, "gflop": enc_flops / 1e9,
+                   "floor_s": enc_flops / throughput, "over_floor": enc_s / (enc_flops / throughput)},
+        "latent_rel_error_vs_fp32": None if reference is None else float((z - reference).norm() / reference.norm()),
+        "decode": {"time_s": dec_s, "rtf": dec_s / audio_seconds, "peak_mb": dec_mb, "gflop": dec_flops / 1e9,
+                   "floor_s": dec_flops / throughput, "over_floor": dec_s / (dec_flops / throughput)},
+    }
+    if cfg.upstream_python and precision == "fp32" and device.type == "cpu" and seconds <= cfg.upstream_max_seconds:
+        with tempfile.TemporaryDirectory() as tmp:
+            up = _upstream(cfg, model, wav, repeats, Path(tmp))
+        with autocast_for(precision, device):
+            ours_s, _, _ = time_call(lambda: model.encoder(x), device, repeats)
+        row["upstream"] = {"ours_encoder_s": ours_s, **up}
+        if "upstream" in up:
+            row["upstream"]["speedup"] = up["upstream"]["seconds"] / ours_s
+            if "dashtok" in up:
+                row["upstream"]["speedup_same_torch"] = up["upstream"]["seconds"] / up["dashtok"]["seconds"]
+    log(_line(row))
+    return row
+
+
+def _line(r: dict[str, Any]) -> str:
+    e, d = r["encode"], r["decode"]
+    s = (f"{r['preset']:8s} {r['precision']:5s} {r['seconds']:6.0f} s x{r['batch']}: encode RTF {e['rtf']:.4f} "
+         f"({e['over_floor']:.2f}x floor, +{e['peak_mb']:.0f} MB), decode RTF {d['rtf']:.4f} "
+         f"({d['over_floor']:.2f}x floor, +{d['peak_mb']:.0f} MB)")
+    if "speedup_same_torch" in r.get("upstream", {}):
+        u = r["upstream"]
+        s += (f"; upstream encoder / ours {u['speedup']:.2f}x (same torch {u['speedup_same_torch']:.2f}x, "
+              f"max diff {u['upstream']['max_abs_diff_vs_ours']:.1e})")
+    return s
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    tp = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["throughput_gflops"].items())
+    lines = ["# dashtok bench", "",
+             f"Machine: {m['processor']} ({m['platform']}), torch {m['torch']}, {m['threads']} threads, "
+             f"device {m['device']}{' (' + m['gpu'] + ')' if m['gpu'] else ''}. Matmul throughput: {tp}.", "",
+             "RTF = compute seconds per second of audio (all items). Floor = FLOPs / matmul throughput; "
+             "'x floor' = measured / floor. Memory = peak added by the call.", "",
+             "| preset | precision | input | encode RTF | x floor | MB | decode RTF | x floor | MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        e, d = r["encode"], r["decode"]
+        lines.append(f"| {r['preset']} | {r['precision']} | {r['seconds']:.0f} s x {r['batch']} | {e['rtf']:.4f} | "
+                     f"{e['over_floor']:.2f} | {e['peak_mb']:.0f} | {d['rtf']:.4f} | {d['over_floor']:.2f} | "
+                     f"{d['peak_mb']:.0f} |")
+    ups = [r for r in report["results"] if "speedup_same_torch" in r.get("upstream", {})]
+    if ups:
+        u0 = ups[0]["upstream"]
+        lines += ["", f"## Encoder vs upstream `dasheng` (same weights, same input; upstream on torch "
+                      f"{u0['upstream']['torch']})", "",
+                  "| preset | input | upstream s | ours s | speedup | ours on upstream's torch: speedup | "
+                  "max abs diff |", "|---|---|---|---|---|---|---|"]
+        for r in ups:
+            u = r["upstream"]
+            lines.append(f"| {r['preset']} | {r['seconds']:.0f} s x {r['batch']} | {u['upstream']['seconds']:.2f} | "
+                         f"{u['ours_encoder_s']:.2f} | {u['speedup']:.2f}x | {u['speedup_same_torch']:.2f}x | "
+                         f"{u['upstream']['max_abs_diff_vs_ours']:.1e} |")
+        upstream_s = {(r["preset"], r["seconds"], r["batch"]): r["upstream"]["upstream"]["seconds"] for r in ups}
+        lines += ["", "## Whole encode (front end + encoder + injection) at each precision vs upstream's fp32 encoder",
+                  "", "| preset | input | precision | ours s | upstream s | speedup | latent error vs fp32 |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in report["results"]:
+            k = (r["preset"], r["seconds"], r["batch"])
+            if k in upstream_s:
+                err = r["latent_rel_error_vs_fp32"]
+                lines.append(f"| {r['preset']} | {r['seconds']:.0f} s x {r['batch']} | {r['precision']} | "
+                             f"{r['encode']['time_s']:.2f} | {upstream_s[k]:.2f} | "
+                             f"{upstream_s[k] / r['encode']['time_s']:.2f}x | "
+                             f"{'-' if err is None else f'{err:.1e}'} |")
+    return "\n".join(lines) + "\n"
