@@ -4,7 +4,8 @@ For every preset x precision x duration x batch size it times ``Tokenizer.encode
 random weights (speed does not depend on their values) and reports:
 
 - real-time factor (seconds of compute per second of audio, all items together), and the peak memory the call
-  added (CPU: resident set size sampled every 5 ms; GPU: ``torch.cuda.max_memory_allocated``);
+  added, measured in a fresh process (CPU: resident set size sampled every 5 ms; GPU:
+  ``torch.cuda.max_memory_allocated``);
 - the compute floor: FLOPs of the call (``torch.utils.flop_counter``: matmuls, convolutions, attention) divided
   by this machine's measured matmul throughput in the same precision, and the measured time over that floor;
 - with ``--upstream-python``: the upstream ``dasheng`` encoder (another interpreter, see ``_upstream_worker.py``)
@@ -20,6 +21,7 @@ import json
 import platform
 import resource
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -53,11 +55,24 @@ class BenchConfig:
     device: str = "cpu"
     upstream_python: str | None = None
     upstream_max_seconds: float = 600.0
+    measure_memory: bool = True  # in a fresh process per case
     upstream_impls: tuple[str, ...] = ("upstream", "dashtok")  # "dashtok": our code on the upstream interpreter
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ---- measurement helpers -----------------------------------------------------------------------------------------
+def _return_freed_memory() -> None:
+    """Make glibc hand large freed blocks back to the OS, so the resident set size shows each call's own peak."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD fixed at 1 MiB: no dynamic growth, big blocks are mmapped
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -75,6 +90,7 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
         torch.cuda.synchronize(device)
         result["peak_mb"] = (torch.cuda.max_memory_allocated(device) - allocated) / 2**20
         return
+    _return_freed_memory()
     base = _rss_mb()
     peak = [base]
     done = threading.Event()
@@ -99,24 +115,44 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float, float]:
-    """Median seconds of ``repeats`` runs, the peak memory of the first, and FLOPs counted on a warm-up run
-    (matmuls, convolutions and attention in float or bf16/fp16; int8 quantized layers are not counted)."""
+def time_call(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``repeats`` runs, and the FLOPs counted on a warm-up run (matmuls, convolutions and
+    attention in float or bf16/fp16; int8 quantized layers are not counted)."""
     with FlopCounterMode(display=False) as counter:
         fn()  # warm-up, also counts FLOPs
-    flops = float(counter.get_total_flops())
     times = []
-    peak = 0.0
-    for i in range(repeats):
-        with peak_memory(device) as mem:
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        if i == 0:
-            peak = mem["peak_mb"]
-    return float(np.median(times)), peak, flops
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), float(counter.get_total_flops())
+
+
+def measure_memory(preset: str, precision: str, seconds: float, batch: int, device: str) -> dict[str, float]:
+    """Peak memory added by one encode and one decode, in a fresh process (CPU: glibc set to return freed blocks,
+    which would slow the timed runs; so memory is never measured in the process that times)."""
+    job = json.dumps({"preset": preset, "precision": precision, "seconds": seconds, "batch": batch,
+                      "device": device})
+    proc = subprocess.run([sys.executable, "-m", "dashtok.bench", job], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory measurement failed: {proc.stderr.strip()[-2000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _memory_main(job: dict[str, Any]) -> None:
+    device = torch.device(job["device"])
+    if device.type == "cpu":
+        _return_freed_memory()
+    model = _model(job["preset"], job["precision"], device)
+    x = torch.from_numpy(test_signal(job["seconds"], job["batch"])).to(device)
+    with torch.no_grad():
+        with peak_memory(device) as enc:
+            z = model.encode(x).latents
+        with peak_memory(device) as dec:
+            model.decode(z)
+    print(json.dumps({"encode_peak_mb": enc["peak_mb"], "decode_peak_mb": dec["peak_mb"]}))
 
 
 def _count_flops(fn: Callable[[], object]) -> float:
@@ -192,7 +228,9 @@ def _upstream(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, repeats: int,
         ours = enc(torch.from_numpy(wav).to(model.device)).float().cpu().numpy()
     c = enc.config
     out: dict[str, Any] = {}
-    for impl in cfg.upstream_impls:
+    # Our code on the upstream interpreter separates code from torch version; short inputs show it well enough.
+    impls = [i for i in cfg.upstream_impls if i == "upstream" or wav.shape[1] <= 60 * SR]
+    for impl in impls:
         job = {"impl": impl, "weights": str(weights), "input": str(inp), "output": str(tmp / f"{impl}.npy"),
                "repeats": repeats, "src": str(Path(__file__).resolve().parents[1]),
                "config": {"embed_dim": c.embed_dim, "depth": c.depth, "num_heads": c.num_heads,
@@ -243,9 +281,12 @@ def _one_case(cfg: BenchConfig, report: dict[str, Any], model: Tokenizer, preset
     repeats = cfg.repeats if seconds <= 60 else cfg.long_repeats
     audio_seconds = seconds * batch
     throughput = report["throughput_gflops"][precision] * 1e9
-    enc_s, enc_mb, enc_flops = time_call(lambda: model.encode(x), device, repeats)
+    enc_s, enc_flops = time_call(lambda: model.encode(x), device, repeats)
     z = model.encode(x).latents
-    dec_s, dec_mb, dec_flops = time_call(lambda: model.decode(z), device, repeats)
+    dec_s, dec_flops = time_call(lambda: model.decode(z), device, repeats)
+    mem = measure_memory(preset, precision, seconds, batch, str(device)) if cfg.measure_memory else \
+        {"encode_peak_mb": float("nan"), "decode_peak_mb": float("nan")}
+    enc_mb, dec_mb = mem["encode_peak_mb"], mem["decode_peak_mb"]
     key = f"{preset}/{seconds}/{batch}"
     if precision == "fp32":
         report["_latents"][key] = z
@@ -270,7 +311,7 @@ def _one_case(cfg: BenchConfig, report: dict[str, Any], model: Tokenizer, preset
         with tempfile.TemporaryDirectory() as tmp:
             up = _upstream(cfg, model, wav, repeats, Path(tmp))
         with autocast_for(precision, device):
-            ours_s, _, _ = time_call(lambda: model.encoder(x), device, repeats)
+            ours_s, _ = time_call(lambda: model.encoder(x), device, repeats)
         row["upstream"] = {"ours_encoder_s": ours_s, **up}
         if "upstream" in up:
             row["upstream"]["speedup"] = up["upstream"]["seconds"] / ours_s
@@ -332,3 +373,7 @@ def markdown(report: dict[str, Any]) -> str:
                              f"{upstream_s[k] / r['encode']['time_s']:.2f}x | "
                              f"{'-' if err is None else f'{err:.1e}'} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # the memory-measuring child of measure_memory
+    _memory_main(json.loads(sys.argv[1]))
