@@ -68,8 +68,22 @@ class EnhanceStageConfig:
 
 
 @dataclass(frozen=True)
+class VAEStageConfig:
+    """The mel-VAE baseline (``dashtok.generate.vae``): same latent shape and decoder as the tokenizer."""
+
+    name: str = "mel-vae-small"
+    latent_dim: int = 192
+    encoder_dim: int = 256
+    encoder_blocks: int = 4
+    decoder_preset: str = "small"
+    segment_frames: int = 32  # latent frames per training crop (1.28 s), as the tokenizer stage
+    mel_weight: float = 45.0  # as the tokenizer stage's mel/l1 weight
+    kl_weight: float = 1e-3
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    stage: str  # "mae" | "tokenizer" | "flow" | "enhance"
+    stage: str  # "mae" | "tokenizer" | "vae" | "flow" | "enhance"
     out: str
     seed: int = 0
     steps: int = 1000
@@ -87,6 +101,7 @@ class TrainConfig:
     tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
     flow: FlowStageConfig = field(default_factory=FlowStageConfig)
     enhance: EnhanceStageConfig = field(default_factory=EnhanceStageConfig)
+    vae: VAEStageConfig = field(default_factory=VAEStageConfig)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:

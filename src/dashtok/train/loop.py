@@ -437,6 +437,10 @@ def train(cfg: TrainConfig) -> Path:
         return run_mae(cfg, rank, world)
     if cfg.stage == "tokenizer":
         return run_tokenizer(cfg, rank, world)
+    if cfg.stage == "vae":
+        from dashtok.train.vae_stage import run_vae
+
+        return run_vae(cfg, rank, world)
     if cfg.stage == "flow":
         from dashtok.train.flow_stage import run_flow
 
@@ -445,4 +449,4 @@ def train(cfg: TrainConfig) -> Path:
         from dashtok.train.enhance_stage import run_enhance
 
         return run_enhance(cfg, rank, world)
-    raise ValueError(f"unknown stage {cfg.stage!r} (mae | tokenizer | flow | enhance)")
+    raise ValueError(f"unknown stage {cfg.stage!r} (mae | tokenizer | vae | flow | enhance)")
