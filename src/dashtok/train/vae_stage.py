@@ -59,8 +59,8 @@ def run_vae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             row = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
-                   "mel/l1": round(float(rec.detach()), 5),
-                   "kl": round(float(kl.detach()), 3), "total": round(float(loss.detach()), 5), "grad_norm": round(grad_norm, 4),
+                   "mel/l1": round(float(rec.detach()), 5), "kl": round(float(kl.detach()), 3),
+                   "total": round(float(loss.detach()), 5), "grad_norm": round(grad_norm, 4),
                    "lr": opt.param_groups[0]["lr"]}
             run.log(row)
             _say(rank, f"vae: step {step} mel/l1 {row['mel/l1']:.4f} kl {row['kl']:.2f} total {row['total']:.4f}")
