@@ -27,6 +27,7 @@ from dashtok.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from dashtok.generate.enhance import LatentEnhancer
+    from dashtok.generate.vae import MelVAE
 
 FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError)
 
@@ -74,6 +75,21 @@ def _load_model(checkpoint: str | None, device: str, precision: str = "fp32") ->
         return set_precision(Tokenizer.load(path, device=device), precision)
     except (CheckpointError, ValueError) as err:
         raise CliError(str(err)) from None
+
+
+def _load_codec(checkpoint: str | None, device: str, precision: str = "fp32") -> Tokenizer | MelVAE:
+    """A tokenizer or a VAE-baseline checkpoint (what generators decode with)."""
+    from dashtok.generate.vae import MelVAE, load_codec
+
+    try:
+        codec = load_codec(checkpoint, device)
+    except CheckpointError as err:
+        raise CliError(str(err)) from None
+    if isinstance(codec, MelVAE):
+        if precision != "fp32":
+            raise CliError("--precision applies to tokenizers, not to the VAE baseline")
+        return codec
+    return _load_model(checkpoint, device, precision)
 
 
 def _jobs(inputs: list[str], output: str | None, suffix: str, single_ext: tuple[str, ...],
@@ -396,7 +412,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         gen = TextToAudio.load(args.generator)
     except CheckpointError as err:
         raise CliError(str(err)) from None
-    tokenizer = _load_model(args.checkpoint, args.device, args.precision)
+    tokenizer = _load_codec(args.checkpoint, args.device, args.precision)
     text, mask = TextEncoder(args.device)([args.caption])
     try:
         audio = gen.to(args.device).generate(tokenizer, text, mask, args.seconds, args.steps, args.guidance, args.seed)
@@ -436,6 +452,29 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         write_audio(job.target, enhancer.enhance(model, audio), model.sample_rate)
 
     return _run(jobs, "enhance", work, args.quiet)
+
+
+def cmd_eval_gen(args: argparse.Namespace) -> int:
+    from dashtok.eval.gen import evaluate_gen, markdown, write_report
+    from dashtok.generate.model import TextToAudio
+    from dashtok.generate.tied import require_tokenizer
+
+    out = Path(args.output)
+    _refuse_overwrite([out / "gen.json"], args.force)
+    systems = {}
+    for name, generator, codec in args.system:
+        try:
+            gen = TextToAudio.load(generator)
+            systems[name] = (gen, _load_codec(None if codec == "default" else codec, "cpu"))
+            require_tokenizer(systems[name][1], gen.tokenizer_id, "generator")
+        except (CheckpointError, OSError) as err:
+            raise CliError(f"system {name}: {err}") from None
+    judge = _load_model(None, "cpu")
+    report = evaluate_gen(systems, args.corpus, judge, max_clips=args.max_clips, steps=args.steps,
+                          guidance=args.guidance, out_dir=out / "samples")
+    write_report(report, out)
+    print(markdown(report))
+    return 0
 
 
 def cmd_eval_se(args: argparse.Namespace) -> int:
@@ -525,6 +564,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
     common(p)
     p.set_defaults(func=cmd_eval_all)
+
+    p = eval_sub.add_parser("gen", help="text-to-audio: Frechet distance and per-caption label accuracy of "
+                                         "generated clips, one row per system")
+    p.add_argument("corpus", help="corpus folder (dashtok data build)")
+    p.add_argument("--system", nargs=3, action="append", required=True, metavar=("NAME", "GENERATOR", "CODEC"),
+                   help="a generator checkpoint and the tokenizer/VAE checkpoint it decodes with ('default': the "
+                        "bundled tokenizer); repeat to compare systems")
+    p.add_argument("-o", "--output", default="out/eval_gen", help="output folder (gen.json, report.md, samples)")
+    p.add_argument("--max-clips", type=int, default=160, help="test captions used (spread over the split)")
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_eval_gen)
 
     p = eval_sub.add_parser("se", help="speech enhancement on the test mixtures: noisy vs Wiener vs dashtok")
     p.add_argument("corpus", help="corpus folder (from dashtok data build)")

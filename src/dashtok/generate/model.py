@@ -14,8 +14,8 @@ from torch import nn
 
 from dashtok.generate.flow import guided, sample
 from dashtok.generate.tied import load_tied, require_tokenizer, save_tied
+from dashtok.generate.vae import Codec
 from dashtok.generate.velocity_net import VelocityNet, VelocityNetConfig
-from dashtok.tokenizer import Tokenizer
 
 FORMAT = "dashtok-generator/1"
 
@@ -41,9 +41,10 @@ class TextToAudio(nn.Module):
         return model.eval()
 
     @torch.no_grad()
-    def generate(self, tokenizer: Tokenizer, text: torch.Tensor, text_mask: torch.Tensor, seconds: float,
+    def generate(self, tokenizer: Codec, text: torch.Tensor, text_mask: torch.Tensor, seconds: float,
                  steps: int = 32, guidance: float = 3.0, seed: int = 0) -> torch.Tensor:
-        """Text tokens (B, L, E) + mask -> audio (B, round(seconds * 25) * 640) at 16 kHz."""
+        """Text tokens (B, L, E) + mask -> audio (B, round(seconds * 25) * 640) at 16 kHz, decoded by ``tokenizer``
+        (the tokenizer or VAE the generator was trained on)."""
         require_tokenizer(tokenizer, self.tokenizer_id, "generator")
         if not 0 < seconds <= 60:
             raise ValueError(f"seconds must be in (0, 60], got {seconds}")

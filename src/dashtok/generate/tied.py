@@ -38,7 +38,8 @@ def load_tied(path: str | os.PathLike[str], fmt: str, kind: str, config_cls: typ
     return config, meta["tokenizer_id"], load_file(str(p)), json.loads(meta.get("training", "{}"))
 
 
-def require_tokenizer(tokenizer: Tokenizer, tokenizer_id: str, kind: str) -> None:
+def require_tokenizer(tokenizer: Tokenizer | Any, tokenizer_id: str, kind: str) -> None:
+    """``tokenizer``: a Tokenizer, or anything with a ``model_id`` (the VAE baseline)."""
     if tokenizer.model_id != tokenizer_id:
         raise CheckpointError(f"this {kind} was trained on latents of {tokenizer_id!r}, not of "
                               f"{tokenizer.model_id!r}: pass the matching tokenizer checkpoint")

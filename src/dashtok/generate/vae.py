@@ -179,7 +179,10 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) 
     return (kl * mask).sum() / mask.sum().clamp(min=1)
 
 
-def load_codec(path: str | os.PathLike[str] | None, device: str | torch.device = "cpu") -> Tokenizer | MelVAE:
+Codec = Tokenizer | MelVAE  # what generators model the latents of
+
+
+def load_codec(path: str | os.PathLike[str] | None, device: str | torch.device = "cpu") -> Codec:
     """A tokenizer or a VAE checkpoint (by its format); None = the bundled default tokenizer."""
     if path is None or str(path) == "":
         return Tokenizer.from_pretrained(device=device)
@@ -189,7 +192,7 @@ def load_codec(path: str | os.PathLike[str] | None, device: str | torch.device =
     return Tokenizer.load(p, device=device)
 
 
-def reconstruct_frames(codec: Tokenizer | MelVAE, audio: np.ndarray) -> np.ndarray:
+def reconstruct_frames(codec: Codec, audio: np.ndarray) -> np.ndarray:
     """Encode + decode one clip, trimmed to its length (for baselines' reconstruction measures)."""
     y = codec.decode(codec.encode(audio).latents).audio[0].cpu().numpy()
     return y[: len(audio)]

@@ -18,9 +18,9 @@ from dashtok.data.manifest import read_manifest
 from dashtok.generate.flow import flow_loss
 from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
+from dashtok.generate.vae import Codec, load_codec
 from dashtok.generate.velocity_net import VelocityNetConfig
 from dashtok.masking import lengths_to_mask
-from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator
 from dashtok.train.loop import Run, _device, _say, _wrap, log_progress, optimizer_step
@@ -29,7 +29,7 @@ from dashtok.train.loop import Run, _device, _say, _wrap, log_progress, optimize
 class CaptionedLatents:
     """Normalised latents (N, D) and caption tokens (L, E) of every captioned training clip."""
 
-    def __init__(self, tokenizer: Tokenizer, text: TextEncoder, manifests: tuple[str, ...]) -> None:
+    def __init__(self, tokenizer: Codec, text: TextEncoder, manifests: tuple[str, ...]) -> None:
         self.latents: list[torch.Tensor] = []
         self.tokens: list[torch.Tensor] = []
         for m in manifests:
@@ -73,7 +73,7 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     device = _device(rank)
     run = Run(cfg.out, rank)
     f = cfg.flow
-    tokenizer = Tokenizer.from_pretrained(f.tokenizer or None).eval()
+    tokenizer = load_codec(f.tokenizer or None).eval()
     net_cfg = VelocityNetConfig(latent_dim=tokenizer.latent_dim, text_dim=TextEncoder.dim, dim=f.dim, depth=f.depth,
                                 heads=f.heads)
     model = TextToAudio(net_cfg, tokenizer.model_id).to(device)

@@ -1,0 +1,183 @@
+"""``dashtok eval gen``: text-to-audio measured against held-out real clips, for one or more systems.
+
+A system is a generator checkpoint and the codec (tokenizer or VAE) whose latents it models. For every selected
+test clip with a caption, each system generates a clip from that caption (its duration, at most ``max_seconds``;
+seeded by the clip's position). Every clip, real or generated, is then described by two *judges* that do not
+depend on the systems under test:
+
+- ``logmel``: mean and standard deviation over time of the 64-bin dB mel (128-d), codec-neutral;
+- ``semantic``: the mean-pooled frozen encoder features of the bundled default tokenizer (192-d).
+
+Measures per system and judge: the Frechet distance between the generated and the real test clips (Gaussian fits
+of the embeddings; with the distance between two disjoint real sets of the same size as a floor), and per-caption
+label accuracy: linear probes trained on real training clips (the evaluation's probes, on the log-mel judge)
+predict each generated clip's labels, which are compared with the labels of the caption's source clip ("does a
+trumpet caption produce a trumpet?"); the probes' accuracy on the real test clips is the ceiling.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dashtok.audio_io import load_audio
+from dashtok.data.manifest import Clip, read_manifest
+from dashtok.eval.probe import TASKS, accuracy, fit_linear
+from dashtok.generate.model import TextToAudio
+from dashtok.generate.text import TextEncoder
+from dashtok.generate.vae import MelVAE
+from dashtok.tokenizer import Tokenizer
+
+JUDGES = ("logmel", "semantic")
+LABEL_TASKS = ("speech/music/sound", "gender", "language", "instrument family", "instrument", "drum class",
+               "sample category")
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to the rows of ``a`` and ``b``."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # tr sqrt(cov_a cov_b) = sum of sqrt of the eigenvalues of sqrt(cov_a) cov_b sqrt(cov_a), all >= 0
+    w, v = np.linalg.eigh(cov_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+                 - 2 * np.sum(np.sqrt(np.clip(cross, 0, None))))
+
+
+def judge_features(judge: Tokenizer, audio: np.ndarray) -> dict[str, np.ndarray]:
+    x = audio if len(audio) >= judge.config.min_num_samples else \
+        np.pad(audio, (0, judge.config.min_num_samples - len(audio)))
+    enc = judge.encode(x, return_semantic=True)
+    assert enc.semantic is not None
+    with torch.no_grad():
+        mel = judge.encoder.log_mel(torch.from_numpy(np.ascontiguousarray(x))[None].float())[0]
+    return {"logmel": torch.cat([mel.mean(1), mel.std(1)]).numpy(),
+            "semantic": enc.semantic[0, : int(enc.lengths[0])].mean(0).cpu().numpy()}
+
+
+def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {j: np.stack([r[j] for r in rows]) for j in JUDGES}
+
+
+def _spread(clips: list[Clip], n: int) -> list[Clip]:
+    return clips[:: max(1, len(clips) // n)][:n] if n < len(clips) else clips
+
+
+class LabelProbes:
+    """Per task, a linear probe on the log-mel judge, trained on real training clips (L2 chosen on valid)."""
+
+    def __init__(self, feats: dict[str, np.ndarray], clips: dict[str, list[Clip]]) -> None:
+        self.tasks: dict[str, tuple[torch.nn.Linear, np.ndarray, np.ndarray, dict[str, int]]] = {}
+        tasks = {t.name: t for t in TASKS}
+        for name in LABEL_TASKS:
+            task = tasks[name]
+            idx = {s: [i for i, c in enumerate(clips[s]) if task.label(c) is not None] for s in ("train", "valid")}
+            classes = sorted({str(task.label(clips["train"][i])) for i in idx["train"]})
+            if len(classes) < 2:
+                continue
+            index = {c: i for i, c in enumerate(classes)}
+            idx["valid"] = [i for i in idx["valid"] if str(task.label(clips["valid"][i])) in index]
+            x = {s: feats[s][idx[s]] for s in idx}
+            y = {s: np.array([index[str(task.label(clips[s][i]))] for i in idx[s]]) for s in idx}
+            mu, sd = x["train"].mean(0), x["train"].std(0) + 1e-6
+            probes = [fit_linear((x["train"] - mu) / sd, y["train"], len(classes), wd) for wd in (1e-4, 1e-3, 1e-2)]
+            best = max(probes, key=lambda p: accuracy(p, (x["valid"] - mu) / sd, y["valid"])) if len(y["valid"]) \
+                else probes[1]
+            self.tasks[name] = (best, mu, sd, index)
+
+    def score(self, feats: np.ndarray, clips: list[Clip]) -> dict[str, dict[str, float]]:
+        """Accuracy per task on clips (real or generated from their captions) that carry a known label."""
+        tasks = {t.name: t for t in TASKS}
+        out = {}
+        for name, (probe, mu, sd, index) in self.tasks.items():
+            rows = [i for i, c in enumerate(clips) if str(tasks[name].label(c)) in index]
+            if not rows:
+                continue
+            y = np.array([index[str(tasks[name].label(clips[i]))] for i in rows])
+            out[name] = {"accuracy": round(accuracy(probe, (feats[rows] - mu) / sd, y), 4), "n": len(rows),
+                         "chance": round(float(np.bincount(y).max() / len(y)), 4)}
+        return out
+
+
+def evaluate_gen(systems: dict[str, tuple[TextToAudio, Tokenizer | MelVAE]], corpus: str | Path,
+                 judge: Tokenizer, max_clips: int = 160, max_train: int = 1500, max_seconds: float = 6.0,
+                 steps: int = 32, guidance: float = 3.0, out_dir: Path | None = None) -> dict[str, Any]:
+    root = Path(corpus)
+    t0 = time.perf_counter()
+    split = {s: [c for c in read_manifest(root / f"{s}.jsonl") if c.caption] for s in ("train", "valid", "test")}
+    test = _spread([c for c in split["test"] if c.source != "real-speech"], max_clips)
+    train = _spread(split["train"], max_train)
+    valid = _spread(split["valid"], max_train // 4)
+
+    def real(clips: list[Clip]) -> dict[str, np.ndarray]:
+        return _stack([judge_features(judge, load_audio(root / c.path, judge.sample_rate)) for c in clips])
+
+    feats = {"train": real(train), "valid": real(valid), "test": real(test)}
+    probes = LabelProbes({s: feats[s]["logmel"] for s in ("train", "valid")}, {"train": train, "valid": valid})
+    floor_set = real(_spread([c for c in train if c.id not in {t.id for t in test}], len(test)))
+    report: dict[str, Any] = {
+        "judges": {"logmel": "64-bin dB mel, mean and std over time (128-d)",
+                   "semantic": f"mean-pooled frozen encoder features of {judge.model_id}"},
+        "n_test": len(test), "settings": {"steps": steps, "guidance": guidance, "max_seconds": max_seconds},
+        "real_test": {"labels": probes.score(feats["test"]["logmel"], test),
+                      "fd_train_vs_test": {j: round(frechet_distance(floor_set[j], feats["test"][j]), 3)
+                                           for j in JUDGES}},
+        "systems": {}}
+    text = TextEncoder()
+    for name, (gen, codec) in systems.items():
+        t1 = time.perf_counter()
+        rows = []
+        for i, clip in enumerate(test):
+            tokens, mask = text([clip.caption])
+            seconds = min(max_seconds, max(0.2, clip.duration))
+            audio = gen.generate(codec, tokens, mask, seconds, steps, guidance, seed=i)[0].cpu().numpy()
+            if out_dir is not None and i < 12:
+                from dashtok.audio_io import write_audio
+
+                write_audio(out_dir / name / f"{i:03d}_{clip.id.replace(':', '_')}.wav", audio, codec.sample_rate)
+            rows.append(judge_features(judge, audio))
+        g = _stack(rows)
+        report["systems"][name] = {
+            "generator": gen.training_record, "codec": codec.model_id,
+            "fd": {j: round(frechet_distance(g[j], feats["test"][j]), 3) for j in JUDGES},
+            "labels": probes.score(g["logmel"], test), "seconds": round(time.perf_counter() - t1, 1)}
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    systems = report["systems"]
+    lines = ["# Text-to-audio evaluation", "",
+             f"{report['n_test']} test captions; {report['settings']['steps']} Euler steps, guidance "
+             f"{report['settings']['guidance']}. Judges: " + "; ".join(f"`{k}` = {v}" for k, v in
+                                                                         report["judges"].items()) + ".", "",
+             "## Frechet distance to the real test clips (lower is better)", "",
+             "| system | " + " | ".join(JUDGES) + " |", "|---|" + "---|" * len(JUDGES)]
+    for name, s in systems.items():
+        lines.append(f"| {name} | " + " | ".join(f"{s['fd'][j]:.2f}" for j in JUDGES) + " |")
+    floor = report["real_test"]["fd_train_vs_test"]
+    lines.append("| real training clips (floor) | " + " | ".join(f"{floor[j]:.2f}" for j in JUDGES) + " |")
+    tasks = list(report["real_test"]["labels"])
+    lines += ["", "## Label accuracy of generated clips (log-mel probes trained on real clips)", "",
+              "| task | n | chance | " + " | ".join(systems) + " | real test clips |",
+              "|---|---|---|" + "---|" * (len(systems) + 1)]
+    for t in tasks:
+        r = report["real_test"]["labels"][t]
+        cells = [f"{systems[n]['labels'].get(t, {}).get('accuracy', float('nan')):.3f}" for n in systems]
+        lines.append(f"| {t} | {r['n']} | {r['chance']:.3f} | " + " | ".join(cells) + f" | {r['accuracy']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    from dashtok.atomic import atomic_write
+
+    with atomic_write(out / "gen.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    with atomic_write(out / "report.md") as tmp:
+        tmp.write_text(markdown(report))
