@@ -81,6 +81,25 @@ def test_directory_tree_with_bad_files_keeps_going(tmp_path: Path, tiny_ckpt: Pa
     assert sf.info(tmp_path / "dec" / "sub" / "b.wav").frames == 32000
 
 
+def test_length_bucketed_batches_equal_one_at_a_time(tmp_path: Path, tiny_ckpt: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, seconds in enumerate([0.5, 3.1, 1.2, 0.7, 2.9, 1.25, 0.03]):  # the last is shorter than a frame
+        sf.write(src / f"c{i}.wav", speechlike(seconds, seed=i, amp=0.05 + 0.1 * i), 16000)
+    (src / "broken.wav").write_bytes(b"RIFFnope")
+    assert run("encode", src, "-o", tmp_path / "one", "-c", tiny_ckpt, "-q") == 1
+    capsys.readouterr()
+    assert run("encode", src, "-o", tmp_path / "many", "-c", tiny_ckpt, "-q", "--batch-size", "3") == 1
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and "c6.wav" in err and "2 of 8" in err
+    for i in range(6):
+        a = read_latents(tmp_path / "one" / f"c{i}.safetensors")
+        b = read_latents(tmp_path / "many" / f"c{i}.safetensors")
+        assert a.latents.shape == b.latents.shape and a.original_num_samples == b.original_num_samples
+        np.testing.assert_allclose(b.latents.numpy(), a.latents.numpy(), rtol=0, atol=1e-5)
+
+
 def test_latents_from_another_model_are_refused(tmp_path: Path, wav: Path, tiny_ckpt: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     lat = tmp_path / "one.safetensors"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from dashtok.audio_io import AudioError, audio_writer, find_audio_files, load_audio, write_audio
@@ -147,19 +148,53 @@ def _run(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bool) 
     return 0
 
 
-def _encode_file(model: Tokenizer, path: Path, max_seconds: float | None,
-                 semantic: bool = False) -> tuple[np.ndarray, LatentFile]:
+def _load_for_encoding(model: Tokenizer, path: Path, max_seconds: float | None) -> np.ndarray:
     audio = load_audio(path, model.sample_rate, max_seconds=max_seconds)
     if len(audio) < model.config.min_num_samples:
         raise AudioError(f"{path}: {len(audio)} samples is shorter than one latent frame "
                          f"({model.config.min_num_samples} samples at {model.sample_rate} Hz)")
-    enc = model.encode(audio, return_semantic=semantic)
+    return audio
+
+
+def _latent_files(model: Tokenizer, items: list[tuple[Path, np.ndarray]], semantic: bool) -> list[LatentFile]:
+    """Encode clips as one padded batch (equal to encoding them one at a time) -> one latent file each."""
+    n = max(len(a) for _, a in items)
+    batch = np.stack([np.pad(a, (0, n - len(a))) for _, a in items])
+    enc = model.encode(batch, lengths=np.array([len(a) for _, a in items]), return_semantic=semantic)
     features = enc.semantic if semantic and enc.semantic is not None else enc.latents
-    z = features[0, : int(enc.lengths[0])]
-    lf = LatentFile(latents=z.cpu(), sample_rate=model.sample_rate, frame_rate=model.frame_rate,
-                    original_num_samples=[len(audio)], model_id=model.model_id, config_hash=model.config.hash,
-                    kind="semantic" if semantic else "latents", source=str(path))
-    return audio, lf
+    return [LatentFile(latents=features[i, : int(enc.lengths[i])].cpu(), sample_rate=model.sample_rate,
+                       frame_rate=model.frame_rate, original_num_samples=[len(audio)], model_id=model.model_id,
+                       config_hash=model.config.hash, kind="semantic" if semantic else "latents", source=str(path))
+            for i, (path, audio) in enumerate(items)]
+
+
+def _encode_file(model: Tokenizer, path: Path, max_seconds: float | None,
+                 semantic: bool = False) -> tuple[np.ndarray, LatentFile]:
+    audio = _load_for_encoding(model, path, max_seconds)
+    return audio, _latent_files(model, [(path, audio)], semantic)[0]
+
+
+def _length_buckets(jobs: list[Job], batch_size: int, max_batch_seconds: float) -> list[list[Job]]:
+    """Jobs sorted by duration and cut into batches of similar length (little padding), each holding at most
+    ``batch_size`` files and ``max_batch_seconds`` of padded audio. Unreadable files sort first, alone."""
+    def seconds(job: Job) -> float:
+        try:
+            info = sf.info(str(job.source))
+            return float(info.frames) / float(info.samplerate)
+        except Exception:  # reported by name when the batch loads it
+            return 0.0
+
+    timed = sorted(((seconds(j), j) for j in jobs), key=lambda p: p[0])
+    groups: list[list[Job]] = []
+    longest = 0.0
+    for sec, job in timed:
+        if groups and len(groups[-1]) < batch_size and (len(groups[-1]) + 1) * max(longest, sec) <= max_batch_seconds:
+            groups[-1].append(job)
+            longest = max(longest, sec)
+        else:
+            groups.append([job])
+            longest = sec
+    return groups
 
 
 def _fit(audio: np.ndarray, n: int) -> np.ndarray:
@@ -172,11 +207,48 @@ def cmd_encode(args: argparse.Namespace) -> int:
     _refuse_overwrite([j.target for j in jobs], args.force)
     model = _load_model(args.checkpoint, args.device, args.precision)
 
-    def work(job: Job) -> None:
-        _, lf = _encode_file(model, job.source, args.max_seconds, semantic=args.semantic)
-        write_latents(job.target, lf)
+    if args.batch_size <= 1:
+        def work(job: Job) -> None:
+            _, lf = _encode_file(model, job.source, args.max_seconds, semantic=args.semantic)
+            write_latents(job.target, lf)
 
-    return _run(jobs, "encode", work, args.quiet)
+        return _run(jobs, "encode", work, args.quiet)
+    progress = Progress(len(jobs), "encode", enabled=not args.quiet)
+    failed = 0
+    for group in _length_buckets(jobs, args.batch_size, args.max_batch_seconds):
+        loaded: list[tuple[Job, np.ndarray]] = []
+        for job in group:  # a bad file is reported by name and leaves its batch; the others go on
+            try:
+                loaded.append((job, _load_for_encoding(model, job.source, args.max_seconds)))
+            except FILE_ERRORS as err:
+                failed += 1
+                msg = str(err)
+                print(f"dashtok: error: {msg if msg.startswith(str(job.source)) else f'{job.source}: {msg}'}",
+                      file=sys.stderr)
+                progress.step(str(job.source))
+        if not loaded:
+            continue
+        try:
+            files: list[LatentFile | Exception] = list(
+                _latent_files(model, [(j.source, a) for j, a in loaded], args.semantic))
+        except FILE_ERRORS:  # the batch failed: encode its files one by one, so the error names the file
+            files = []
+            for job, audio in loaded:
+                try:
+                    files.append(_latent_files(model, [(job.source, audio)], args.semantic)[0])
+                except FILE_ERRORS as err:
+                    files.append(err)
+        for (job, _), lf in zip(loaded, files, strict=True):
+            if isinstance(lf, Exception):
+                failed += 1
+                print(f"dashtok: error: {job.source}: {lf}", file=sys.stderr)
+            else:
+                write_latents(job.target, lf)
+            progress.step(str(job.source))
+    if failed:
+        print(f"dashtok: {failed} of {len(jobs)} file(s) failed; the others were written", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -514,6 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output .safetensors (one input) or directory "
                                           "(default: beside each input)")
     p.add_argument("--semantic", action="store_true", help="write the frozen semantic features alone")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="encode files of similar length together, padded (default: 1, one at a time)")
+    p.add_argument("--max-batch-seconds", type=float, default=600.0,
+                   help="at most this much padded audio per batch (default: 600)")
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     common(p)
     p.set_defaults(func=cmd_encode)
