@@ -71,8 +71,8 @@ def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
     for s in report["systems"].values():
         assert all(v >= 0 for v in s["fd"].values())
         assert {"gender", "speech/music/sound"} <= set(s["labels"])
-        assert s["labels"]["gender"]["n"] == 2  # the test captions that name a gender
-    assert (out / "report.md").read_text().count("| dashtok |") == 1
+        assert s["labels"]["gender"]["n"] == 3  # the test captions that name a gender (clips 0, 1, 3)
+    assert (out / "report.md").read_text().count("\n| dashtok |") == 1  # its Frechet distance row
     with pytest.raises(SystemExit):  # a generator with another tokenizer's latents is refused
         main(["eval", "gen", str(corpus), "--system", "x", str(gens["vae"]), str(tiny_ckpt), "-o",
               str(tmp_path / "e2")])
