@@ -426,7 +426,17 @@ def _say(rank: int, msg: str) -> None:
 
 
 def train(cfg: TrainConfig) -> Path:
+    """Run the configured stage; under torchrun, every rank waits for the others before the process group closes."""
     rank, world = setup_distributed()
+    out = _train_stage(cfg, rank, world)
+    if world > 1 and dist.is_initialized():
+        # rank 0 writes the final export after the last step; a rank that leaves gloo early aborts the others
+        dist.barrier()
+        dist.destroy_process_group()
+    return out
+
+
+def _train_stage(cfg: TrainConfig, rank: int, world: int) -> Path:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % world:
