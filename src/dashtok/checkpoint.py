@@ -34,9 +34,14 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded; the message names the file and the problem."""
 
 
+def bundled_path(name: str) -> Path:
+    """A file shipped inside the package, under ``dashtok/assets``."""
+    return Path(str(resources.files("dashtok") / "assets" / name))
+
+
 def default_checkpoint_path() -> Path:
     """The bundled default model, shipped inside the package."""
-    return Path(str(resources.files("dashtok") / "assets" / "default.safetensors"))
+    return bundled_path("default.safetensors")
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:

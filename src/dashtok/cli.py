@@ -477,11 +477,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     _refuse_overwrite([out], args.force)
-    if not Path(args.generator).is_file():
-        raise CliError(f"{args.generator}: no such generator checkpoint "
-                       f"(train one: dashtok train configs/flow_small.toml)")
     try:
-        gen = TextToAudio.load(args.generator)
+        gen = TextToAudio.from_pretrained(args.generator)
     except CheckpointError as err:
         raise CliError(str(err)) from None
     tokenizer = _load_codec(args.checkpoint, args.device, args.precision)
@@ -496,13 +493,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_enhancer(path: str) -> LatentEnhancer:
+def _load_enhancer(path: str | None) -> LatentEnhancer:
     from dashtok.generate.enhance import LatentEnhancer
 
-    if not Path(path).is_file():
-        raise CliError(f"{path}: no such enhancer checkpoint (train one: dashtok train configs/enhance_small.toml)")
     try:
-        return LatentEnhancer.load(path)
+        return LatentEnhancer.from_pretrained(path)
     except CheckpointError as err:
         raise CliError(str(err)) from None
 
@@ -536,7 +531,7 @@ def cmd_eval_gen(args: argparse.Namespace) -> int:
     systems = {}
     for name, generator, codec in args.system:
         try:
-            gen = TextToAudio.load(generator)
+            gen = TextToAudio.from_pretrained(None if generator == "default" else generator)
             systems[name] = (gen, _load_codec(None if codec == "default" else codec, "cpu"))
             require_tokenizer(systems[name][1], gen.tokenizer_id, "generator")
         except (CheckpointError, OSError) as err:
@@ -646,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", help="corpus folder (dashtok data build)")
     p.add_argument("--system", nargs=3, action="append", required=True, metavar=("NAME", "GENERATOR", "CODEC"),
                    help="a generator checkpoint and the tokenizer/VAE checkpoint it decodes with ('default': the "
-                        "bundled tokenizer); repeat to compare systems")
+                        "bundled generator / tokenizer); repeat to compare systems")
     p.add_argument("-o", "--output", default="out/eval_gen", help="output folder (gen.json, report.md, samples)")
     p.add_argument("--max-clips", type=int, default=160, help="test captions used (spread over the split)")
     p.add_argument("--steps", type=int, default=32)
@@ -656,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = eval_sub.add_parser("se", help="speech enhancement on the test mixtures: noisy vs Wiener vs dashtok")
     p.add_argument("corpus", help="corpus folder (from dashtok data build)")
-    p.add_argument("--enhancer", "-e", required=True, help="enhancer checkpoint")
+    p.add_argument("--enhancer", "-e", help="enhancer checkpoint (default: the bundled enhancer)")
     p.add_argument("--max-per-group", type=int, help="at most this many mixtures per group")
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
     common(p)
@@ -673,7 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("caption", help='e.g. "a violin plays a slow melody"')
     p.add_argument("--seconds", type=float, default=5.0, help="duration (default: 5)")
     p.add_argument("-o", "--output", required=True, help="output .wav/.flac")
-    p.add_argument("--generator", "-g", required=True, help="generator checkpoint (from dashtok train, stage flow)")
+    p.add_argument("--generator", "-g", help="generator checkpoint (from dashtok train, stage flow; default: the "
+                                           "bundled generator, for the bundled default tokenizer)")
     p.add_argument("--steps", type=int, default=32, help="Euler steps (default: 32)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
@@ -683,7 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enhance", help="speech enhancement in latent space: noisy files -> enhanced files")
     p.add_argument("inputs", nargs="+", help="noisy audio files and/or directories")
     p.add_argument("-o", "--output", help="output .wav (one input) or directory (default: beside each input)")
-    p.add_argument("--enhancer", "-e", required=True, help="enhancer checkpoint (from dashtok train, stage enhance)")
+    p.add_argument("--enhancer", "-e", help="enhancer checkpoint (from dashtok train, stage enhance; default: the "
+                                          "bundled enhancer, for the bundled default tokenizer)")
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     common(p)
     p.set_defaults(func=cmd_enhance)

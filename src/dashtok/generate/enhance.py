@@ -16,11 +16,12 @@ from torch import nn
 
 from dashtok.config import EncoderConfig
 from dashtok.encoder import Block
-from dashtok.generate.tied import load_tied, require_tokenizer, save_tied
+from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
 from dashtok.generate.velocity_net import sinusoid
 from dashtok.tokenizer import Tokenizer
 
 FORMAT = "dashtok-enhancer/1"
+BUNDLED = "enhancer.safetensors"  # trained on the bundled default tokenizer's latents
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class LatentEnhancer(nn.Module):
         model.load_state_dict(state, strict=True)
         model.training_record = record
         return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None) -> LatentEnhancer:
+        """An enhancer checkpoint, or (``None``) the one bundled with the package, for the default tokenizer."""
+        return cls.load(bundled_checkpoint(path, BUNDLED, "enhancer", "configs/enhance_small.toml"))
 
     @torch.no_grad()
     def enhance(self, tokenizer: Tokenizer, audio: np.ndarray) -> np.ndarray:

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from dashtok.generate.flow import guided, sample
-from dashtok.generate.tied import load_tied, require_tokenizer, save_tied
+from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
 from dashtok.generate.vae import Codec
 from dashtok.generate.velocity_net import VelocityNet, VelocityNetConfig
 
 FORMAT = "dashtok-generator/1"
+BUNDLED = "generator.safetensors"  # trained on the bundled default tokenizer's latents
 
 
 class TextToAudio(nn.Module):
@@ -39,6 +40,11 @@ class TextToAudio(nn.Module):
         model.net.load_state_dict(state, strict=True)
         model.training_record = record
         return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None) -> TextToAudio:
+        """A generator checkpoint, or (``None``) the one bundled with the package, for the default tokenizer."""
+        return cls.load(bundled_checkpoint(path, BUNDLED, "generator", "configs/flow_small.toml"))
 
     @torch.no_grad()
     def generate(self, tokenizer: Codec, text: torch.Tensor, text_mask: torch.Tensor, seconds: float,

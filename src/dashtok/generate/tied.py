@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from dashtok.atomic import save_safetensors
-from dashtok.checkpoint import CheckpointError, read_metadata
+from dashtok.checkpoint import CheckpointError, bundled_path, read_metadata
 from dashtok.config import dataclass_from_dict
 from dashtok.tokenizer import Tokenizer
 
@@ -36,6 +36,15 @@ def load_tied(path: str | os.PathLike[str], fmt: str, kind: str, config_cls: typ
         raise CheckpointError(f"{p}: not a dashtok {kind} checkpoint (format {meta.get('format')!r})")
     config = dataclass_from_dict(config_cls, json.loads(meta["config"]))
     return config, meta["tokenizer_id"], load_file(str(p)), json.loads(meta.get("training", "{}"))
+
+
+def bundled_checkpoint(path: str | os.PathLike[str] | None, bundled: str, kind: str, recipe: str) -> Path:
+    """``path`` if given, else the package's bundled ``bundled`` file; a missing file is an error naming it."""
+    p = Path(path) if path is not None else bundled_path(bundled)
+    if not p.is_file():
+        where = "no such" if path is not None else "this install has no bundled"
+        raise CheckpointError(f"{p}: {where} {kind} checkpoint (train one: dashtok train {recipe})")
+    return p
 
 
 def require_tokenizer(tokenizer: Tokenizer | Any, tokenizer_id: str, kind: str) -> None:
