@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Make finished flow and enhance runs the bundled generator and enhancer, with their configs, logs and curves beside.
+#   bash scripts/ship_generation.sh runs/flow_small logs/flow_small.log runs/enhance_small logs/enhance_small.log
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FLOW=${1:?flow run folder}; FLOW_LOG=${2:?flow training log}
+ENH=${3:?enhance run folder}; ENH_LOG=${4:?enhance training log}
+DEST=src/dashtok/assets/generation_training
+test -f "$FLOW/generator.safetensors" || { echo "ship: $FLOW/generator.safetensors missing (finish the run)"; exit 1; }
+test -f "$ENH/enhancer.safetensors" || { echo "ship: $ENH/enhancer.safetensors missing (finish the run)"; exit 1; }
+mkdir -p "$DEST"
+cp "$FLOW/generator.safetensors" src/dashtok/assets/generator.safetensors
+cp "$ENH/enhancer.safetensors" src/dashtok/assets/enhancer.safetensors
+cp "$FLOW/config.toml" "$DEST/flow_config.toml"; cp "$FLOW/metrics.csv" "$DEST/flow_metrics.csv"
+cp "$FLOW_LOG" "$DEST/flow_train.log"
+cp "$ENH/config.toml" "$DEST/enhance_config.toml"; cp "$ENH/metrics.csv" "$DEST/enhance_metrics.csv"
+cp "$ENH_LOG" "$DEST/enhance_train.log"
+.venv/bin/python scripts/plot_curves.py "$FLOW" "$ENH" -o "$DEST/curves.png"
+.venv/bin/python - <<'PY'
+from dashtok.generate.enhance import LatentEnhancer
+from dashtok.generate.model import TextToAudio
+for m in (TextToAudio.from_pretrained(), LatentEnhancer.from_pretrained()):
+    print(f"ship: {type(m).__name__} for {m.tokenizer_id}: {m.training_record}")
+PY
