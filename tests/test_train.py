@@ -159,3 +159,23 @@ def test_webdataset_shards_and_folders_feed_training(tmp_path: Path, audio_dir: 
     a = bank.concatenated(16000 * 10, batch_generator(0, 5))
     b = bank.concatenated(16000 * 10, batch_generator(0, 5))
     assert np.array_equal(a, b) and np.abs(a).max() > 0  # batches are a function of (seed, step)
+
+
+def test_train_cli_records_every_start_with_its_overrides(tmp_path: Path, audio_dir: Path) -> None:
+    import json
+
+    from dashtok.cli import main
+
+    toml = tmp_path / "mae.toml"
+    toml.write_text(f'stage = "mae"\nout = "{tmp_path / "run"}"\nsteps = 20\nbatch_size = 2\nwarmup = 1\n'
+                    f'log_every = 1\nsave_every = 2\nthreads = 1\n[data]\nfolders = ["{audio_dir}"]\n'
+                    '[mae]\nencoder_preset = "tiny"\ndecoder_dim = 16\ndecoder_depth = 1\ndecoder_heads = 2\n')
+    assert main(["train", str(toml), "--set", "steps=2"]) == 0
+    assert main(["train", str(toml), "--set", "steps=4"]) == 0  # resumes at step 2
+    run = tmp_path / "run"
+    assert (run / "config.toml").read_text() == toml.read_text()  # the file as given
+    starts = [json.loads(line) for line in (run / "invocations.jsonl").read_text().splitlines()]
+    assert [s["set"] for s in starts] == [["steps=2"], ["steps=4"]]
+    assert [s["resolved"]["steps"] for s in starts] == [2, 4]
+    assert starts[0]["resolved"]["mae"]["encoder_preset"] == "tiny"
+    assert len(losses(run, "mae/loss")) == 4

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 from dashtok.train.config import TrainConfig
@@ -37,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.toml").exists():
         shutil.copy(args.config, out / "config.toml")
+    # config.toml is the file as given; every start (first or resumed) adds its overrides and resolved config here
+    if os.environ.get("RANK", "0") == "0":
+        with (out / "invocations.jsonl").open("a") as f:
+            f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": args.config, "set": args.set,
+                                "resolved": asdict(cfg)}) + "\n")
     from dashtok.train.loop import train
 
     print(f"trained output: {train(cfg)}")
