@@ -1,8 +1,11 @@
 """``dashtok eval se``: speech enhancement on the corpus test mixtures, before and after, against a Wiener baseline.
 
 Groups: mixtures of held-out *real* human speech, and of synthetic test speech. Systems: the noisy input, the
-classical Wiener-style baseline, and the latent enhancer decoded by its tokenizer. Measures: PESQ-WB, STOI, SI-SDR and
-DNSMOS overall, each against the clean target (DNSMOS needs no reference).
+classical Wiener-style baseline, and the latent enhancer decoded by its tokenizer. Two references separate the
+enhancer from its codec: the noisy input encoded and decoded unchanged (``resynth noisy``: what the enhancer starts
+from) and the clean target encoded and decoded (``resynth clean``: the best a perfect latent enhancer could reach with
+this tokenizer). Measures: PESQ-WB, STOI, SI-SDR and DNSMOS overall, each against the clean target (DNSMOS needs no
+reference).
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ from dashtok.eval.recon import mean_ci
 from dashtok.generate.enhance import LatentEnhancer, wiener_baseline
 from dashtok.tokenizer import Tokenizer
 
-SYSTEMS = ("noisy", "wiener", "dashtok")
+SYSTEMS = ("noisy", "wiener", "dashtok", "resynth noisy", "resynth clean")
 MEASURES = ("pesq_wb", "stoi", "si_sdr", "dnsmos_ovrl")
+
+
+def _resynth(tokenizer: Tokenizer, audio: np.ndarray) -> np.ndarray:
+    y = tokenizer.decode(tokenizer.encode(audio).latents).audio[0].cpu().numpy()
+    return y[: len(audio)] if len(y) >= len(audio) else np.pad(y, (0, len(audio) - len(y)))
 
 
 def _scores(clean: np.ndarray, y: np.ndarray, sr: int) -> dict[str, float]:
@@ -57,7 +65,8 @@ def evaluate_se(tokenizer: Tokenizer, enhancer: LatentEnhancer, corpus: str | Pa
         for noisy_path, clean_path, gain in items:
             noisy = load_audio(noisy_path, tokenizer.sample_rate)
             clean = load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain
-            outputs = {"noisy": noisy, "wiener": wiener_baseline(noisy), "dashtok": enhancer.enhance(tokenizer, noisy)}
+            outputs = {"noisy": noisy, "wiener": wiener_baseline(noisy), "dashtok": enhancer.enhance(tokenizer, noisy),
+                       "resynth noisy": _resynth(tokenizer, noisy), "resynth clean": _resynth(tokenizer, clean)}
             for system, y in outputs.items():
                 for key, value in _scores(clean, y, tokenizer.sample_rate).items():
                     per[system][key].append(value)
