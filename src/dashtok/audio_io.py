@@ -28,6 +28,11 @@ class AudioError(ValueError):
     """An input file that cannot be used; the message starts with the file name."""
 
 
+def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad (decoded) audio to ``n`` samples, the length of the input it came from."""
+    return audio[:n] if len(audio) >= n else np.pad(audio, (0, n - len(audio)))
+
+
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Mono float32 (T,) from ``sr_in`` to ``sr_out`` (soxr, very high quality)."""
     if sr_in == sr_out:

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from dashtok.audio_io import AudioError, audio_writer, find_audio_files, load_audio, write_audio
+from dashtok.audio_io import AudioError, audio_writer, find_audio_files, fit_length, load_audio, write_audio
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
 from dashtok.latents_io import LatentFile, LatentFileError, check_compatible, read_latents, write_latents
 from dashtok.precision import PRECISIONS, set_precision
@@ -197,11 +197,6 @@ def _length_buckets(jobs: list[Job], batch_size: int, max_batch_seconds: float) 
     return groups
 
 
-def _fit(audio: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad decoded audio to the original number of samples."""
-    return audio[:n] if len(audio) >= n else np.pad(audio, (0, n - len(audio)))
-
-
 def cmd_encode(args: argparse.Namespace) -> int:
     jobs = _jobs(args.inputs, args.output, ".safetensors", (".safetensors",))
     _refuse_overwrite([j.target for j in jobs], args.force)
@@ -272,7 +267,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
             return
         dec = model.decode(z, lengths)
         for i, n in enumerate(lf.original_num_samples):
-            audio = _fit(dec.audio[i, : int(dec.lengths[i])].cpu().numpy(), n)
+            audio = fit_length(dec.audio[i, : int(dec.lengths[i])].cpu().numpy(), n)
             target = job.target if z.shape[0] == 1 else \
                 job.target.with_name(f"{job.target.stem}_{i}{job.target.suffix}")
             write_audio(target, audio, model.sample_rate)
@@ -296,7 +291,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         audio, lf = _encode_file(model, job.source, args.max_seconds)
         t1 = time.perf_counter()
         dec = model.decode(lf.latents)
-        recon = _fit(dec.audio[0].cpu().numpy(), len(audio))
+        recon = fit_length(dec.audio[0].cpu().numpy(), len(audio))
         t2 = time.perf_counter()
         write_latents(job.target.with_suffix(".safetensors"), lf)
         write_audio(job.target, recon, model.sample_rate)

@@ -23,15 +23,11 @@ from dashtok.audio_io import load_audio
 from dashtok.data.manifest import mixture_pairs
 from dashtok.eval.recon import mean_ci
 from dashtok.generate.enhance import LatentEnhancer, wiener_baseline
+from dashtok.generate.vae import reconstruct_frames
 from dashtok.tokenizer import Tokenizer
 
 SYSTEMS = ("noisy", "wiener", "dashtok", "resynth noisy", "resynth clean")
 MEASURES = ("pesq_wb", "stoi", "si_sdr", "dnsmos_ovrl")
-
-
-def _resynth(tokenizer: Tokenizer, audio: np.ndarray) -> np.ndarray:
-    y = tokenizer.decode(tokenizer.encode(audio).latents).audio[0].cpu().numpy()
-    return y[: len(audio)] if len(y) >= len(audio) else np.pad(y, (0, len(audio) - len(y)))
 
 
 def _scores(clean: np.ndarray, y: np.ndarray, sr: int) -> dict[str, float]:
@@ -66,7 +62,8 @@ def evaluate_se(tokenizer: Tokenizer, enhancer: LatentEnhancer, corpus: str | Pa
             noisy = load_audio(noisy_path, tokenizer.sample_rate)
             clean = load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain
             outputs = {"noisy": noisy, "wiener": wiener_baseline(noisy), "dashtok": enhancer.enhance(tokenizer, noisy),
-                       "resynth noisy": _resynth(tokenizer, noisy), "resynth clean": _resynth(tokenizer, clean)}
+                       "resynth noisy": reconstruct_frames(tokenizer, noisy),
+                       "resynth clean": reconstruct_frames(tokenizer, clean)}
             for system, y in outputs.items():
                 for key, value in _scores(clean, y, tokenizer.sample_rate).items():
                     per[system][key].append(value)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dashtok.audio_io import fit_length
 from dashtok.config import EncoderConfig
 from dashtok.encoder import Block
 from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
@@ -77,7 +78,7 @@ class LatentEnhancer(nn.Module):
         z = tokenizer.normalize_latents(tokenizer.encode(audio).latents)
         clean = tokenizer.denormalize_latents(self(z))
         y = tokenizer.decode(clean).audio[0].cpu().numpy()
-        return y[: len(audio)] if len(y) >= len(audio) else np.pad(y, (0, len(audio) - len(y)))
+        return fit_length(y, len(audio))
 
 
 def wiener_baseline(noisy: np.ndarray, n_fft: int = 512, hop: int = 128, noise_quantile: float = 0.1) -> np.ndarray:

@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from dashtok.atomic import save_safetensors
+from dashtok.audio_io import fit_length
 from dashtok.checkpoint import CheckpointError, read_metadata, resolve_checkpoint, weights_hash
 from dashtok.config import DecoderConfig, FrontendConfig, dataclass_from_dict
 from dashtok.decoder import ConvNeXtBlock, VocosDecoder
@@ -193,6 +194,5 @@ def load_codec(path: str | os.PathLike[str] | None, device: str | torch.device =
 
 
 def reconstruct_frames(codec: Codec, audio: np.ndarray) -> np.ndarray:
-    """Encode + decode one clip, trimmed to its length (for baselines' reconstruction measures)."""
-    y = codec.decode(codec.encode(audio).latents).audio[0].cpu().numpy()
-    return y[: len(audio)]
+    """Encode + decode one clip, trimmed or padded to its length (for reconstruction references)."""
+    return fit_length(codec.decode(codec.encode(audio).latents).audio[0].cpu().numpy(), len(audio))
