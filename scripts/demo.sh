@@ -7,5 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/dashtok info
 .venv/bin/dashtok reconstruct src/dashtok/assets/demo_speech.flac -o out/demo --force
-# Text-to-audio with the bundled generator (trained on the default tokenizer's latents), decoded by the default model.
 .venv/bin/dashtok generate "a piano plays a slow melody" --seconds 5 -o out/demo/generated_piano.wav --force

@@ -15,6 +15,9 @@ cp "$FLOW/config.toml" "$DEST/flow_config.toml"; cp "$FLOW/metrics.csv" "$DEST/f
 cp "$FLOW_LOG" "$DEST/flow_train.log"
 cp "$ENH/config.toml" "$DEST/enhance_config.toml"; cp "$ENH/metrics.csv" "$DEST/enhance_metrics.csv"
 cp "$ENH_LOG" "$DEST/enhance_train.log"
+for pair in "$FLOW:flow" "$ENH:enhance"; do  # each start's --set overrides (runs made before this record lack it)
+  if [ -f "${pair%:*}/invocations.jsonl" ]; then cp "${pair%:*}/invocations.jsonl" "$DEST/${pair#*:}_invocations.jsonl"; fi
+done
 .venv/bin/python scripts/plot_curves.py "$FLOW" "$ENH" -o "$DEST/curves.png"
 .venv/bin/python - <<'PY'
 from dashtok.generate.enhance import LatentEnhancer
