@@ -27,7 +27,7 @@ def test_save_load_is_bitwise(tmp_path: Path) -> None:
     assert loaded.training_record == {"trained": True, "steps": 2}
     assert loaded.model_id == model.model_id and loaded.model_id.startswith("dashtok-tiny@")
     meta = read_metadata(path)
-    assert meta["format"] == "dashtok/1" and meta["config_hash"] == model.config.hash
+    assert meta["format"] == "dashtok/2" and meta["config_hash"] == model.config.hash
     x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
     assert torch.equal(model.encode(x).latents, loaded.encode(x).latents)
     # Loading from the directory that holds model.safetensors works too.
@@ -69,3 +69,19 @@ def test_bundled_default_model_loads_offline() -> None:
     assert "trained" in model.training_record
     enc = model.encode(torch.zeros(16000))
     assert enc.latents.shape == (1, 25, model.latent_dim)
+
+
+def test_dashtok_v1_checkpoints_load_and_compute_what_they_computed() -> None:
+    """Format dashtok/1 (the encoder-mel injection, the upsampler to the decoder width, the log-magnitude cap 4.6)
+    is migrated on load to today's fields and reproduces the outputs that the old code wrote."""
+    fixtures = Path(__file__).parent / "fixtures"
+    model = Tokenizer.load(fixtures / "legacy_tiny_v1.safetensors")
+    assert model.config.injection.front_end == "encoder_mel" and model.config.decoder.upsampler_width == "decoder"
+    assert abs(model.config.decoder.max_magnitude - 99.484) < 1e-3
+    golden = load_file(str(fixtures / "legacy_tiny_v1_outputs.safetensors"))
+    latents = model.encode(golden["wav"]).latents
+    torch.testing.assert_close(latents, golden["latents"], rtol=0, atol=1e-6)
+    audio = model.decode(golden["latents"]).audio
+    torch.testing.assert_close(audio, golden["audio"], rtol=0, atol=1e-6)
+    capped = model.head.out(model.decoder(golden["latents"])).chunk(2, dim=-1)[0]
+    assert bool((capped > 4.6).any())  # the cap is exercised

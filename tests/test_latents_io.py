@@ -30,9 +30,13 @@ def test_round_trip_single_and_batched(tmp_path: Path) -> None:
 
 def test_unknown_version_and_foreign_files_are_rejected(tmp_path: Path) -> None:
     p = tmp_path / "v2.safetensors"
-    save_file({"latents": torch.zeros(3, 8)}, str(p), metadata={"format": "dashtok-latents", "version": "2"})
-    with pytest.raises(LatentFileError, match="version 2 is not supported"):
+    save_file({"latents": torch.zeros(3, 8)}, str(p), metadata={"format": "dashtok-latents", "version": "3"})
+    with pytest.raises(LatentFileError, match="version 3 is not supported"):
         read_latents(p)
+    old = tmp_path / "v1.safetensors"
+    save_file({"latents": torch.zeros(3, 8)}, str(old), metadata={"format": "dashtok-latents", "version": "1"})
+    with pytest.raises(LatentFileError, match="version 1 was written by dashtok before the release-faithful"):
+        read_latents(old)
     q = tmp_path / "model.safetensors"
     save_file({"w": torch.zeros(3)}, str(q), metadata={"format": "dashtok/1"})
     with pytest.raises(LatentFileError, match="not a dashtok latent file"):

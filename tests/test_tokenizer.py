@@ -31,7 +31,12 @@ def test_shapes_and_lengths(tiny: Tokenizer) -> None:
     assert enc.latents.shape == (1, 25, 32) and enc.lengths.tolist() == [25]
     dec = tiny.decode(enc.latents)
     assert dec.audio.shape == (1, 16000) and dec.lengths.tolist() == [16000]
-    assert tiny.encode(x[:480]).latents.shape[1] == 1  # the shortest input: one frame
+    # the shortest input: one frame; the injection's centred 1024-point STFT needs 513 samples to reflect-pad
+    assert tiny.config.min_num_samples == 513 and tiny.encode(x[:513]).latents.shape[1] == 1
+    with pytest.raises(ValueError, match="shorter than one 40 ms frame"):
+        tiny.encode(x[:512])
+    no_injection = make_tiny(config=tiny_config(injection={"enabled": False}))
+    assert no_injection.config.min_num_samples == 480 and no_injection.encode(x[:480]).latents.shape[1] == 1
     assert tiny.config.num_frames(15999) == tiny.encode(x[:15999]).latents.shape[1] == 25
 
 
@@ -107,8 +112,9 @@ def test_several_minutes_encode_in_chunks_equal_whole() -> None:
     model.encoder.max_chunks = 1
     torch.testing.assert_close(model.encode(x).latents, whole, rtol=0, atol=1e-6)
     # Chunks of 1008 mel frames are independent: a piece holding exactly the samples that the first chunk's
-    # frames see (frame 1007 is centred at 1007 * 160 and reaches 256 samples further) gives that chunk exactly.
-    piece = model.encode(x[: 1007 * 160 + 256 + 1]).latents
+    # frames see (frame 1007 is centred at 1007 * 160 and reaches n_fft / 2 = 512 samples further in the
+    # injection's front end, 256 in the encoder's) gives that chunk exactly.
+    piece = model.encode(x[: 1007 * 160 + 512 + 1]).latents
     assert piece.shape[1] == 252
     torch.testing.assert_close(piece[0], whole[0, :252], rtol=0, atol=1e-5)
 
@@ -184,14 +190,35 @@ def test_without_injection_latents_are_the_semantic_features() -> None:
     assert torch.equal(enc.latents, enc.semantic)
 
 
-def test_injection_changes_latents_by_one_linear_map_of_the_patch(tiny: Tokenizer) -> None:
+def test_injection_adds_one_layernormed_linear_map_of_the_acoustic_patch(tiny: Tokenizer) -> None:
+    """The release's injection: latents = semantic + LayerNorm(W patch + b), the patch a 128 x 4 block of the
+    natural-log magnitude mel (n_fft 1024, hop 160), mel-major."""
     x = torch.from_numpy(speechlike(1.0))[None]
     feats = tiny.features(x)
+    inj = tiny.injection
+    assert inj is not None and inj.norm is not None and inj.front_end is not None
     with torch.no_grad():
         latents = tiny.inject(feats)
-        expected = feats.semantic + feats.patches @ tiny.injection.proj.weight.T + tiny.injection.proj.bias
+        expected = feats.semantic + torch.nn.functional.layer_norm(
+            feats.patches @ inj.proj.weight.T + inj.proj.bias, (32,), inj.norm.weight, inj.norm.bias, 1e-5)
+        mel = torch.log(inj.front_end.mel_spec(x).clamp(min=1e-7))  # (1, 128, 101)
     torch.testing.assert_close(latents, expected)
+    assert feats.patches.shape == (1, 25, 128 * 4)
+    torch.testing.assert_close(feats.patches[0, 3].view(128, 4), mel[0, :, 12:16])
+
+
+def test_legacy_encoder_mel_injection_reads_the_encoders_patch() -> None:
+    """dashtok/1 models: the encoder's BatchNorm'd 64 x 4 dB mel patch, no LayerNorm."""
+    model = make_tiny(config=tiny_config(injection={"enabled": True, "front_end": "encoder_mel"}))
+    x = torch.from_numpy(speechlike(1.0))[None]
+    feats = model.features(x)
+    assert model.injection is not None and model.injection.norm is None
+    with torch.no_grad():
+        mel = model.encoder.normalize(model.encoder.log_mel(x))
+        expected = feats.semantic + feats.patches @ model.injection.proj.weight.T + model.injection.proj.bias
+        torch.testing.assert_close(model.inject(feats), expected)
     assert feats.patches.shape == (1, 25, 64 * 4)
+    torch.testing.assert_close(feats.patches[0, 3].view(64, 4), mel[0, 0, :, 12:16])
 
 
 def test_gradients_reach_only_injection_and_decoder() -> None:

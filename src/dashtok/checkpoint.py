@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,16 @@ from dashtok.config import (
     FrontendConfig,
     InjectionConfig,
     TokenizerConfig,
+    TopDbScope,
 )
 from dashtok.encoder import DashengEncoder
 from dashtok.tokenizer import Tokenizer
 
-FORMAT = "dashtok/1"
+FORMAT = "dashtok/2"
 MODEL_FILENAME = "model.safetensors"
+# dashtok/1 (before the release-faithful injection): the injection read the encoder's mel patch, the upsampler
+# mapped straight to the decoder width and the head capped the log-magnitude at 4.6. Those models still load.
+LEGACY_FORMATS = ("dashtok/1",)
 
 
 class CheckpointError(ValueError):
@@ -93,13 +97,19 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         raise CheckpointError(f"{p}: not a readable safetensors file ({err})") from None
 
 
-def load_tokenizer(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Tokenizer:
+def load_tokenizer(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                   top_db_scope: TopDbScope | None = None) -> Tokenizer:
+    """A dashtok checkpoint -> Tokenizer. ``top_db_scope`` ("example" / "batch") overrides the stored choice."""
     p = resolve_checkpoint(path)
     meta = read_metadata(p)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not a dashtok checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
+    fmt = meta.get("format")
+    if fmt != FORMAT and fmt not in LEGACY_FORMATS:
+        raise CheckpointError(f"{p}: not a dashtok checkpoint (format {fmt!r}, expected {FORMAT!r})")
     try:
-        config = TokenizerConfig.from_json(meta["config"])
+        raw = json.loads(meta["config"])
+        config = TokenizerConfig.from_dict(migrate_v1_config(raw) if fmt in LEGACY_FORMATS else raw)
+        if top_db_scope is not None:
+            config = replace(config, frontend=replace(config.frontend, top_db_scope=top_db_scope))
     except (KeyError, ValueError, TypeError) as err:
         raise CheckpointError(f"{p}: bad config in metadata ({err})") from None
     model = Tokenizer(config)
@@ -109,6 +119,17 @@ def load_tokenizer(path: str | os.PathLike[str], device: str | torch.device = "c
     model.model_id = meta.get("model_id") or f"{config.name}@{weights_hash(state)}"
     model.eval()
     return model.to(device)
+
+
+def migrate_v1_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A dashtok/1 config in today's terms: same computation, spelled with the fields that replaced the old ones."""
+    decoder = dict(config.get("decoder", {}))
+    log_cap = float(decoder.pop("max_log_magnitude", 4.6))
+    # exp(clamp(x, c)) == min(exp(x), exp(c)) with exp(c) rounded as float32 computes it
+    decoder["max_magnitude"] = float(torch.exp(torch.tensor(log_cap, dtype=torch.float32)))
+    decoder["upsampler_width"] = "decoder"
+    injection = {**config.get("injection", {}), "front_end": "encoder_mel"}
+    return {**config, "decoder": decoder, "injection": injection}
 
 
 def _strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:

@@ -69,11 +69,12 @@ class Job:
 
 
 def _load_model(checkpoint: str | None, device: str, precision: str = "fp32") -> Tokenizer:
+    """The bundled default, a dashtok checkpoint, an official-layout directory or a hub id (see from_pretrained)."""
     try:
-        path = resolve_checkpoint(checkpoint) if checkpoint else default_checkpoint_path()
-        if not path.is_file():
-            raise CheckpointError(f"{path}: the bundled default model is missing from this installation")
-        return set_precision(Tokenizer.load(path, device=device), precision)
+        if not checkpoint and not default_checkpoint_path().is_file():
+            raise CheckpointError(f"{default_checkpoint_path()}: the bundled default model is missing from this "
+                                  f"installation")
+        return set_precision(Tokenizer.from_pretrained(checkpoint or None, device=device), precision)
     except (CheckpointError, ValueError) as err:
         raise CliError(str(err)) from None
 
@@ -84,13 +85,16 @@ def _load_codec(checkpoint: str | None, device: str, precision: str = "fp32") ->
 
     try:
         codec = load_codec(checkpoint, device)
-    except CheckpointError as err:
+    except (CheckpointError, ValueError) as err:
         raise CliError(str(err)) from None
     if isinstance(codec, MelVAE):
         if precision != "fp32":
             raise CliError("--precision applies to tokenizers, not to the VAE baseline")
         return codec
-    return _load_model(checkpoint, device, precision)
+    try:
+        return set_precision(codec, precision)
+    except ValueError as err:
+        raise CliError(str(err)) from None
 
 
 def _jobs(inputs: list[str], output: str | None, suffix: str, single_ext: tuple[str, ...],
@@ -325,10 +329,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from dashtok.release import WEIGHTS_FILE, official_dir
+
+    model = _load_model(args.checkpoint, "cpu")
     try:
-        path = resolve_checkpoint(args.checkpoint) if args.checkpoint else default_checkpoint_path()
-        meta = read_metadata(path)
-        model = Tokenizer.load(path)
+        official = official_dir(args.checkpoint) if args.checkpoint else None
+        if official is not None:
+            path = official / WEIGHTS_FILE
+            meta = {"format": "official DashengTokenizer layout (config.json + model.safetensors)"}
+        else:
+            path = resolve_checkpoint(args.checkpoint) if args.checkpoint else default_checkpoint_path()
+            meta = read_metadata(path)
     except CheckpointError as err:
         raise CliError(str(err)) from None
     cfg = model.config
@@ -338,7 +349,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         "checkpoint": str(path), "size_mb": round(path.stat().st_size / 2**20, 2), "model_id": model.model_id,
         "config_hash": cfg.hash, "format": meta.get("format"), "dashtok_version": meta.get("dashtok_version"),
         "sample_rate": model.sample_rate, "frame_rate": model.frame_rate, "hop_length": model.hop_length,
-        "latent_dim": model.latent_dim, "injection": cfg.injection.enabled,
+        "latent_dim": model.latent_dim,
+        "injection": (f"{cfg.injection.front_end} "
+                      f"({cfg.injection.n_mels if cfg.acoustic_front_end else cfg.frontend.n_mels} x "
+                      f"{cfg.encoder.patch_frames} patch)") if cfg.injection.enabled else "none (semantic alone)",
         "encoder": f"Dasheng {cfg.encoder.embed_dim}-d, {cfg.encoder.depth} layers, {cfg.encoder.num_heads} heads",
         "decoder": f"{cfg.decoder.num_blocks} ConvNeXt blocks, {cfg.decoder.dim}-d "
                    f"(intermediate {cfg.decoder.intermediate_dim}), iSTFT n_fft {cfg.decoder.n_fft} "
@@ -353,6 +367,44 @@ def cmd_info(args: argparse.Namespace) -> int:
     if not info["trained"]:
         print("WARNING: this checkpoint is UNTRAINED (random weights): a placeholder, not a usable tokenizer")
     return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from dashtok.release import CONFIG_FILE, WEIGHTS_FILE, official_dir, save_official
+
+    try:
+        source = official_dir(args.input)
+    except CheckpointError as err:
+        raise CliError(str(err)) from None
+    to = args.to or ("dashtok" if source is not None else "official")
+    if args.output:
+        out = Path(args.output)
+    elif to == "dashtok":  # a hub id -> ./<name>.safetensors; a directory -> <directory>.safetensors beside it
+        name = args.input.split("/")[-1] if _is_hub_id(args.input) else str(Path(args.input))
+        out = Path(f"{name}.safetensors")
+    else:  # x.safetensors -> x_official/ beside it
+        src = Path(args.input)
+        out = src.with_name(f"{src.stem if src.suffix == '.safetensors' else src.name}_official")
+    if to == "dashtok" and out.suffix != ".safetensors":
+        raise CliError(f"{out}: a dashtok checkpoint is one .safetensors file")
+    targets = [out / CONFIG_FILE, out / WEIGHTS_FILE] if to == "official" else [out]
+    _refuse_overwrite(targets, args.force)
+    model = _load_model(args.input, "cpu")
+    try:
+        if to == "official":
+            save_official(model, out)
+        else:
+            model.save(out, training=model.training_record)
+    except (CheckpointError, ValueError) as err:
+        raise CliError(str(err)) from None
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {out} ({to} layout): {model.model_id}, {n / 1e6:.1f} M parameters, latents "
+          f"{model.latent_dim}-d at {model.frame_rate:g} Hz")
+    return 0
+
+
+def _is_hub_id(text: str) -> bool:
+    return not Path(text).exists() and text.count("/") == 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -707,8 +759,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
     p.set_defaults(func=cmd_export_onnx)
 
+    p = sub.add_parser("convert", help="official DashengTokenizer layout <-> dashtok checkpoint, both ways")
+    p.add_argument("input", help="an official directory (config.json + model.safetensors), its hub cache folder, a "
+                                 "hub id such as mispeech/dashengtokenizer, or a dashtok checkpoint")
+    p.add_argument("output", nargs="?", help="a dashtok .safetensors file, or a directory for the official layout "
+                                             "(default: beside the input)")
+    p.add_argument("--to", choices=["dashtok", "official"],
+                   help="output layout (default: the other one: official -> dashtok, dashtok -> official)")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("info", help="describe a checkpoint (default: the bundled model)")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint file or directory")
+    p.add_argument("checkpoint", nargs="?", help="dashtok checkpoint file or directory, official directory or hub id")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
     return parser

@@ -14,6 +14,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, TypeVar
 
 TopDbScope = Literal["example", "batch"]
+InjectionFrontEnd = Literal["acoustic", "encoder_mel"]
+UpsamplerWidth = Literal["latent", "decoder"]
 T = TypeVar("T")
 
 
@@ -91,12 +93,28 @@ ENCODER_PRESETS: dict[str, EncoderConfig] = {
 
 @dataclass(frozen=True)
 class InjectionConfig:
-    """The single linear layer that adds the mel patch of each frame to the semantic features.
+    """The single linear layer that adds the acoustic patch of each frame to the semantic features.
 
+    ``front_end="acoustic"`` is the released model's injection: its own front end (magnitude mel, ``n_fft`` 1024,
+    hop = the encoder's hop, ``n_mels`` 128 HTK bins over 0-8 kHz, natural log of ``max(mel, log_floor)``), one
+    linear map of each ``n_mels`` x 4 patch to the encoder width, then a LayerNorm (``layer_norm_eps``).
+    ``front_end="encoder_mel"`` is what dashtok checkpoints of format ``dashtok/1`` used: the encoder's own
+    BatchNorm'd 64-bin dB mel patch, no LayerNorm. It exists only to load those models; new models use "acoustic".
     ``enabled=False`` gives the paper's ablation: latents are the frozen semantic features alone.
     """
 
     enabled: bool = True
+    front_end: InjectionFrontEnd = "acoustic"
+    n_fft: int = 1024  # window = n_fft (Hann), centred with reflect padding
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: float = 8000.0
+    log_floor: float = 1e-7
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def uses_layer_norm(self) -> bool:
+        return self.enabled and self.front_end == "acoustic"
 
 
 @dataclass(frozen=True)
@@ -110,7 +128,12 @@ class DecoderConfig:
     upsample: int = 2  # latent frames (25 Hz) -> head frames (50 Hz)
     n_fft: int = 1280
     hop_length: int = 320
-    max_log_magnitude: float = 4.6  # exp(4.6) ~ 1e2, Vocos' magnitude clip
+    # The head's magnitude is min(exp(x), max_magnitude): the release's cap is 100. With n_fft 1280 a sine of
+    # amplitude ~0.31 already reaches |X| = 100, so models of our own may raise it to what their data needs.
+    max_magnitude: float = 100.0
+    # "latent": the upsampler keeps the latent width and the embedding conv maps it to ``dim`` (the release);
+    # "decoder": the upsampler maps straight to ``dim`` (dashtok/1 checkpoints).
+    upsampler_width: UpsamplerWidth = "latent"
 
     @staticmethod
     def preset(name: str) -> DecoderConfig:
@@ -153,6 +176,14 @@ class TokenizerConfig:
             )
         if (self.decoder.n_fft - self.decoder.hop_length) % 2:
             raise ValueError("decoder.n_fft - decoder.hop_length must be even")
+        if self.injection.front_end not in ("acoustic", "encoder_mel"):
+            raise ValueError(f"injection.front_end must be 'acoustic' or 'encoder_mel', got "
+                             f"{self.injection.front_end!r}")
+        if self.decoder.upsampler_width not in ("latent", "decoder"):
+            raise ValueError(f"decoder.upsampler_width must be 'latent' or 'decoder', got "
+                             f"{self.decoder.upsampler_width!r}")
+        if self.decoder.max_magnitude <= 0:
+            raise ValueError(f"decoder.max_magnitude must be positive, got {self.decoder.max_magnitude}")
 
     @property
     def sample_rate(self) -> int:
@@ -172,9 +203,16 @@ class TokenizerConfig:
         return self.encoder.embed_dim
 
     @property
+    def acoustic_front_end(self) -> bool:
+        """Whether the injection has its own front end (the release's), i.e. reads the audio a second time."""
+        return self.injection.enabled and self.injection.front_end == "acoustic"
+
+    @property
     def min_num_samples(self) -> int:
-        """Shortest input that yields one latent frame (centred STFT gives 1 + L // hop mel frames)."""
-        return (self.encoder.patch_frames - 1) * self.frontend.hop_length
+        """Shortest input that yields one latent frame (centred STFT gives 1 + L // hop mel frames); the
+        injection's own centred STFT also needs more than n_fft // 2 samples to reflect-pad."""
+        one_frame = (self.encoder.patch_frames - 1) * self.frontend.hop_length
+        return max(one_frame, self.injection.n_fft // 2 + 1) if self.acoustic_front_end else one_frame
 
     def num_frames(self, num_samples: int) -> int:
         """Latent frames produced for ``num_samples`` input samples."""

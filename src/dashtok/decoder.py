@@ -37,8 +37,9 @@ class VocosDecoder(nn.Module):
     def __init__(self, config: DecoderConfig, latent_dim: int) -> None:
         super().__init__()
         self.config = config
-        self.upsample = nn.ConvTranspose1d(latent_dim, config.dim, config.upsample, stride=config.upsample)
-        self.embed = nn.Conv1d(config.dim, config.dim, config.kernel_size, padding=config.kernel_size // 2)
+        width = latent_dim if config.upsampler_width == "latent" else config.dim
+        self.upsample = nn.ConvTranspose1d(latent_dim, width, config.upsample, stride=config.upsample)
+        self.embed = nn.Conv1d(width, config.dim, config.kernel_size, padding=config.kernel_size // 2)
         self.norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.blocks = nn.ModuleList([ConvNeXtBlock(config) for _ in range(config.num_blocks)])
         self.final_norm = nn.LayerNorm(config.dim, eps=1e-6)
@@ -53,7 +54,7 @@ class VocosDecoder(nn.Module):
 
     def forward(self, latents: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         mask = None if frame_mask is None else frame_mask[:, None, :].to(latents.dtype)  # (B, 1, L)
-        x = self.upsample(latents.transpose(1, 2))  # (B, dim, L), kernel == stride: no overlap between frames
+        x = self.upsample(latents.transpose(1, 2))  # (B, width, L), kernel == stride: no overlap between frames
         x = self.embed(x if mask is None else x * mask)
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dashtok.config import EncoderConfig, FrontendConfig
-from dashtok.frontend import AmplitudeToDB, MelSpectrogram
+from dashtok.frontend import AmplitudeToDB, MelSpectrogram, per_item_frames
 from dashtok.masking import lengths_to_mask
+from dashtok.precision import autocast_for
 
 
 class _SwapMelAxis(nn.Module):
@@ -84,8 +85,8 @@ class Block(nn.Module):
 class DashengEncoder(nn.Module):
     """Dasheng ViT encoder.
 
-    Stages (each a method, so the tokenizer can reuse the normalised mel for the acoustic injection):
-    ``log_mel`` wav (B, T) -> dB mel (B, M, F); ``normalize`` -> (B, 1, M, F);
+    ``encode`` runs the whole encoder on a (padded) batch. Its stages are methods too (MAE pretraining and the
+    probes use them): ``log_mel`` wav (B, T) -> dB mel (B, M, F); ``normalize`` -> (B, 1, M, F);
     ``transformer`` -> (B, N, D) with N = F // patch_frames, one token per 40 ms.
     """
 
@@ -94,7 +95,7 @@ class DashengEncoder(nn.Module):
         self.frontend_config = frontend
         self.config = config
         self.max_chunks = max_chunks
-        self.front_end = nn.Sequential(MelSpectrogram(frontend), AmplitudeToDB(frontend))
+        self.front_end = nn.Sequential(MelSpectrogram.dasheng(frontend), AmplitudeToDB(frontend))
         self.init_bn = nn.Sequential(_SwapMelAxis(), nn.BatchNorm2d(frontend.n_mels, momentum=0.01), _SwapMelAxis())
         self.patch_embed = PatchEmbed(frontend.n_mels, config.patch_frames, config.embed_dim)
         self.time_pos_embed = nn.Parameter(torch.randn(1, config.embed_dim, 1, config.chunk_tokens) * 0.02)
@@ -153,6 +154,24 @@ class DashengEncoder(nn.Module):
                 h = block(h, key_mask)
             out[group, :width] = self.norm(h) * mask.unsqueeze(-1)
         return out.reshape(b, k * c, d)[:, :n]
+
+    def encode(self, wav: torch.Tensor, lengths: torch.Tensor, precision: str = "fp32"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """wav (B, T), lengths (B,) valid samples -> tokens (B, N, D) float32 and the normalised mel (B, 1, M, F).
+
+        With ``top_db_scope="example"`` each item's mel is computed alone (its own STFT end and dB floor), so a
+        padded batch equals its items encoded one at a time; ``"batch"`` runs the padded batch as upstream does.
+        The front end and BatchNorm run in float32; the transformer under ``precision``'s autocast.
+        """
+        hop = self.frontend_config.hop_length
+        if self.frontend_config.top_db_scope == "batch":
+            mel = self.log_mel(wav)
+        else:
+            mel = per_item_frames(self.log_mel, wav, lengths, hop)  # (B, M, F)
+        x = self.normalize(mel)
+        tokens = (lengths // hop + 1) // self.config.patch_frames
+        with autocast_for(precision, wav.device):
+            return self.transformer(x, tokens).float(), x
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """wav (B, T) -> tokens (B, N, D); ``lengths`` in tokens. See ``Tokenizer.encode`` for the full API."""

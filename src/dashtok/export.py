@@ -72,12 +72,12 @@ class OnnxDecoder(nn.Module):
         cfg = model.config.decoder
         self.decoder = model.decoder
         self.out = model.head.out
-        self.max_log_magnitude = cfg.max_log_magnitude
+        self.max_magnitude = cfg.max_magnitude
         self.istft = DFTInverse(cfg.n_fft, cfg.hop_length)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         log_mag, phase = self.out(self.decoder(latents)).transpose(1, 2).chunk(2, dim=1)
-        mag = torch.exp(log_mag.clamp(max=self.max_log_magnitude))
+        mag = torch.exp(log_mag).clamp(max=self.max_magnitude)
         return self.istft(mag * torch.cos(phase), mag * torch.sin(phase))
 
 

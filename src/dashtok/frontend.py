@@ -1,13 +1,15 @@
-"""Pure-torch log-mel front end of Dasheng.
+"""Pure-torch mel front ends: Dasheng's dB mel, and the STFT/mel pieces the acoustic injection reuses.
 
-Numerically equal to ``torchaudio.transforms.MelSpectrogram`` followed by ``AmplitudeToDB(top_db=120)`` (checked
-against a golden fixture made with torchaudio, ``tests/fixtures``), without depending on torchaudio. Buffer names
-(``spectrogram.window``, ``mel_scale.fb``) follow torchaudio so upstream Dasheng checkpoints load unchanged.
+``MelSpectrogram`` is numerically equal to ``torchaudio.transforms.MelSpectrogram`` (power 2 for Dasheng, power 1
+for the injection's magnitude mel) and ``AmplitudeToDB`` to torchaudio's ``AmplitudeToDB(top_db=120)``: both are
+checked bit for bit against golden fixtures made with torchaudio (``tests/fixtures``), without depending on it.
+Buffer names (``spectrogram.window``, ``mel_scale.fb``) follow torchaudio so upstream checkpoints load unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -36,23 +38,26 @@ def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample
 
 
 class Spectrogram(nn.Module):
-    """Centred (reflect-padded) power STFT, computed in blocks of frames so long inputs use bounded memory."""
+    """Centred (reflect-padded) STFT magnitude to ``power``, computed in blocks of frames so long inputs use
+    bounded memory."""
 
     window: torch.Tensor
 
-    def __init__(self, config: FrontendConfig, block_frames: int = 16384) -> None:
+    def __init__(self, n_fft: int, win_length: int, hop_length: int, power: float,
+                 block_frames: int = 16384, persistent: bool = True) -> None:
         super().__init__()
-        self.n_fft = config.n_fft
-        self.hop_length = config.hop_length
-        self.win_length = config.win_length
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.win_length = win_length
+        self.power = power
         self.block_frames = block_frames
-        self.register_buffer("window", torch.hann_window(config.win_length))
+        self.register_buffer("window", torch.hann_window(win_length), persistent=persistent)
 
     def num_frames(self, num_samples: int) -> int:
         return num_samples // self.hop_length + 1
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T) -> power spectrogram (B, n_fft // 2 + 1, 1 + T // hop)."""
+        """wav (B, T) -> |STFT| ** power (B, n_fft // 2 + 1, 1 + T // hop)."""
         pad = self.n_fft // 2
         if wav.shape[-1] <= pad:
             raise ValueError(f"input of {wav.shape[-1]} samples is too short for a centred STFT (needs > {pad})")
@@ -66,32 +71,60 @@ class Spectrogram(nn.Module):
             segment = padded[..., start * self.hop_length : (stop - 1) * self.hop_length + self.n_fft]
             spec = torch.stft(segment, self.n_fft, self.hop_length, self.win_length, self.window,
                               center=False, normalized=False, onesided=True, return_complex=True)
-            blocks.append(spec.abs().pow(2.0))
+            # torchaudio: abs() for power 1, abs().pow(p) otherwise (bit for bit)
+            blocks.append(spec.abs() if self.power == 1.0 else spec.abs().pow(self.power))
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=-1)
 
 
 class MelScale(nn.Module):
     fb: torch.Tensor
 
-    def __init__(self, config: FrontendConfig) -> None:
+    def __init__(self, n_fft: int, f_min: float, f_max: float, n_mels: int, sample_rate: int,
+                 persistent: bool = True) -> None:
         super().__init__()
-        fb = mel_filterbank(config.n_fft // 2 + 1, config.f_min, config.f_max, config.n_mels, config.sample_rate)
-        self.register_buffer("fb", fb)
+        self.register_buffer("fb", mel_filterbank(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate),
+                             persistent=persistent)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        """spec (B, F, T) -> mel power (B, n_mels, T)."""
+        """spec (B, F, T) -> mel (B, n_mels, T)."""
         return torch.matmul(spec.transpose(-1, -2), self.fb).transpose(-1, -2)
 
 
 class MelSpectrogram(nn.Module):
-    def __init__(self, config: FrontendConfig) -> None:
+    """torchaudio.transforms.MelSpectrogram (HTK scale, no filterbank norm, centred, reflect padding).
+
+    ``persistent=False`` keeps the window and filterbank (derived from the arguments) out of the state dict."""
+
+    def __init__(self, sample_rate: int, n_fft: int, win_length: int, hop_length: int, n_mels: int,
+                 f_min: float, f_max: float, power: float, persistent: bool = True) -> None:
         super().__init__()
-        self.spectrogram = Spectrogram(config)
-        self.mel_scale = MelScale(config)
+        self.spectrogram = Spectrogram(n_fft, win_length, hop_length, power, persistent=persistent)
+        self.mel_scale = MelScale(n_fft, f_min, f_max, n_mels, sample_rate, persistent=persistent)
+
+    @classmethod
+    def dasheng(cls, config: FrontendConfig) -> MelSpectrogram:
+        """The semantic encoder's power mel."""
+        return cls(config.sample_rate, config.n_fft, config.win_length, config.hop_length, config.n_mels,
+                   config.f_min, config.f_max, power=2.0)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T) -> mel power (B, n_mels, 1 + T // hop)."""
+        """wav (B, T) -> mel (B, n_mels, 1 + T // hop)."""
         return self.mel_scale(self.spectrogram(wav))
+
+
+def per_item_frames(fn: Callable[[torch.Tensor], torch.Tensor], wav: torch.Tensor, lengths: torch.Tensor,
+                    hop_length: int) -> torch.Tensor:
+    """Run a centred front end ``fn`` (B, T) -> (B, C, 1 + T // hop) on each item of a padded batch alone.
+
+    Each item's STFT then sees its own end (reflect padding there, not the batch's zeros), so a padded batch equals
+    its items run one at a time; frames past an item's end are zeros. Equal-length batches run in one call.
+    """
+    b, t = wav.shape
+    if bool((lengths == t).all()):
+        return fn(wav)
+    frames = 1 + t // hop_length
+    items = [fn(wav[i : i + 1, : int(n)]) for i, n in enumerate(lengths)]
+    return torch.cat([nn.functional.pad(m, (0, frames - m.shape[-1])) for m in items])
 
 
 class AmplitudeToDB(nn.Module):

@@ -14,7 +14,7 @@ class ISTFTHead(nn.Module):
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
-        self.max_log_magnitude = config.max_log_magnitude
+        self.max_magnitude = config.max_magnitude
         self.out = nn.Linear(config.dim, config.n_fft + 2)
         self.istft = ISTFT(config.n_fft, config.hop_length)
 
@@ -22,6 +22,6 @@ class ISTFTHead(nn.Module):
         # The spectrum and its inverse are kept in float32 even under autocast: phase errors of bf16 are audible.
         with torch.autocast(x.device.type, enabled=False):
             log_mag, phase = self.out(x.float()).transpose(1, 2).chunk(2, dim=1)  # (B, F, L) each
-            mag = torch.exp(log_mag.clamp(max=self.max_log_magnitude))
+            mag = torch.exp(log_mag).clamp(max=self.max_magnitude)  # the release: min(exp(x), 100)
             spec = torch.polar(mag, phase)
             return self.istft(spec, frame_mask)

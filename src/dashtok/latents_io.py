@@ -18,7 +18,9 @@ from safetensors import safe_open
 from dashtok.atomic import save_safetensors
 
 LATENT_FORMAT = "dashtok-latents"
-LATENT_VERSION = 1
+# 2: written since the release-faithful injection (checkpoint format dashtok/2). Version 1 files came from the old
+# injection; even the old models, which still load, now carry a new config hash, so their latents are re-encoded.
+LATENT_VERSION = 2
 
 
 class LatentFileError(ValueError):
@@ -79,6 +81,10 @@ def read_latents(path: str | os.PathLike[str]) -> LatentFile:
     if meta.get("format") != LATENT_FORMAT:
         raise LatentFileError(f"{p}: not a dashtok latent file (format {meta.get('format')!r})")
     version = meta.get("version", "?")
+    if version == "1":
+        raise LatentFileError(f"{p}: latent file version 1 was written by dashtok before the release-faithful "
+                              f"acoustic injection (checkpoint format dashtok/2); re-encode the audio with this "
+                              f"dashtok")
     if version != str(LATENT_VERSION):
         raise LatentFileError(f"{p}: latent file version {version} is not supported by this dashtok "
                               f"(it reads version {LATENT_VERSION})")

@@ -3,6 +3,7 @@ decoded by a Vocos-style decoder back to 16 kHz audio."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dashtok.config import TokenizerConfig
+from dashtok.config import TokenizerConfig, TopDbScope
 from dashtok.decoder import VocosDecoder
 from dashtok.encoder import DashengEncoder
 from dashtok.head import ISTFTHead
@@ -41,7 +42,7 @@ class Features:
     """Differentiable intermediate results of encoding a batch (what training needs)."""
 
     semantic: torch.Tensor  # (B, N, D) frozen encoder output
-    patches: torch.Tensor  # (B, N, M * P) normalised mel patches, the injection's input
+    patches: torch.Tensor  # (B, N, M * P) mel patches, the injection's input ((B, N, 0) without injection)
     lengths: torch.Tensor  # (B,) valid frames
 
 
@@ -57,8 +58,8 @@ class Tokenizer(nn.Module):
         self.config = config
         fe, enc = config.frontend, config.encoder
         self.encoder = DashengEncoder(fe, enc)
-        self.injection = AcousticInjection(fe.n_mels, enc.patch_frames, enc.embed_dim) if config.injection.enabled \
-            else None
+        self.injection = AcousticInjection(config.injection, fe, enc.patch_frames, enc.embed_dim) \
+            if config.injection.enabled else None
         self.decoder = VocosDecoder(config.decoder, config.latent_dim)
         self.head = ISTFTHead(config.decoder)
         # Per-channel latent statistics, measured on training data; generators work on normalised latents.
@@ -100,24 +101,18 @@ class Tokenizer(nn.Module):
 
     # ---- differentiable parts ---------------------------------------------------------------------------------
     def features(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> Features:
-        """wav (B, T) at ``sample_rate``, lengths (B,) valid samples -> :class:`Features`."""
+        """wav (B, T) at ``sample_rate``, lengths (B,) valid samples -> :class:`Features`: the frozen semantic
+        tokens and the injection's input patches (both without gradient: nothing before the injection learns)."""
         b, t = wav.shape
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=wav.device)
-        frame_lengths = (lengths // self.config.frontend.hop_length + 1) // self.config.encoder.patch_frames
         with torch.no_grad():
-            if self.config.frontend.top_db_scope == "batch" or bool((lengths == t).all()):
-                mel = self.encoder.log_mel(wav)  # (B, M, F)
+            semantic, encoder_mel = self.encoder.encode(wav, lengths, self.precision)  # (B, N, D), (B, 1, M, F)
+            if self.injection is None:
+                patches = semantic.new_zeros(b, semantic.shape[1], 0)
             else:
-                # Each item's STFT sees its own end (reflect padding there, not the batch's zero padding) and its
-                # own dB floor: a padded batch equals its items encoded alone.
-                items = [self.encoder.log_mel(wav[i : i + 1, : int(n)]) for i, n in enumerate(lengths)]
-                f = 1 + t // self.config.frontend.hop_length
-                mel = torch.cat([nn.functional.pad(m, (0, f - m.shape[-1])) for m in items])
-            x = self.encoder.normalize(mel)  # (B, 1, M, F)
-            with autocast_for(self.precision, wav.device):
-                semantic = self.encoder.transformer(x, frame_lengths).float()
-        patches = AcousticInjection.patches_of(x, self.config.encoder.patch_frames)
+                patches = self.injection.patches(wav, lengths, encoder_mel)  # (B, N, M * P)
+        frame_lengths = (lengths // self.config.frontend.hop_length + 1) // self.config.encoder.patch_frames
         return Features(semantic=semantic, patches=patches, lengths=frame_lengths)
 
     def inject(self, feats: Features) -> torch.Tensor:
@@ -242,13 +237,23 @@ class Tokenizer(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
+        """A dashtok checkpoint file (or a directory holding ``model.safetensors``), loaded strictly."""
         from dashtok.checkpoint import load_tokenizer
 
         return load_tokenizer(path, device=device)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> Tokenizer:
-        """The bundled default model (offline) when ``path`` is None; else a local checkpoint file or directory."""
-        from dashtok.checkpoint import default_checkpoint_path, resolve_checkpoint
+    def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu",
+                        top_db_scope: TopDbScope | None = None) -> Tokenizer:
+        """The bundled default model (offline) when ``path`` is None; else a dashtok checkpoint file or directory,
+        an official DashengTokenizer directory (``config.json`` + ``model.safetensors``, as downloaded, or its hub
+        cache folder), or a hub id such as ``"mispeech/dashengtokenizer"`` (the Hugging Face cache first; a
+        download only with huggingface_hub installed and ``HF_HUB_OFFLINE`` unset).
 
-        return cls.load(resolve_checkpoint(path) if path is not None else default_checkpoint_path(), device=device)
+        ``top_db_scope="batch"`` reproduces the release's batched dB floor (see ``FrontendConfig``)."""
+        from dashtok.checkpoint import default_checkpoint_path, load_tokenizer
+        from dashtok.release import load_pretrained
+
+        if path is None:
+            return load_tokenizer(default_checkpoint_path(), device, top_db_scope)
+        return load_pretrained(path, device, top_db_scope)

@@ -81,7 +81,7 @@ class MelVAE(nn.Module):
         super().__init__()
         self.config = config
         fe, d = config.frontend, config.encoder_dim
-        self.front_end = nn.Sequential(MelSpectrogram(fe), AmplitudeToDB(fe))
+        self.front_end = nn.Sequential(MelSpectrogram.dasheng(fe), AmplitudeToDB(fe))
         self.norm = nn.BatchNorm1d(fe.n_mels, momentum=0.01)
         self.patch_embed = nn.Conv1d(fe.n_mels, d, config.patch_frames, stride=config.patch_frames)
         block_cfg = DecoderConfig(dim=d, intermediate_dim=3 * d, num_blocks=config.encoder_blocks)
@@ -187,10 +187,12 @@ def load_codec(path: str | os.PathLike[str] | None, device: str | torch.device =
     """A tokenizer or a VAE checkpoint (by its format); None = the bundled default tokenizer."""
     if path is None or str(path) == "":
         return Tokenizer.from_pretrained(device=device)
-    p = resolve_checkpoint(path)
-    if read_metadata(p).get("format") == FORMAT:
-        return MelVAE.load(p, device)
-    return Tokenizer.load(p, device=device)
+    p = Path(path)
+    if p.is_file() or (p / "model.safetensors").is_file():
+        f = resolve_checkpoint(p)
+        if read_metadata(f).get("format") == FORMAT:
+            return MelVAE.load(f, device)
+    return Tokenizer.from_pretrained(path, device=device)  # dashtok, official layout or hub id
 
 
 def reconstruct_frames(codec: Codec, audio: np.ndarray) -> np.ndarray:

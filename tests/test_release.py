@@ -1,0 +1,244 @@
+"""The official DashengTokenizer release: golden parity with its remote code, its layout both ways, bad inputs.
+
+``fixtures/official_tiny`` and ``fixtures/official_golden.safetensors`` were written by the official code itself
+(``fixtures/make_official_golden.py``, torch/torchaudio 2.9.1, transformers 4.57).
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import make_tiny, speechlike, tiny_config
+from dashtok import Tokenizer
+from dashtok.checkpoint import CheckpointError
+from dashtok.cli import main
+from dashtok.injection import AcousticFrontEnd
+from dashtok.release import hub_cache_dir, load_official, save_official
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OFFICIAL = FIXTURES / "official_tiny"
+GOLDEN = load_file(str(FIXTURES / "official_golden.safetensors"))
+
+
+def assert_relative(actual: torch.Tensor, expected: torch.Tensor, tol: float = 1e-5) -> None:
+    assert actual.shape == expected.shape
+    rel = float((actual - expected).abs().max() / expected.abs().max())
+    assert rel < tol, f"relative difference {rel:.3g}"
+
+
+@pytest.fixture(scope="module")
+def official() -> Tokenizer:
+    return Tokenizer.from_pretrained(OFFICIAL)
+
+
+def test_acoustic_front_end_equals_torchaudio_bit_for_bit(official: Tokenizer) -> None:
+    inj = official.injection
+    assert inj is not None and isinstance(inj.front_end, AcousticFrontEnd)
+    assert torch.equal(inj.front_end.mel_spec(GOLDEN["wav_short"]), GOLDEN["acoustic_mel_short"])
+    assert torch.equal(inj.front_end(GOLDEN["wav_short"]), GOLDEN["acoustic_logmel_short"])
+    assert torch.equal(inj.front_end.mel_spec(GOLDEN["wav_batch"]), GOLDEN["acoustic_mel_batch"])
+
+
+def test_acoustic_patches_of_a_padded_batch_equal_each_clip_alone(official: Tokenizer) -> None:
+    inj = official.injection
+    assert inj is not None
+    clips = [torch.from_numpy(speechlike(s, seed=i)) for i, s in enumerate((1.7, 0.6, 1.03))]
+    t = max(len(c) for c in clips)
+    wav = torch.stack([torch.nn.functional.pad(c, (0, t - len(c))) for c in clips])
+    lengths = torch.tensor([len(c) for c in clips])
+    batch = inj.patches(wav, lengths, torch.empty(0))
+    for i, c in enumerate(clips):
+        alone = inj.patches(c[None], torch.tensor([len(c)]), torch.empty(0))[0]
+        assert torch.equal(batch[i, : len(alone)], alone)  # (patches past it are masked out of the latents)
+
+
+@pytest.mark.parametrize("clip", ["short", "long", "batch"])
+def test_encode_and_decode_match_the_official_code(official: Tokenizer, clip: str) -> None:
+    """A 1.3 s clip, a 10.5 s clip (a full 10 s chunk plus a partial one) and an equal-length batch."""
+    model = Tokenizer.from_pretrained(OFFICIAL, top_db_scope="batch") if clip == "batch" else official
+    latents = model.encode(GOLDEN[f"wav_{clip}"]).latents
+    assert_relative(latents, GOLDEN[f"latents_{clip}"])
+    assert_relative(model.decode(GOLDEN[f"latents_{clip}"]).audio, GOLDEN[f"audio_{clip}"])
+
+
+def test_release_head_caps_magnitudes_at_100(official: Tokenizer) -> None:
+    assert official.config.decoder.max_magnitude == 100.0
+    with torch.no_grad():
+        log_mag = official.head.out(official.decoder(GOLDEN["latents_short"]))[..., :641]
+    assert bool((log_mag > torch.log(torch.tensor(100.0))).any())  # the golden outputs exercise the cap
+
+
+def test_config_maps_to_the_release_preset_shapes() -> None:
+    raw = json.loads((OFFICIAL / "config.json").read_text())
+    release = {k: v for k, v in raw.items() if k in ("model_type", "architectures")}
+    d = Path(__file__).parent / "_unused"
+    from dashtok.release import config_from_official
+
+    cfg = config_from_official(release, d / "config.json")  # every architecture key absent: the release's defaults
+    preset = Tokenizer(cfg).config
+    assert (preset.encoder.embed_dim, preset.encoder.depth, preset.encoder.num_heads) == (1280, 32, 16)
+    assert (preset.decoder.dim, preset.decoder.num_blocks, preset.decoder.intermediate_dim) == (1280, 12, 5120)
+    assert preset.injection.n_mels * 4 == 512 and preset.decoder.n_fft + 2 == 1282
+
+
+def test_official_to_dashtok_to_official_is_bitwise(official: Tokenizer, tmp_path: Path) -> None:
+    official.save(tmp_path / "m.safetensors")
+    back = save_official(Tokenizer.load(tmp_path / "m.safetensors"), tmp_path / "official")
+    original, written = load_file(str(OFFICIAL / "model.safetensors")), load_file(str(back / "model.safetensors"))
+    assert original.keys() == written.keys()
+    for key in original:
+        assert original[key].dtype == written[key].dtype and torch.equal(original[key], written[key]), key
+    arch = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_intermediate_size",
+            "istft_n_fft", "istft_hop", "upsample_tokens", "n_mels_patch", "hop_length", "model_type")
+    a, b = json.loads((OFFICIAL / "config.json").read_text()), json.loads((back / "config.json").read_text())
+    assert {k: a[k] for k in arch} == {k: b[k] for k in arch}
+
+
+def test_dashtok_to_official_to_dashtok_is_bitwise(tmp_path: Path) -> None:
+    model = make_tiny(seed=4, config=tiny_config(name="mine", decoder={**tiny_config().decoder.__dict__, "dim": 40}))
+    with torch.no_grad():
+        model.latent_mean.normal_()
+        model.latent_std.uniform_(0.5, 2.0)
+    model.training_record = {"trained": True, "steps": 7}
+    model.save(tmp_path / "m.safetensors")
+    model = Tokenizer.load(tmp_path / "m.safetensors")
+    again = load_official(save_official(model, tmp_path / "official"))
+    assert again.config == model.config and again.model_id == model.model_id
+    assert again.training_record == {"trained": True, "steps": 7}
+    a, b = model.state_dict(), again.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"injection": {"enabled": False}}, "no injection"),
+    ({"injection": {"enabled": True, "front_end": "encoder_mel"}}, "'encoder_mel'"),
+    ({"decoder": {**tiny_config().decoder.__dict__, "max_magnitude": 1000.0}}, "caps at 100"),
+    ({"decoder": {**tiny_config().decoder.__dict__, "upsampler_width": "decoder"}}, "upsampler_width"),
+])
+def test_export_refuses_what_the_official_layout_cannot_express(tmp_path: Path, change: dict, reason: str) -> None:
+    model = make_tiny(config=tiny_config(**change))
+    with pytest.raises(CheckpointError, match=reason):
+        save_official(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_files_without_optional_buffers_load_the_same(official: Tokenizer, tmp_path: Path) -> None:
+    d = tmp_path / "bare"
+    shutil.copytree(OFFICIAL, d)
+    state = load_file(str(d / "model.safetensors"))
+    optional = [k for k in state if k.endswith(("window", ".fb", "num_batches_tracked"))]
+    assert len(optional) == 6
+    save_file({k: v for k, v in state.items() if k not in optional}, str(d / "model.safetensors"),
+              metadata={"format": "pt"})
+    bare = load_official(d)
+    assert torch.equal(bare.encode(GOLDEN["wav_short"]).latents, official.encode(GOLDEN["wav_short"]).latents)
+
+
+def _broken(tmp_path: Path, edit_state=None, edit_config=None) -> Path:  # type: ignore[no-untyped-def]
+    d = tmp_path / "broken"
+    shutil.copytree(OFFICIAL, d)
+    if edit_state is not None:
+        state = load_file(str(d / "model.safetensors"))
+        edit_state(state)
+        save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+    if edit_config is not None:
+        cfg = json.loads((d / "config.json").read_text())
+        edit_config(cfg)
+        (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def test_weight_mismatches_are_all_named(tmp_path: Path) -> None:
+    def edit(state: dict) -> None:
+        del state["decoder.backbone.convnext.1.gamma"]
+        state["decoder.backbone.extra.weight"] = torch.zeros(3)
+        state["encoder.norm.bias"] = torch.zeros(31)
+        state["encoder.front_end.mel_spec.mel_scale.fb"] = state["encoder.front_end.mel_spec.mel_scale.fb"] * 1.01
+
+    with pytest.raises(CheckpointError) as err:
+        Tokenizer.from_pretrained(_broken(tmp_path, edit_state=edit))
+    msg = str(err.value)
+    for needle in ("model.safetensors", "missing keys (1): decoder.backbone.convnext.1.gamma",
+                   "unexpected keys (1): decoder.backbone.extra.weight",
+                   "encoder.norm.bias: file (31,) vs config (32,)",
+                   "encoder.front_end.mel_spec.mel_scale.fb: differs from the buffer dashtok derives"):
+        assert needle in msg, msg
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c: c.update(rope_theta=10000), "unknown config keys ['rope_theta']"),
+    (lambda c: c.update(hop_length=256), "hop_length=256 is not supported"),
+    (lambda c: c.update(num_heads=3), "architecture not buildable"),
+    (lambda c: c.update(depth=-1), "positive integers: depth=-1"),
+    (lambda c: c.update(istft_hop=200), "architecture not buildable"),
+])
+def test_bad_official_configs_are_refused_by_name(tmp_path: Path, edit, needle: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CheckpointError, match="config.json") as err:
+        Tokenizer.from_pretrained(_broken(tmp_path, edit_config=edit))
+    assert needle in str(err.value)
+
+
+def test_unreadable_inputs_give_one_clear_error(tmp_path: Path) -> None:
+    d = _broken(tmp_path)
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: not a readable safetensors file"):
+        Tokenizer.from_pretrained(d)
+    neither = tmp_path / "neither"
+    neither.mkdir()
+    (neither / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="neither a dashtok checkpoint directory"):
+        Tokenizer.from_pretrained(neither)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(CheckpointError, match="model_type 'bert'"):
+        Tokenizer.from_pretrained(other)
+
+
+def test_hub_ids_resolve_through_the_cache_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_cache_dir() == tmp_path / "hub"
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache.*HF_HUB_OFFLINE.*huggingface-cli download "
+                                              "mispeech/dashengtokenizer"):
+        Tokenizer.from_pretrained("mispeech/dashengtokenizer")
+    folder = tmp_path / "hub" / "models--mispeech--dashengtokenizer"
+    shutil.copytree(OFFICIAL, folder / "snapshots" / "0123abc")
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0123abc")
+    by_id = Tokenizer.from_pretrained("mispeech/dashengtokenizer")
+    by_folder = Tokenizer.from_pretrained(folder)
+    expected = Tokenizer.from_pretrained(OFFICIAL).encode(GOLDEN["wav_short"]).latents
+    assert torch.equal(by_id.encode(GOLDEN["wav_short"]).latents, expected)
+    assert torch.equal(by_folder.encode(GOLDEN["wav_short"]).latents, expected)
+
+
+def test_cli_converts_both_ways_and_describes_official_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(OFFICIAL), str(tmp_path / "tok.safetensors")]) == 0
+    assert main(["convert", str(tmp_path / "tok.safetensors")]) == 0  # -> tok_official/ beside it
+    assert (tmp_path / "tok_official" / "config.json").is_file()
+    with pytest.raises(SystemExit) as exit_:
+        main(["convert", str(tmp_path / "tok.safetensors")])  # refuses to overwrite
+    assert exit_.value.code == 2 and "--force" in capsys.readouterr().err
+    a = load_file(str(OFFICIAL / "model.safetensors"))
+    b = load_file(str(tmp_path / "tok_official" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+    assert main(["info", str(tmp_path / "tok_official"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"].startswith("official") and info["latent_dim"] == 32
+    legacy = FIXTURES / "legacy_tiny_v1.safetensors"
+    for argv, needle in ((["convert", str(tmp_path / "tok.safetensors"), str(tmp_path / "x"), "--to", "dashtok"],
+                          "is one .safetensors file"),
+                         (["convert", str(legacy), str(tmp_path / "legacy_official")],
+                          "cannot be written in the official layout")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "legacy_official").exists()
