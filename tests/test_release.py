@@ -206,8 +206,8 @@ def test_hub_ids_resolve_through_the_cache_offline(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub_cache_dir() == tmp_path / "hub"
-    with pytest.raises(CheckpointError, match="not in the Hugging Face cache.*HF_HUB_OFFLINE.*huggingface-cli download "
-                                              "mispeech/dashengtokenizer"):
+    with pytest.raises(CheckpointError, match="not in the Hugging Face cache.*HF_HUB_OFFLINE.*huggingface-cli "
+                                              "download mispeech/dashengtokenizer"):
         Tokenizer.from_pretrained("mispeech/dashengtokenizer")
     folder = tmp_path / "hub" / "models--mispeech--dashengtokenizer"
     shutil.copytree(OFFICIAL, folder / "snapshots" / "0123abc")

@@ -179,3 +179,20 @@ def test_train_cli_records_every_start_with_its_overrides(tmp_path: Path, audio_
     assert [s["resolved"]["steps"] for s in starts] == [2, 4]
     assert starts[0]["resolved"]["mae"]["encoder_preset"] == "tiny"
     assert len(losses(run, "mae/loss")) == 4
+
+
+def test_training_starts_from_the_official_release_layout(tmp_path: Path, audio_dir: Path) -> None:
+    """``tokenizer.init`` = an official directory: its encoder stays frozen, its injection and decoder are the warm
+    start and learn (here: the tiny official-layout fixture, a few steps)."""
+    official = Path(__file__).parent / "fixtures" / "official_tiny"
+    cfg = config(tmp_path, audio_dir, "tokenizer", steps=4, save_every=4,
+                 tokenizer={"init": str(official), "warm_start": True, "gan_start": 2, "name": "tuned"})
+    model_path = train(cfg)
+    assert all(torch.isfinite(torch.tensor(losses(tmp_path, "mel/l1"))))
+    start, tuned = Tokenizer.from_pretrained(official), Tokenizer.load(model_path)
+    assert tuned.config.decoder == start.config.decoder and tuned.config.name == "tuned"
+    a, b = start.state_dict(), tuned.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("encoder."))
+    for key in ("injection.proj.weight", "injection.norm.weight", "decoder.blocks.1.pwconv2.weight",
+                "head.out.weight"):
+        assert not torch.equal(a[key], b[key]), key

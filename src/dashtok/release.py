@@ -130,6 +130,7 @@ def resolve_hub(repo_id: str) -> Path:
     """A hub repository id -> its local snapshot directory: the cache first; a download only when
     huggingface_hub is installed and ``HF_HUB_OFFLINE`` is not set."""
     folder = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}"
+    where = f"no such local file or directory, and not in the Hugging Face cache ({folder})"
     snapshot = snapshot_of_cache_folder(folder) if folder.is_dir() else None
     if snapshot is not None and (snapshot / CONFIG_FILE).is_file() and (snapshot / WEIGHTS_FILE).is_file():
         return snapshot
@@ -137,17 +138,16 @@ def resolve_hub(repo_id: str) -> Path:
     howto = (f"download it first (`huggingface-cli download {repo_id} config.json model.safetensors`, or "
              f"`hf download ...`) or pass the local directory that holds config.json and model.safetensors")
     if offline:
-        raise CheckpointError(f"{repo_id}: not in the Hugging Face cache ({folder}) and HF_HUB_OFFLINE is set; {howto}")
+        raise CheckpointError(f"{repo_id}: {where}; HF_HUB_OFFLINE is set; {howto}")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise CheckpointError(f"{repo_id}: not in the Hugging Face cache ({folder}) and huggingface_hub is not "
-                              f"installed to fetch it; {howto}") from None
+        raise CheckpointError(f"{repo_id}: {where}; huggingface_hub is not installed to fetch it; {howto}") from None
     try:
         return Path(snapshot_download(repo_id, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
     except Exception as err:  # network or hub errors of several types
-        raise CheckpointError(f"{repo_id}: not in the Hugging Face cache ({folder}) and the download failed "
-                              f"({type(err).__name__}: {err}); {howto}") from None
+        raise CheckpointError(f"{repo_id}: {where}; the download failed ({type(err).__name__}: {err}); {howto}") \
+            from None
 
 
 # ---- config --------------------------------------------------------------------------------------------------------

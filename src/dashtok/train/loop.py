@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import nn
 from dashtok import metrics
 from dashtok.checkpoint import (
     FORMAT,
+    LEGACY_FORMATS,
     load_encoder,
     read_metadata,
     save_encoder,
@@ -33,6 +35,7 @@ from dashtok.checkpoint import (
     tokenizer_with_encoder,
 )
 from dashtok.config import DecoderConfig, EncoderConfig, FrontendConfig
+from dashtok.release import load_official, official_dir
 from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator
@@ -301,17 +304,23 @@ def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
     init = Path(t.init)
     if init.suffix == ".pt":
         return tokenizer_from_dasheng(init, decoder=decoder, injection=t.injection, name=t.name)
+    official = official_dir(t.init)  # an official-layout directory, its cache folder or a hub id, else None
     source = init / "encoder.safetensors" if init.is_dir() else init
-    if read_metadata(source).get("format") == FORMAT:  # a tokenizer checkpoint
-        donor = Tokenizer.load(source)
-        model = tokenizer_with_encoder(donor.encoder, decoder, t.injection, t.name)
+    if official is not None or read_metadata(source).get("format") in (FORMAT, *LEGACY_FORMATS):
+        # a tokenizer: dashtok's, or the official release (its encoder frozen; with warm_start the whole model,
+        # injection and decoder included, is the starting point, e.g. to fine-tune the decoder on a new domain)
+        donor = load_official(official) if official is not None else Tokenizer.load(source)
         if t.warm_start:
-            own = model.state_dict()
-            own.update({k: v for k, v in donor.state_dict().items() if not k.startswith("encoder.")})
-            model.load_state_dict(own, strict=True)
-        return model
+            if t.injection != donor.config.injection.enabled:
+                raise ValueError(f"tokenizer.injection={t.injection} but the warm start {t.init} has injection "
+                                 f"{donor.config.injection.enabled}")
+            model = Tokenizer(replace(donor.config, name=t.name))
+            model.load_state_dict(donor.state_dict(), strict=True)
+            return model
+        return tokenizer_with_encoder(donor.encoder, decoder, t.injection, t.name)
     if t.warm_start:
-        raise ValueError("tokenizer.warm_start needs tokenizer.init to be a dashtok tokenizer checkpoint")
+        raise ValueError("tokenizer.warm_start needs tokenizer.init to be a tokenizer (dashtok checkpoint or the "
+                         "official layout)")
     return tokenizer_with_encoder(load_encoder(source), decoder, t.injection, t.name)
 
 
