@@ -10,7 +10,10 @@ random weights (speed does not depend on their values) and reports:
   by this machine's measured matmul throughput in the same precision, and the measured time over that floor;
 - with ``--upstream-python``: the upstream ``dasheng`` encoder (another interpreter, see ``_upstream_worker.py``)
   on the same weights and input, as a time ratio, with the largest difference of the outputs; and our encoder
-  code run by that same interpreter, which separates the code's effect from the torch version's.
+  code run by that same interpreter, which separates the code's effect from the torch version's;
+- with ``--official-code`` too: the official DashengTokenizer remote code's ``encode`` and ``decode`` on the same
+  weights (written in the official layout by ``dashtok.release``) and input, time ratios, peak memory (a fresh
+  process each side) and the largest differences of latents and audio.
 
 Results go to ``bench.json`` and ``bench.md``. Timings are medians of ``repeats`` runs after a warm-up run.
 """
@@ -57,6 +60,7 @@ class BenchConfig:
     upstream_max_seconds: float = 600.0
     measure_memory: bool = True  # in a fresh process per case
     upstream_impls: tuple[str, ...] = ("upstream", "dashtok")  # "dashtok": our code on the upstream interpreter
+    official_code: str | None = None  # a copy of audiohacking/audiogen.cpp (reference/ = the release's code)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -247,6 +251,45 @@ def _upstream(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, repeats: int,
     return out
 
 
+def _official(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, z: torch.Tensor, enc_s: float, dec_s: float,
+              mem: dict[str, float], repeats: int, report: dict[str, Any], preset: str) -> dict[str, Any]:
+    """The official remote code on the same weights (exported once per preset) and input: times, memory, diffs."""
+    from dashtok.release import save_official
+
+    dirs = report["_official"]
+    if preset not in dirs:
+        dirs[preset] = tempfile.TemporaryDirectory()
+        save_official(model, Path(dirs[preset].name) / "model")
+    tmp = Path(dirs[preset].name)
+    np.save(tmp / "input.npy", wav)
+    np.save(tmp / "latents.npy", z.cpu().numpy())
+    base = {"impl": "official", "code": str(cfg.official_code), "model_dir": str(tmp / "model"),
+            "input": str(tmp / "input.npy"), "latents": str(tmp / "latents.npy"), "output": str(tmp / "out"),
+            "repeats": repeats}
+    results = []
+    for job in (base, {**base, "memory": True}):
+        (tmp / "job.json").write_text(json.dumps(job))
+        proc = subprocess.run([str(cfg.upstream_python), str(Path(__file__).with_name("_upstream_worker.py")),
+                               str(tmp / "job.json")], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"official worker failed: {proc.stderr.strip()[-2000:]}")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    timing, memory = results
+    with torch.no_grad():
+        ours_audio = model.decode(z).audio.cpu().numpy()
+    theirs_z, theirs_audio = np.load(tmp / "out.latents.npy"), np.load(tmp / "out.audio.npy")
+    ours_z = z.cpu().numpy()
+    off_enc, off_dec = float(np.median(timing["encode_s"])), float(np.median(timing["decode_s"]))
+    return {"torch": timing["torch"], "threads": timing["threads"], "encode_s": off_enc, "decode_s": off_dec,
+            "encode_speedup": off_enc / enc_s, "decode_speedup": off_dec / dec_s,
+            "encode_peak_mb": memory["encode_peak_mb"], "decode_peak_mb": memory["decode_peak_mb"],
+            "ours_encode_peak_mb": mem["encode_peak_mb"], "ours_decode_peak_mb": mem["decode_peak_mb"],
+            "latents_max_abs_diff": float(np.abs(theirs_z - ours_z).max()),
+            "latents_max_rel_diff": float(np.abs(theirs_z - ours_z).max() / np.abs(ours_z).max()),
+            "audio_max_abs_diff": float(np.abs(theirs_audio - ours_audio).max()),
+            "audio_max_rel_diff": float(np.abs(theirs_audio - ours_audio).max() / np.abs(ours_audio).max())}
+
+
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     device = torch.device(cfg.device)
     report: dict[str, Any] = {
@@ -254,7 +297,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                     "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
         "config": {k: v for k, v in cfg.__dict__.items()}, "throughput_gflops": {}, "results": [], "_flops": {},
-        "_latents": {}}
+        "_latents": {}, "_official": {}}
     for precision in cfg.precisions:
         tp = int8_matmul_throughput() if precision == "int8" else matmul_throughput(device, precision)
         report["throughput_gflops"][precision] = tp
@@ -270,7 +313,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                         report["results"].append(_one_case(cfg, report, model, preset, precision, seconds, batch,
                                                            device, log))
                 del model
-    del report["_flops"], report["_latents"]
+                if preset in report["_official"]:
+                    report["_official"].pop(preset).cleanup()
+    del report["_flops"], report["_latents"], report["_official"]
     return report
 
 
@@ -307,7 +352,10 @@ def _one_case(cfg: BenchConfig, report: dict[str, Any], model: Tokenizer, preset
         "decode": {"time_s": dec_s, "rtf": dec_s / audio_seconds, "peak_mb": dec_mb, "gflop": dec_flops / 1e9,
                    "floor_s": dec_flops / throughput, "over_floor": dec_s / (dec_flops / throughput)},
     }
-    if cfg.upstream_python and precision == "fp32" and device.type == "cpu" and seconds <= cfg.upstream_max_seconds:
+    if cfg.upstream_python and cfg.official_code and precision == "fp32" and device.type == "cpu":
+        row["official"] = _official(cfg, model, wav, z, enc_s, dec_s, mem, repeats, report, preset)
+    if cfg.upstream_python and cfg.upstream_impls and precision == "fp32" and device.type == "cpu" and \
+            seconds <= cfg.upstream_max_seconds:
         with tempfile.TemporaryDirectory() as tmp:
             up = _upstream(cfg, model, wav, repeats, Path(tmp))
         with autocast_for(precision, device):
@@ -326,6 +374,11 @@ def _line(r: dict[str, Any]) -> str:
     s = (f"{r['preset']:8s} {r['precision']:5s} {r['seconds']:6.0f} s x{r['batch']}: encode RTF {e['rtf']:.4f} "
          f"({e['over_floor']:.2f}x floor, +{e['peak_mb']:.0f} MB), decode RTF {d['rtf']:.4f} "
          f"({d['over_floor']:.2f}x floor, +{d['peak_mb']:.0f} MB)")
+    if "official" in r:
+        o = r["official"]
+        s += (f"; official code / ours: encode {o['encode_speedup']:.2f}x, decode {o['decode_speedup']:.2f}x "
+              f"(+{o['encode_peak_mb']:.0f} / +{o['decode_peak_mb']:.0f} MB; max rel diff latents "
+              f"{o['latents_max_rel_diff']:.1e}, audio {o['audio_max_rel_diff']:.1e})")
     if "speedup" in r.get("upstream", {}):
         u = r["upstream"]
         same = f"same torch {u['speedup_same_torch']:.2f}x, " if "speedup_same_torch" in u else ""
@@ -349,6 +402,21 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['preset']} | {r['precision']} | {r['seconds']:.0f} s x {r['batch']} | {e['rtf']:.4f} | "
                      f"{e['over_floor']:.2f} | {e['peak_mb']:.0f} | {d['rtf']:.4f} | {d['over_floor']:.2f} | "
                      f"{d['peak_mb']:.0f} |")
+    offs = [r for r in report["results"] if "official" in r]
+    if offs:
+        lines += ["", f"## vs the official DashengTokenizer remote code (same weights and input; official code on "
+                      f"torch {offs[0]['official']['torch']}, {offs[0]['official']['threads']} threads)", "",
+                  "| preset | input | encode: official s | ours s | speedup | decode: official s | ours s | speedup "
+                  "| encode MB official / ours | decode MB official / ours | max rel diff latents / audio |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in offs:
+            o = r["official"]
+            lines.append(f"| {r['preset']} | {r['seconds']:.0f} s x {r['batch']} | {o['encode_s']:.2f} | "
+                         f"{r['encode']['time_s']:.2f} | {o['encode_speedup']:.2f}x | {o['decode_s']:.2f} | "
+                         f"{r['decode']['time_s']:.2f} | {o['decode_speedup']:.2f}x | "
+                         f"{o['encode_peak_mb']:.0f} / {o['ours_encode_peak_mb']:.0f} | "
+                         f"{o['decode_peak_mb']:.0f} / {o['ours_decode_peak_mb']:.0f} | "
+                         f"{o['latents_max_rel_diff']:.1e} / {o['audio_max_rel_diff']:.1e} |")
     ups = [r for r in report["results"] if "speedup" in r.get("upstream", {})]
     if ups:
         u0 = ups[0]["upstream"]

@@ -415,7 +415,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = BenchConfig(presets=tuple(args.presets), precisions=tuple(args.precision), seconds=tuple(args.seconds),
                       batch_sizes=tuple(args.batch), repeats=args.repeats, device=args.device,
-                      upstream_python=args.upstream_python, max_batched_seconds=args.max_batched_seconds)
+                      upstream_python=args.upstream_python, max_batched_seconds=args.max_batched_seconds,
+                      official_code=args.official_code, upstream_impls=tuple(args.upstream_impls))
     out = Path(args.output)
     report = run_bench(cfg)
     with atomic_write(out / "bench.json") as tmp:
@@ -749,6 +750,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--upstream-python", help="a Python interpreter with the upstream dasheng package and "
                                              "torchaudio: times upstream's encoder on the same weights and input")
+    p.add_argument("--official-code", help="a copy of audiohacking/audiogen.cpp (its reference/ folder is the "
+                                           "official DashengTokenizer remote code): with --upstream-python (which "
+                                           "then also needs transformers and einops), times the official encode and "
+                                           "decode on the same weights and input, and their peak memory")
+    p.add_argument("--upstream-impls", nargs="*", default=["upstream", "dashtok"], choices=["upstream", "dashtok"],
+                   help="encoder comparisons under --upstream-python: upstream dasheng, and/or our encoder code on "
+                        "that interpreter (default: both; none: only the official comparison)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("export-onnx", help="export the decoder (latents -> audio) to ONNX and check it with "
