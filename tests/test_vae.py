@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 
 from conftest import speechlike
+from dashtok.baselines.vae import MelVAE, VAEConfig, kl_divergence, load_codec
 from dashtok.config import DecoderConfig
-from dashtok.generate.vae import MelVAE, VAEConfig, kl_divergence, load_codec
 from dashtok.train.config import TrainConfig
 from dashtok.train.loop import train
 

@@ -254,12 +254,10 @@ def _upstream(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, repeats: int,
 def _official(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, z: torch.Tensor, enc_s: float, dec_s: float,
               mem: dict[str, float], repeats: int, report: dict[str, Any], preset: str) -> dict[str, Any]:
     """The official remote code on the same weights (exported once per preset) and input: times, memory, diffs."""
-    from dashtok.release import save_official
-
     dirs = report["_official"]
     if preset not in dirs:
         dirs[preset] = tempfile.TemporaryDirectory()
-        save_official(model, Path(dirs[preset].name) / "model")
+        model.save_official(Path(dirs[preset].name) / "model")
     tmp = Path(dirs[preset].name)
     np.save(tmp / "input.npy", wav)
     np.save(tmp / "latents.npy", z.cpu().numpy())

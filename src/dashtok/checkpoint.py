@@ -1,11 +1,15 @@
-"""Checkpoints: safetensors with the config as JSON metadata, and a loud port of upstream Dasheng weights."""
+"""Checkpoint files: safetensors with the config as JSON metadata, and a loud port of upstream Dasheng weights.
+
+This module reads and writes files and configs; the model classes build themselves from what it returns
+(``Tokenizer.load``/``save``), so it never imports them back.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,15 +21,12 @@ from safetensors.torch import load_file
 from dashtok.atomic import save_safetensors
 from dashtok.config import (
     ENCODER_PRESETS,
-    DecoderConfig,
     EncoderConfig,
     FrontendConfig,
-    InjectionConfig,
     TokenizerConfig,
     TopDbScope,
 )
 from dashtok.encoder import DashengEncoder
-from dashtok.tokenizer import Tokenizer
 
 FORMAT = "dashtok/2"
 MODEL_FILENAME = "model.safetensors"
@@ -52,29 +53,51 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """A checkpoint file, or a directory holding ``model.safetensors``."""
     p = Path(path)
     if p.is_dir():
+        if (p / "config.json").is_file():  # official layouts are recognised before this (dashtok.release)
+            try:
+                kind = json.loads((p / "config.json").read_text()).get("model_type")
+            except (OSError, ValueError, AttributeError):
+                kind = None
+            raise CheckpointError(f"{p}: config.json is not a DashengTokenizer config (model_type {kind!r}, "
+                                  f"expected 'dashengtokenizer')")
+        if not (p / MODEL_FILENAME).is_file():
+            raise CheckpointError(f"{p}: neither a dashtok checkpoint directory ({MODEL_FILENAME}) nor an official "
+                                  f"DashengTokenizer directory (config.json + {MODEL_FILENAME})")
         p = p / MODEL_FILENAME
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file")
     return p
 
 
-def save_tokenizer(model: Tokenizer, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
-    """Write weights + config (+ a training record) atomically; ``load_tokenizer`` gives back identical bits."""
+def write_checkpoint(path: str | os.PathLike[str], state: dict[str, torch.Tensor], config: TokenizerConfig,
+                     training: dict[str, Any]) -> str:
+    """Write weights + config + training record atomically; returns the model id (``name@weights-hash``)."""
     from dashtok import __version__
 
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    model.model_id = f"{model.config.name}@{weights_hash(tensors)}"
-    record = training if training is not None else getattr(model, "training_record", {"trained": False})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    model_id = f"{config.name}@{weights_hash(tensors)}"
     metadata = {
         "format": FORMAT,
-        "config": model.config.to_json(),
-        "config_hash": model.config.hash,
-        "name": model.config.name,
-        "model_id": model.model_id,
+        "config": config.to_json(),
+        "config_hash": config.hash,
+        "name": config.name,
+        "model_id": model_id,
         "dashtok_version": __version__,
-        "training": json.dumps(record, sort_keys=True),
+        "training": json.dumps(training, sort_keys=True),
     }
     save_safetensors(tensors, path, metadata)
+    return model_id
+
+
+@dataclass
+class Checkpoint:
+    """What a dashtok checkpoint file holds."""
+
+    path: Path
+    config: TokenizerConfig
+    state: dict[str, torch.Tensor]
+    training: dict[str, Any]
+    model_id: str
 
 
 def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
@@ -97,9 +120,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         raise CheckpointError(f"{p}: not a readable safetensors file ({err})") from None
 
 
-def load_tokenizer(path: str | os.PathLike[str], device: str | torch.device = "cpu",
-                   top_db_scope: TopDbScope | None = None) -> Tokenizer:
-    """A dashtok checkpoint -> Tokenizer. ``top_db_scope`` ("example" / "batch") overrides the stored choice."""
+def read_checkpoint(path: str | os.PathLike[str], top_db_scope: TopDbScope | None = None) -> Checkpoint:
+    """A dashtok checkpoint (file, or directory holding model.safetensors); ``dashtok/1`` configs are migrated.
+    ``top_db_scope`` ("example" / "batch") overrides the stored choice."""
     p = resolve_checkpoint(path)
     meta = read_metadata(p)
     fmt = meta.get("format")
@@ -112,13 +135,9 @@ def load_tokenizer(path: str | os.PathLike[str], device: str | torch.device = "c
             config = replace(config, frontend=replace(config.frontend, top_db_scope=top_db_scope))
     except (KeyError, ValueError, TypeError) as err:
         raise CheckpointError(f"{p}: bad config in metadata ({err})") from None
-    model = Tokenizer(config)
     state = load_file(str(p))
-    _strict_load(model, state, p)
-    model.training_record = json.loads(meta.get("training", "{}"))
-    model.model_id = meta.get("model_id") or f"{config.name}@{weights_hash(state)}"
-    model.eval()
-    return model.to(device)
+    return Checkpoint(path=p, config=config, state=state, training=json.loads(meta.get("training", "{}")),
+                      model_id=meta.get("model_id") or f"{config.name}@{weights_hash(state)}")
 
 
 def migrate_v1_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +151,7 @@ def migrate_v1_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "decoder": decoder, "injection": injection}
 
 
-def _strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
     """load_state_dict(strict=True), but reporting every missing/unexpected key and shape mismatch at once."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
@@ -189,17 +208,7 @@ def dasheng_configs(upstream: dict[str, Any], state: dict[str, torch.Tensor],
 
 def port_dasheng_state_dict(encoder: DashengEncoder, state: dict[str, torch.Tensor], source: Path) -> None:
     """Load upstream weights under their own names; any key or shape difference raises, naming all of them."""
-    _strict_load(encoder, state, source)
-
-
-def tokenizer_from_dasheng(path: str | os.PathLike[str], decoder: DecoderConfig | None = None,
-                           injection: bool = True, name: str | None = None,
-                           num_heads: int | None = None) -> Tokenizer:
-    """A tokenizer around an upstream Dasheng checkpoint: its encoder (frozen, ported strictly) plus a freshly
-    initialised injection layer and decoder, ready for the tokenizer training stage."""
-    encoder = load_dasheng_checkpoint(path, num_heads=num_heads)
-    dec = decoder or DecoderConfig(dim=encoder.config.embed_dim, intermediate_dim=4 * encoder.config.embed_dim)
-    return tokenizer_with_encoder(encoder, dec, injection, name or f"dashtok-{Path(path).stem}")
+    strict_load(encoder, state, source)
 
 
 ENCODER_FORMAT = "dashtok-encoder/1"
@@ -219,17 +228,8 @@ def load_encoder(path: str | os.PathLike[str]) -> DashengEncoder:
         raise CheckpointError(f"{p}: not a dashtok encoder file (format {meta.get('format')!r})")
     frontend = FrontendConfig(**json.loads(meta["frontend"]))
     encoder = DashengEncoder(frontend, EncoderConfig(**json.loads(meta["encoder"])))
-    _strict_load(encoder, load_file(str(p)), p)
+    strict_load(encoder, load_file(str(p)), p)
     return encoder.eval()
-
-
-def tokenizer_with_encoder(encoder: DashengEncoder, decoder: DecoderConfig, injection: bool, name: str) -> Tokenizer:
-    """A fresh tokenizer (random injection and decoder) around a given frozen encoder."""
-    config = TokenizerConfig(frontend=encoder.frontend_config, encoder=encoder.config,
-                             injection=InjectionConfig(enabled=injection), decoder=decoder, name=name)
-    model = Tokenizer(config)
-    model.encoder.load_state_dict(encoder.state_dict(), strict=True)
-    return model.eval()
 
 
 def load_dasheng_checkpoint(path: str | os.PathLike[str], num_heads: int | None = None,

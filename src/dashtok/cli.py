@@ -21,6 +21,7 @@ import torch
 
 from dashtok.audio_io import AudioError, audio_writer, find_audio_files, fit_length, load_audio, write_audio
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
+from dashtok.codec import Codec
 from dashtok.latents_io import LatentFile, LatentFileError, check_compatible, read_latents, write_latents
 from dashtok.precision import PRECISIONS, set_precision
 from dashtok.streaming import StreamingDecoder
@@ -28,7 +29,6 @@ from dashtok.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from dashtok.generate.enhance import LatentEnhancer
-    from dashtok.generate.vae import MelVAE
 
 FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError)
 
@@ -79,15 +79,15 @@ def _load_model(checkpoint: str | None, device: str, precision: str = "fp32") ->
         raise CliError(str(err)) from None
 
 
-def _load_codec(checkpoint: str | None, device: str, precision: str = "fp32") -> Tokenizer | MelVAE:
+def _load_codec(checkpoint: str | None, device: str, precision: str = "fp32") -> Codec:
     """A tokenizer or a VAE-baseline checkpoint (what generators decode with)."""
-    from dashtok.generate.vae import MelVAE, load_codec
+    from dashtok.baselines.vae import load_codec
 
     try:
         codec = load_codec(checkpoint, device)
     except (CheckpointError, ValueError) as err:
         raise CliError(str(err)) from None
-    if isinstance(codec, MelVAE):
+    if not isinstance(codec, Tokenizer):
         if precision != "fp32":
             raise CliError("--precision applies to tokenizers, not to the VAE baseline")
         return codec
@@ -370,7 +370,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from dashtok.release import CONFIG_FILE, WEIGHTS_FILE, official_dir, save_official
+    from dashtok.release import CONFIG_FILE, WEIGHTS_FILE, official_dir
 
     try:
         source = official_dir(args.input)
@@ -392,7 +392,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     model = _load_model(args.input, "cpu")
     try:
         if to == "official":
-            save_official(model, out)
+            model.save_official(out)
         else:
             model.save(out, training=model.training_record)
     except (CheckpointError, ValueError) as err:

@@ -102,10 +102,10 @@ class MelSpectrogram(nn.Module):
         self.mel_scale = MelScale(n_fft, f_min, f_max, n_mels, sample_rate, persistent=persistent)
 
     @classmethod
-    def dasheng(cls, config: FrontendConfig) -> MelSpectrogram:
+    def dasheng(cls, config: FrontendConfig, persistent: bool = True) -> MelSpectrogram:
         """The semantic encoder's power mel."""
         return cls(config.sample_rate, config.n_fft, config.win_length, config.hop_length, config.n_mels,
-                   config.f_min, config.f_max, power=2.0)
+                   config.f_min, config.f_max, power=2.0, persistent=persistent)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, T) -> mel (B, n_mels, 1 + T // hop)."""

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import warnings
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol, TypeVar
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from dashtok.tokenizer import Tokenizer
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
@@ -41,7 +38,23 @@ def autocast_for(precision: str, device: torch.device) -> AbstractContextManager
     return torch.autocast(device.type, dtype=_AUTOCAST[precision])
 
 
-def set_precision(model: Tokenizer, precision: str) -> Tokenizer:
+class HasPrecision(Protocol):
+    """A model whose inference precision can be switched (``Tokenizer`` is one)."""
+
+    precision: str
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def int8_modules(self) -> list[nn.Module]:
+        """The modules whose ``nn.Linear`` layers int8 replaces."""
+        ...
+
+
+M = TypeVar("M", bound=HasPrecision)
+
+
+def set_precision(model: M, precision: str) -> M:
     """Switch a loaded model to ``precision`` in place (int8 cannot be undone) and return it."""
     autocast_for(precision, model.device)  # validates the name and the device
     if precision == "int8":
@@ -49,7 +62,7 @@ def set_precision(model: Tokenizer, precision: str) -> Tokenizer:
             raise ValueError("int8 dynamic quantization runs on CPU only; on GPU use bf16 or fp16")
         with warnings.catch_warnings():  # torch marks its eager quantization API as deprecated (still in 2.13)
             warnings.simplefilter("ignore")
-            for blocks in (model.encoder.blocks, model.decoder.blocks):
-                torch.ao.quantization.quantize_dynamic(blocks, {nn.Linear}, dtype=torch.qint8, inplace=True)
+            for module in model.int8_modules():
+                torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
     model.precision = precision
     return model

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from torch import nn
 
 from dashtok.atomic import save_safetensors
-from dashtok.checkpoint import CheckpointError, _strict_load, weights_hash
+from dashtok.checkpoint import CheckpointError
 from dashtok.config import (
     DecoderConfig,
     EncoderConfig,
@@ -35,7 +36,6 @@ from dashtok.config import (
     TokenizerConfig,
     TopDbScope,
 )
-from dashtok.tokenizer import Tokenizer
 
 HUB_REPO = "mispeech/dashengtokenizer"
 MODEL_TYPE = "dashengtokenizer"
@@ -217,9 +217,25 @@ def official_config(config: TokenizerConfig) -> dict[str, Any]:
 
 
 # ---- loading --------------------------------------------------------------------------------------------------------
-def load_official(directory: str | os.PathLike[str], device: str | torch.device = "cpu",
-                  top_db_scope: TopDbScope = "example") -> Tokenizer:
-    """An official-layout directory -> a dashtok Tokenizer computing what the release computes."""
+@dataclass
+class OfficialFiles:
+    """An official-layout directory, read: its config mapped to dashtok's, its tensors under the official names."""
+
+    directory: Path
+    weights: Path
+    config: TokenizerConfig
+    state: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+
+    @property
+    def training(self) -> dict[str, Any]:
+        stored = self.metadata.get("dashtok_training")
+        return json.loads(stored) if stored else {"trained": True, "source": "official release",
+                                                  "path": str(self.directory)}
+
+
+def read_official(directory: str | os.PathLike[str], top_db_scope: TopDbScope = "example") -> OfficialFiles:
+    """Read an official-layout directory; every problem with its files is a CheckpointError naming the file."""
     d = Path(directory)
     cfg_path, weights = d / CONFIG_FILE, d / WEIGHTS_FILE
     for p in (cfg_path, weights):
@@ -243,16 +259,16 @@ def load_official(directory: str | os.PathLike[str], device: str | torch.device 
         if replace(ours, name=config.name, frontend=config.frontend) != config:
             raise CheckpointError(f"{weights}: its dashtok_config metadata disagrees with {cfg_path.name}")
         config = replace(ours, frontend=replace(ours.frontend, top_db_scope=top_db_scope))
-    model = Tokenizer(config)
-    _strict_load(model, _to_dashtok_state(model, state, meta, weights), weights)
-    record = json.loads(meta.get("dashtok_training", "null")) or {"trained": True, "source": "official release",
-                                                                   "path": str(d)}
-    model.training_record = record
-    model.model_id = meta.get("dashtok_model_id") or f"{config.name}@{weights_hash(model.state_dict())}"
-    return model.eval().to(device)
+    return OfficialFiles(directory=d, weights=weights, config=config, state=state, metadata=meta)
 
 
-def _to_dashtok_state(model: Tokenizer, state: dict[str, torch.Tensor], meta: dict[str, str],
+def to_dashtok_state(model: nn.Module, files: OfficialFiles) -> dict[str, torch.Tensor]:
+    """The official tensors renamed by ``KEY_TABLE`` for ``model`` (built from ``files.config``), checked: every
+    missing, unexpected or mis-shaped key and every derived buffer that differs is named in one CheckpointError."""
+    return _to_dashtok_state(model, files.state, files.metadata, files.weights)
+
+
+def _to_dashtok_state(model: nn.Module, state: dict[str, torch.Tensor], meta: dict[str, str],
                       source: Path) -> dict[str, torch.Tensor]:
     own = model.state_dict()
     own_buffers = dict(model.named_buffers())
@@ -324,41 +340,12 @@ def official_dir(ref: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def load_pretrained(ref: str | os.PathLike[str], device: str | torch.device = "cpu",
-                    top_db_scope: TopDbScope | None = None) -> Tokenizer:
-    """What ``Tokenizer.from_pretrained`` accepts: a dashtok checkpoint (file, or directory with model.safetensors),
-    an official-layout directory (or its hub cache folder ``models--owner--name``), or a hub id such as
-    ``mispeech/dashengtokenizer`` (resolved through the Hugging Face cache first, see ``resolve_hub``)."""
-    from dashtok.checkpoint import MODEL_FILENAME, load_tokenizer
-
-    official = official_dir(ref)
-    if official is not None:
-        return load_official(official, device, top_db_scope or "example")
-    p = Path(ref)
-    if p.is_dir():
-        if (p / CONFIG_FILE).is_file():
-            raise CheckpointError(f"{p}: {CONFIG_FILE} is not a DashengTokenizer config (model_type "
-                                  f"{_model_type(p / CONFIG_FILE)!r}, expected {MODEL_TYPE!r})")
-        if not (p / MODEL_FILENAME).is_file():
-            raise CheckpointError(f"{p}: neither a dashtok checkpoint directory ({MODEL_FILENAME}) nor an official "
-                                  f"DashengTokenizer directory ({CONFIG_FILE} + {WEIGHTS_FILE})")
-    return load_tokenizer(p, device, top_db_scope)
-
-
-def _model_type(path: Path) -> object:
-    try:
-        return json.loads(path.read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 # ---- writing --------------------------------------------------------------------------------------------------------
-def save_official(model: Tokenizer, directory: str | os.PathLike[str]) -> Path:
-    """Write ``model`` as config.json + model.safetensors with the release's key names (and the buffers it stores),
-    loadable by the official remote code and the tools built on it. Returns the directory."""
-    if model.precision == "int8":
-        raise CheckpointError("an int8-quantized model cannot be saved; convert the float32 model it was made from")
-    config = official_config(model.config)
+def write_official(model: nn.Module, config: TokenizerConfig, model_id: str, training: dict[str, Any],
+                   directory: str | os.PathLike[str]) -> Path:
+    """Write ``model`` (built from ``config``) as config.json + model.safetensors with the release's key names and
+    the buffers it stores, loadable by the official remote code and the tools built on it. Returns the directory."""
+    config_json = official_config(config)
     d = Path(directory)
     buffers = dict(model.named_buffers())
     tensors: dict[str, torch.Tensor] = {}
@@ -369,16 +356,15 @@ def save_official(model: Tokenizer, directory: str | os.PathLike[str]) -> Path:
         if official is None:
             raise CheckpointError(f"{key}: no place for it in the official layout")
         if key == "injection.proj.weight":  # Linear (D, M * P) -> Conv2d (D, 1, M, P), mel-major
-            value = value.reshape(value.shape[0], 1, model.config.injection.n_mels, model.config.encoder.patch_frames)
+            value = value.reshape(value.shape[0], 1, config.injection.n_mels, config.encoder.patch_frames)
         tensors[official] = value.detach().cpu().contiguous()
     metadata = {"format": "pt",  # what transformers requires of a safetensors file
-                "dashtok_config": model.config.to_json(), "dashtok_model_id": model.model_id,
-                "dashtok_training": json.dumps(getattr(model, "training_record", {"trained": False}), sort_keys=True),
-                **{f"dashtok_{k}": json.dumps([float(v) for v in getattr(model, k).cpu().tolist()])
-                   for k in DASHTOK_ONLY}}
+                "dashtok_config": config.to_json(), "dashtok_model_id": model_id,
+                "dashtok_training": json.dumps(training, sort_keys=True),
+                **{f"dashtok_{k}": json.dumps([float(v) for v in buffers[k].cpu().tolist()]) for k in DASHTOK_ONLY}}
     d.mkdir(parents=True, exist_ok=True)
     save_safetensors(tensors, d / WEIGHTS_FILE, metadata)
     tmp = d / f".{CONFIG_FILE}.partial"
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, d / CONFIG_FILE)
     return d

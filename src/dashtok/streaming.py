@@ -1,4 +1,4 @@
-"""Streaming decoding: latents arrive piece by piece, audio leaves as soon as the decoder's receptive field allows.
+"""Windowed decoding: the one implementation behind ``Tokenizer.decode`` of long latents and streaming decoding.
 
 The decoder is convolutional, so an output frame depends only on ``context_frames`` latent frames on each side.
 A window holding a block plus that context on both sides gives, on the block, exactly what one-shot decoding gives;
@@ -9,18 +9,32 @@ window whatever the length, and the latency is ``block_frames + context_frames``
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from dashtok.tokenizer import Tokenizer
+from dashtok.codec import validate_latents
+from dashtok.config import DecoderConfig
 
 
-def context_frames(model: Tokenizer) -> int:
+def context_frames(cfg: DecoderConfig) -> int:
     """Latent frames on each side that influence one decoded frame (decoder convolutions + iSTFT overlap)."""
-    cfg = model.config.decoder
     return math.ceil((cfg.receptive_field + math.ceil(cfg.n_fft / cfg.hop_length)) / cfg.upsample) + 1
+
+
+class Synthesizer(Protocol):
+    """What windowed decoding needs of a model (``Tokenizer`` is one)."""
+
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def latent_dim(self) -> int: ...
+    @property
+    def hop_length(self) -> int: ...
+    @property
+    def decoder_context(self) -> int: ...  # context_frames of its decoder
+
+    def synthesize(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
 class StreamingDecoder:
@@ -31,15 +45,18 @@ class StreamingDecoder:
     >>> torch.cat(pieces, dim=1)  # equals model.decode(z).audio to float precision
 
     Every ``push`` returns the audio that became final, ``(B, k * hop_length)`` with k >= 0; ``flush`` ends the
-    stream and returns the rest. All items of a batch are streams of the same length.
+    stream and returns the rest. All items of a batch are streams of the same length, unless ``lengths`` (B,)
+    gives each item's valid frames of a padded batch pushed whole (what ``Tokenizer.decode`` does): then every
+    window decodes each item as it is alone and samples past an item's end are zeros.
     """
 
-    def __init__(self, model: Tokenizer, block_frames: int = 50) -> None:
+    def __init__(self, model: Synthesizer, block_frames: int = 50, lengths: torch.Tensor | None = None) -> None:
         if block_frames < 1:
             raise ValueError(f"block_frames must be >= 1, got {block_frames}")
         self.model = model
         self.block = block_frames
-        self.context = context_frames(model)
+        self.context = model.decoder_context
+        self.lengths = lengths
         self._buffer: torch.Tensor | None = None  # (B, m, D): latents from frame self._start on
         self._start = 0  # absolute index of the buffer's first frame
         self._emitted = 0  # frames whose audio has been returned
@@ -55,14 +72,10 @@ class StreamingDecoder:
     def push(self, latents: torch.Tensor) -> torch.Tensor:
         if self._done:
             raise RuntimeError("push after flush: start a new StreamingDecoder")
-        z = torch.as_tensor(latents, dtype=torch.float32, device=self.model.device)
-        if z.ndim == 2:
-            z = z.unsqueeze(0)
-        if z.ndim != 3 or z.shape[-1] != self.model.latent_dim:
-            raise ValueError(f"latents must be (n, {self.model.latent_dim}) or (B, n, {self.model.latent_dim}), "
-                             f"got shape {tuple(z.shape)}")
-        if not bool(torch.isfinite(z).all()):
-            raise ValueError("latents contain NaN or Inf")
+        if self.lengths is None:
+            z, _ = validate_latents(latents, None, self.model.latent_dim, self.model.device)
+        else:  # a padded batch, validated whole (NaN may sit in its padding) by its caller
+            z = torch.as_tensor(latents, dtype=torch.float32, device=self.model.device)
         if self._buffer is not None and z.shape[0] != self._buffer.shape[0]:
             raise ValueError(f"batch size changed from {self._buffer.shape[0]} to {z.shape[0]} within a stream")
         self._buffer = z if self._buffer is None else torch.cat([self._buffer, z], dim=1)
@@ -88,7 +101,8 @@ class StreamingDecoder:
         hop = self.model.hop_length
         left = max(0, self._emitted - self.context)
         window = self._buffer[:, left - self._start : right - self._start]
-        audio = self.model.synthesize(window)[:, (self._emitted - left) * hop : (end - left) * hop]
+        lengths = None if self.lengths is None else (self.lengths - left).clamp(0, right - left)
+        audio = self.model.synthesize(window, lengths)[:, (self._emitted - left) * hop : (end - left) * hop]
         self._emitted = end
         keep = max(0, self._emitted - self.context)  # frames before this are never needed again
         self._buffer = self._buffer[:, keep - self._start :]

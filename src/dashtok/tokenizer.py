@@ -1,5 +1,12 @@
-"""DashengTokenizer: frozen Dasheng features + one linear acoustic injection -> continuous 25 Hz latents,
-decoded by a Vocos-style decoder back to 16 kHz audio."""
+"""DashengTokenizer, as the paper draws it:
+
+    audio -> semantic encoder (frozen Dasheng, ``encoder.py``) ----------------+
+          -> acoustic front end -> one linear layer + LayerNorm (``injection.py``) -> (+) -> latents (25 Hz)
+    latents -> decoder (upsampler + ConvNeXt, ``decoder.py``) -> iSTFT head (``head.py``) -> audio (16 kHz)
+
+``encode``/``decode`` are the inference API (the :class:`dashtok.codec.Codec` contract);
+``features``/``inject``/``synthesize`` are their differentiable parts, used by training.
+"""
 
 from __future__ import annotations
 
@@ -8,33 +15,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from dashtok.config import TokenizerConfig, TopDbScope
+from dashtok.checkpoint import (
+    CheckpointError,
+    default_checkpoint_path,
+    load_dasheng_checkpoint,
+    read_checkpoint,
+    strict_load,
+    weights_hash,
+    write_checkpoint,
+)
+from dashtok.codec import ArrayLike, DecodeOutput, EncodeOutput, prepare_audio, validate_latents
+from dashtok.config import DecoderConfig, InjectionConfig, TokenizerConfig, TopDbScope
 from dashtok.decoder import VocosDecoder
 from dashtok.encoder import DashengEncoder
 from dashtok.head import ISTFTHead
 from dashtok.injection import AcousticInjection
 from dashtok.masking import lengths_to_mask
 from dashtok.precision import autocast_for
-from dashtok.streaming import context_frames
+from dashtok.release import official_dir, read_official, to_dashtok_state, write_official
+from dashtok.streaming import StreamingDecoder, context_frames
 
-ArrayLike = torch.Tensor | np.ndarray
-
-
-@dataclass
-class EncodeOutput:
-    latents: torch.Tensor  # (B, N, D): semantic + injection (or the semantic features alone when asked)
-    lengths: torch.Tensor  # (B,) valid frames; frames past a length are zeros
-    semantic: torch.Tensor | None = None  # (B, N, D) frozen encoder features, when return_semantic=True
-
-
-@dataclass
-class DecodeOutput:
-    audio: torch.Tensor  # (B, T) at sample_rate; samples past a length are zeros
-    lengths: torch.Tensor  # (B,) valid samples = frames * hop_length
+__all__ = ["DecodeOutput", "EncodeOutput", "Features", "Tokenizer"]
 
 
 @dataclass
@@ -93,6 +97,19 @@ class Tokenizer(nn.Module):
     def device(self) -> torch.device:
         return self.latent_mean.device
 
+    @property
+    def min_num_samples(self) -> int:
+        return self.config.min_num_samples
+
+    @property
+    def decoder_context(self) -> int:
+        """Latent frames on each side that influence one decoded frame (what windowed decoding must add)."""
+        return context_frames(self.config.decoder)
+
+    def int8_modules(self) -> list[nn.Module]:
+        """The transformer and ConvNeXt blocks, whose linear layers ``set_precision(model, "int8")`` quantizes."""
+        return [self.encoder.blocks, self.decoder.blocks]
+
     def train(self, mode: bool = True) -> Tokenizer:
         """The semantic encoder is frozen: it stays in eval mode (BatchNorm statistics fixed) while training."""
         super().train(mode)
@@ -147,7 +164,8 @@ class Tokenizer(nn.Module):
         lengths: (B,) valid samples of a padded batch (None: all). sample_rate: of ``wav`` (default: the model's);
         other rates are resampled with soxr. Returns latents (B, N, D) at ``frame_rate`` and their lengths.
         """
-        wav_t, lengths_t = self._prepare_audio(wav, lengths, sample_rate)
+        wav_t, lengths_t = prepare_audio(wav, lengths, sample_rate, self.sample_rate, self.config.min_num_samples,
+                                         1000 / self.frame_rate, self.device)
         feats = self.features(wav_t, lengths_t)
         latents = self.inject(feats)
         return EncodeOutput(latents=latents, lengths=feats.lengths,
@@ -158,34 +176,15 @@ class Tokenizer(nn.Module):
         """latents (N, D) or (B, N, D), lengths (B,) frames -> audio (B, N * hop_length) at ``sample_rate``.
 
         Latent sequences longer than ``decode_chunk_frames`` are decoded in windows with enough context on each
-        side to cover the decoder's receptive field, so memory is bounded and the result equals one-shot decoding.
+        side to cover the decoder's receptive field (``dashtok.streaming``), so memory is bounded and the result
+        equals one-shot decoding.
         """
-        z = torch.as_tensor(latents, dtype=torch.float32, device=self.device)
-        if z.ndim == 2:
-            z = z.unsqueeze(0)
-        if z.ndim != 3 or z.shape[-1] != self.latent_dim:
-            raise ValueError(f"latents must be (N, {self.latent_dim}) or (B, N, {self.latent_dim}) for this model, "
-                             f"got shape {tuple(z.shape)}")
-        b, n, _ = z.shape
-        lens = torch.full((b,), n, dtype=torch.long, device=self.device) if lengths is None else \
-            torch.as_tensor(lengths, dtype=torch.long, device=self.device).reshape(-1)
-        if lens.shape[0] != b or bool((lens < 0).any()) or bool((lens > n).any()):
-            raise ValueError(f"lengths must be {b} values in [0, {n}], got {lens.tolist()}")
-        valid = lengths_to_mask(lens, n).unsqueeze(-1)
-        if not bool(torch.isfinite(z).logical_or(~valid).all()):
-            raise ValueError("latents contain NaN or Inf")
-        step = self.decode_chunk_frames
-        if n <= step:
+        z, lens = validate_latents(latents, lengths, self.latent_dim, self.device)
+        if z.shape[1] <= self.decode_chunk_frames:
             audio = self.synthesize(z, lens)
         else:
-            context = context_frames(self)
-            audio = torch.empty(b, n * self.hop_length, device=self.device)
-            for s in range(0, n, step):
-                e = min(n, s + step)
-                a, c = max(0, s - context), min(n, e + context)
-                win = self.synthesize(z[:, a:c], (lens - a).clamp(0, c - a))
-                audio[:, s * self.hop_length : e * self.hop_length] = \
-                    win[:, (s - a) * self.hop_length : (e - a) * self.hop_length]
+            stream = StreamingDecoder(self, block_frames=self.decode_chunk_frames, lengths=lens)
+            audio = torch.cat([stream.push(z), stream.flush()], dim=1)
         return DecodeOutput(audio=audio, lengths=lens * self.hop_length)
 
     def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -195,52 +194,44 @@ class Tokenizer(nn.Module):
     def denormalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
         return latents * self.latent_std + self.latent_mean
 
-    def _prepare_audio(self, wav: ArrayLike, lengths: ArrayLike | None,
-                       sample_rate: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.as_tensor(np.asarray(wav) if not isinstance(wav, torch.Tensor) else wav).float().cpu()
-        if x.ndim == 1:
-            x = x.unsqueeze(0)
-        elif x.ndim == 3:
-            x = x.mean(dim=1)  # (B, C, T) -> mono
-        if x.ndim != 2:
-            raise ValueError(f"audio must be (T,), (B, T) or (B, C, T), got shape {tuple(x.shape)}")
-        b, t = x.shape
-        if b == 0 or t == 0:
-            raise ValueError(f"audio is empty (shape {tuple(x.shape)})")
-        lens = torch.full((b,), t, dtype=torch.long) if lengths is None else \
-            torch.as_tensor(lengths, dtype=torch.long).reshape(-1).cpu()
-        if lens.shape[0] != b or bool((lens <= 0).any()) or bool((lens > t).any()):
-            raise ValueError(f"lengths must be {b} values in [1, {t}], got {lens.tolist()}")
-        for i in range(b):
-            if not bool(torch.isfinite(x[i, : lens[i]]).all()):
-                raise ValueError(f"audio item {i} contains NaN or Inf")
-        sr = self.sample_rate if sample_rate is None else int(sample_rate)
-        if sr != self.sample_rate:
-            from dashtok.audio_io import resample
-
-            items = [torch.from_numpy(resample(x[i, : lens[i]].numpy(), sr, self.sample_rate)) for i in range(b)]
-            lens = torch.tensor([len(it) for it in items], dtype=torch.long)
-            x = torch.stack([nn.functional.pad(it, (0, int(lens.max()) - len(it))) for it in items])
-        short = [i for i in range(b) if int(lens[i]) < self.config.min_num_samples]
-        if short:
-            raise ValueError(f"audio item(s) {short} shorter than one {1000 / self.frame_rate:.0f} ms frame "
-                             f"(need >= {self.config.min_num_samples} samples at {self.sample_rate} Hz)")
-        return x.to(self.device), lens.to(self.device)
-
     # ---- checkpoints ------------------------------------------------------------------------------------------
-    def save(self, path: str | Path, training: dict[str, Any] | None = None) -> None:
-        from dashtok.checkpoint import save_tokenizer
-
+    def save(self, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
+        """Weights + config + training record, atomically; ``load`` gives back identical bits."""
         if self.precision == "int8":
             raise ValueError("an int8-quantized model cannot be saved; save the float32 model it was made from")
-        save_tokenizer(self, path, training=training)
+        record = training if training is not None else self.training_record
+        self.model_id = write_checkpoint(path, self.state_dict(), self.config, record)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu",
+             top_db_scope: TopDbScope | None = None) -> Tokenizer:
         """A dashtok checkpoint file (or a directory holding ``model.safetensors``), loaded strictly."""
-        from dashtok.checkpoint import load_tokenizer
+        ck = read_checkpoint(path, top_db_scope)
+        model = cls(ck.config)
+        strict_load(model, ck.state, ck.path)
+        model.training_record, model.model_id = ck.training, ck.model_id
+        return model.eval().to(device)
 
-        return load_tokenizer(path, device=device)
+    @classmethod
+    def from_official(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu",
+                      top_db_scope: TopDbScope = "example") -> Tokenizer:
+        """An official DashengTokenizer directory (config.json + model.safetensors), ported strictly
+        (``dashtok.release``); it computes what the official remote code computes."""
+        files = read_official(directory, top_db_scope)
+        model = cls(files.config)
+        strict_load(model, to_dashtok_state(model, files), files.weights)
+        model.training_record = files.training
+        model.model_id = files.metadata.get("dashtok_model_id") or \
+            f"{files.config.name}@{weights_hash(model.state_dict())}"
+        return model.eval().to(device)
+
+    def save_official(self, directory: str | os.PathLike[str]) -> Path:
+        """This model in the official layout (config.json + model.safetensors), for the official remote code and
+        the tools built on it; what the layout cannot express is refused (``dashtok.release.official_config``)."""
+        if self.precision == "int8":
+            raise CheckpointError("an int8-quantized model cannot be saved; convert the float32 model it was made "
+                                  "from")
+        return write_official(self, self.config, self.model_id, self.training_record, directory)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu",
@@ -251,9 +242,28 @@ class Tokenizer(nn.Module):
         download only with huggingface_hub installed and ``HF_HUB_OFFLINE`` unset).
 
         ``top_db_scope="batch"`` reproduces the release's batched dB floor (see ``FrontendConfig``)."""
-        from dashtok.checkpoint import default_checkpoint_path, load_tokenizer
-        from dashtok.release import load_pretrained
-
         if path is None:
-            return load_tokenizer(default_checkpoint_path(), device, top_db_scope)
-        return load_pretrained(path, device, top_db_scope)
+            return cls.load(default_checkpoint_path(), device, top_db_scope)
+        official = official_dir(path)
+        if official is not None:
+            return cls.from_official(official, device, top_db_scope or "example")
+        return cls.load(path, device, top_db_scope)
+
+    # ---- building around a given encoder ---------------------------------------------------------------------
+    @classmethod
+    def with_encoder(cls, encoder: DashengEncoder, decoder: DecoderConfig, injection: bool, name: str) -> Tokenizer:
+        """A fresh tokenizer (random injection and decoder) around a given frozen encoder."""
+        config = TokenizerConfig(frontend=encoder.frontend_config, encoder=encoder.config,
+                                 injection=InjectionConfig(enabled=injection), decoder=decoder, name=name)
+        model = cls(config)
+        model.encoder.load_state_dict(encoder.state_dict(), strict=True)
+        return model.eval()
+
+    @classmethod
+    def from_dasheng(cls, path: str | os.PathLike[str], decoder: DecoderConfig | None = None, injection: bool = True,
+                     name: str | None = None, num_heads: int | None = None) -> Tokenizer:
+        """A tokenizer around an upstream Dasheng checkpoint: its encoder (frozen, ported strictly) plus a freshly
+        initialised injection layer and decoder, ready for the tokenizer training stage."""
+        encoder = load_dasheng_checkpoint(path, num_heads=num_heads)
+        dec = decoder or DecoderConfig(dim=encoder.config.embed_dim, intermediate_dim=4 * encoder.config.embed_dim)
+        return cls.with_encoder(encoder, dec, injection, name or f"dashtok-{Path(path).stem}")

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from dashtok.audio_io import load_audio
+from dashtok.codec import Codec
 from dashtok.data.manifest import Clip, read_manifest
 from dashtok.eval.probe import TASKS, accuracy, fit_linear
 from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
-from dashtok.generate.vae import MelVAE
 from dashtok.tokenizer import Tokenizer
 
 JUDGES = ("logmel", "semantic")
@@ -105,7 +105,7 @@ class LabelProbes:
         return out
 
 
-def evaluate_gen(systems: dict[str, tuple[TextToAudio, Tokenizer | MelVAE]], corpus: str | Path,
+def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Path,
                  judge: Tokenizer, max_clips: int = 160, max_train: int = 1500, max_seconds: float = 6.0,
                  steps: int = 32, guidance: float = 3.0, out_dir: Path | None = None) -> dict[str, Any]:
     root = Path(corpus)

@@ -20,10 +20,10 @@ import numpy as np
 
 from dashtok import metrics
 from dashtok.audio_io import load_audio
+from dashtok.codec import reconstruct
 from dashtok.data.manifest import mixture_pairs
 from dashtok.eval.recon import mean_ci
 from dashtok.generate.enhance import LatentEnhancer, wiener_baseline
-from dashtok.generate.vae import reconstruct_frames
 from dashtok.tokenizer import Tokenizer
 
 SYSTEMS = ("noisy", "wiener", "dashtok", "resynth noisy", "resynth clean")
@@ -62,8 +62,8 @@ def evaluate_se(tokenizer: Tokenizer, enhancer: LatentEnhancer, corpus: str | Pa
             noisy = load_audio(noisy_path, tokenizer.sample_rate)
             clean = load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain
             outputs = {"noisy": noisy, "wiener": wiener_baseline(noisy), "dashtok": enhancer.enhance(tokenizer, noisy),
-                       "resynth noisy": reconstruct_frames(tokenizer, noisy),
-                       "resynth clean": reconstruct_frames(tokenizer, clean)}
+                       "resynth noisy": reconstruct(tokenizer, noisy),
+                       "resynth clean": reconstruct(tokenizer, clean)}
             for system, y in outputs.items():
                 for key, value in _scores(clean, y, tokenizer.sample_rate).items():
                     per[system][key].append(value)

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from dashtok.codec import Codec
 from dashtok.generate.flow import guided, sample
 from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
-from dashtok.generate.vae import Codec
 from dashtok.generate.velocity_net import VelocityNet, VelocityNetConfig
 
 FORMAT = "dashtok-generator/1"

@@ -69,7 +69,7 @@ class EnhanceStageConfig:
 
 @dataclass(frozen=True)
 class VAEStageConfig:
-    """The mel-VAE baseline (``dashtok.generate.vae``): same latent shape and decoder as the tokenizer."""
+    """The mel-VAE baseline (``dashtok.baselines.vae``): same latent shape and decoder as the tokenizer."""
 
     name: str = "mel-vae-small"
     latent_dim: int = 192

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from dashtok.audio_io import load_audio
+from dashtok.baselines.vae import load_codec
+from dashtok.codec import Codec
 from dashtok.data.manifest import read_manifest
 from dashtok.generate.flow import flow_loss
 from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
-from dashtok.generate.vae import Codec, load_codec
 from dashtok.generate.velocity_net import VelocityNetConfig
 from dashtok.masking import lengths_to_mask
 from dashtok.train.config import TrainConfig
@@ -40,7 +41,7 @@ class CaptionedLatents:
                 tok, mask = text([c.caption for c in group])
                 for c, t, k in zip(group, tok, mask, strict=True):
                     x = load_audio(root / c.path, tokenizer.sample_rate)
-                    if len(x) < tokenizer.config.min_num_samples:
+                    if len(x) < tokenizer.min_num_samples:
                         continue
                     z = tokenizer.encode(x).latents[0]
                     self.latents.append(tokenizer.normalize_latents(z).cpu())

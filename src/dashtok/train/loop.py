@@ -31,11 +31,9 @@ from dashtok.checkpoint import (
     load_encoder,
     read_metadata,
     save_encoder,
-    tokenizer_from_dasheng,
-    tokenizer_with_encoder,
 )
 from dashtok.config import DecoderConfig, EncoderConfig, FrontendConfig
-from dashtok.release import load_official, official_dir
+from dashtok.release import official_dir
 from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator
@@ -303,13 +301,13 @@ def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
     decoder = DecoderConfig.preset(t.decoder_preset)
     init = Path(t.init)
     if init.suffix == ".pt":
-        return tokenizer_from_dasheng(init, decoder=decoder, injection=t.injection, name=t.name)
+        return Tokenizer.from_dasheng(init, decoder=decoder, injection=t.injection, name=t.name)
     official = official_dir(t.init)  # an official-layout directory, its cache folder or a hub id, else None
     source = init / "encoder.safetensors" if init.is_dir() else init
     if official is not None or read_metadata(source).get("format") in (FORMAT, *LEGACY_FORMATS):
         # a tokenizer: dashtok's, or the official release (its encoder frozen; with warm_start the whole model,
         # injection and decoder included, is the starting point, e.g. to fine-tune the decoder on a new domain)
-        donor = load_official(official) if official is not None else Tokenizer.load(source)
+        donor = Tokenizer.from_official(official) if official is not None else Tokenizer.load(source)
         if t.warm_start:
             if t.injection != donor.config.injection.enabled:
                 raise ValueError(f"tokenizer.injection={t.injection} but the warm start {t.init} has injection "
@@ -317,11 +315,11 @@ def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
             model = Tokenizer(replace(donor.config, name=t.name))
             model.load_state_dict(donor.state_dict(), strict=True)
             return model
-        return tokenizer_with_encoder(donor.encoder, decoder, t.injection, t.name)
+        return Tokenizer.with_encoder(donor.encoder, decoder, t.injection, t.name)
     if t.warm_start:
         raise ValueError("tokenizer.warm_start needs tokenizer.init to be a tokenizer (dashtok checkpoint or the "
                          "official layout)")
-    return tokenizer_with_encoder(load_encoder(source), decoder, t.injection, t.name)
+    return Tokenizer.with_encoder(load_encoder(source), decoder, t.injection, t.name)
 
 
 def evaluate(model: Tokenizer, bank: AudioBank, out_dir: Path | None = None) -> dict[str, float]:

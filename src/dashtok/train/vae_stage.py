@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from dashtok.baselines.vae import MelVAE, VAEConfig, kl_divergence
 from dashtok.config import DecoderConfig
-from dashtok.generate.vae import MelVAE, VAEConfig, kl_divergence
 from dashtok.masking import lengths_to_mask
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import AudioBank, batch_generator

@@ -7,8 +7,8 @@ semantic features plus one linear layer:
     log-mel (64 bins, 100 Hz) -> BatchNorm -> 64 x 4 patch embedding (25 Hz) -> ConvNeXt blocks -> mean, log-variance
     latents = mean (+ noise while training) -> VocosDecoder -> ISTFTHead -> 16 kHz audio
 
-It has the inference API generators use (``encode``/``decode``/``normalize_latents``/``model_id``...), so the
-flow stage, ``dashtok generate`` and ``dashtok eval gen`` take either kind of checkpoint (:func:`load_codec`).
+It implements the :class:`dashtok.codec.Codec` contract, so the flow stage, ``dashtok generate`` and ``dashtok eval
+gen`` take either kind of checkpoint (:func:`load_codec`).
 """
 
 from __future__ import annotations
@@ -19,20 +19,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
 from dashtok.atomic import save_safetensors
-from dashtok.audio_io import fit_length
-from dashtok.checkpoint import CheckpointError, read_metadata, resolve_checkpoint, weights_hash
+from dashtok.checkpoint import CheckpointError, read_metadata, resolve_checkpoint, strict_load, weights_hash
+from dashtok.codec import ArrayLike, Codec, DecodeOutput, EncodeOutput, prepare_audio, validate_latents
 from dashtok.config import DecoderConfig, FrontendConfig, dataclass_from_dict
 from dashtok.decoder import ConvNeXtBlock, VocosDecoder
 from dashtok.frontend import AmplitudeToDB, MelSpectrogram
 from dashtok.head import ISTFTHead
 from dashtok.masking import lengths_to_mask
-from dashtok.tokenizer import DecodeOutput, EncodeOutput, Tokenizer
+from dashtok.tokenizer import Tokenizer
 
 FORMAT = "dashtok-vae/1"
 
@@ -81,7 +80,8 @@ class MelVAE(nn.Module):
         super().__init__()
         self.config = config
         fe, d = config.frontend, config.encoder_dim
-        self.front_end = nn.Sequential(MelSpectrogram.dasheng(fe), AmplitudeToDB(fe))
+        # window and filterbank derive from the config: not stored in VAE checkpoints
+        self.front_end = nn.Sequential(MelSpectrogram.dasheng(fe, persistent=False), AmplitudeToDB(fe))
         self.norm = nn.BatchNorm1d(fe.n_mels, momentum=0.01)
         self.patch_embed = nn.Conv1d(fe.n_mels, d, config.patch_frames, stride=config.patch_frames)
         block_cfg = DecoderConfig(dim=d, intermediate_dim=3 * d, num_blocks=config.encoder_blocks)
@@ -101,6 +101,7 @@ class MelVAE(nn.Module):
     hop_length = property(lambda self: self.config.hop_length)
     latent_dim = property(lambda self: self.config.latent_dim)
     device = property(lambda self: self.latent_mean.device)
+    min_num_samples = property(lambda self: self.config.min_num_samples)
 
     def posterior_of(self, wav: torch.Tensor, lengths: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -123,21 +124,17 @@ class MelVAE(nn.Module):
         return self.head(self.decoder(latents))
 
     @torch.no_grad()
-    def encode(self, wav: Any, lengths: Any = None, sample_rate: int | None = None) -> EncodeOutput:
-        """Audio -> posterior means (B, N, D) at 25 Hz; same input rules as ``Tokenizer.encode``."""
-        x, lens = Tokenizer._prepare_audio(self, wav, lengths, sample_rate)  # type: ignore[arg-type]
+    def encode(self, wav: ArrayLike, lengths: ArrayLike | None = None, sample_rate: int | None = None
+               ) -> EncodeOutput:
+        """Audio -> posterior means (B, N, D) at 25 Hz; the same input rules as ``Tokenizer.encode``."""
+        x, lens = prepare_audio(wav, lengths, sample_rate, self.sample_rate, self.config.min_num_samples,
+                                1000 / self.frame_rate, self.device)
         mean, _, frames = self.posterior_of(x, lens)
         return EncodeOutput(latents=mean, lengths=frames)
 
     @torch.no_grad()
-    def decode(self, latents: Any, lengths: Any = None) -> DecodeOutput:
-        z = torch.as_tensor(latents, dtype=torch.float32, device=self.device)
-        z = z.unsqueeze(0) if z.ndim == 2 else z
-        if z.ndim != 3 or z.shape[-1] != self.latent_dim:
-            raise ValueError(f"latents must be (N, {self.latent_dim}) or (B, N, {self.latent_dim}), "
-                             f"got shape {tuple(z.shape)}")
-        lens = torch.full((z.shape[0],), z.shape[1], dtype=torch.long) if lengths is None else \
-            torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
+    def decode(self, latents: ArrayLike, lengths: ArrayLike | None = None) -> DecodeOutput:
+        z, lens = validate_latents(latents, lengths, self.latent_dim, self.device)
         audio = self.synthesize(z)
         return DecodeOutput(audio=audio * lengths_to_mask(lens * self.hop_length, audio.shape[1]).to(audio.device),
                             lengths=lens * self.hop_length)
@@ -150,8 +147,7 @@ class MelVAE(nn.Module):
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
-                 if not k.endswith("window") and ".fb" not in k}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         self.model_id = f"{self.config.name}@{weights_hash(state)}"
         record = training if training is not None else self.training_record
         save_safetensors(state, path, {"format": FORMAT, "config": json.dumps(asdict(self.config)),
@@ -164,11 +160,11 @@ class MelVAE(nn.Module):
         meta = read_metadata(p)
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{p}: not a dashtok VAE checkpoint (format {meta.get('format')!r})")
-        model = cls(dataclass_from_dict(VAEConfig, json.loads(meta["config"])))
-        missing, unexpected = model.load_state_dict(load_file(str(p)), strict=False)
-        missing = [k for k in missing if not k.endswith("window") and ".fb" not in k]
-        if missing or unexpected:
-            raise CheckpointError(f"{p}: missing {missing}, unexpected {unexpected}")
+        try:
+            model = cls(dataclass_from_dict(VAEConfig, json.loads(meta["config"])))
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{p}: bad VAE config in metadata ({err})") from None
+        strict_load(model, load_file(str(p)), p)
         model.model_id = meta["model_id"]
         model.training_record = json.loads(meta.get("training", "{}"))
         return model.to(device).eval()
@@ -178,9 +174,6 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) 
     """KL(q || N(0, 1)) per valid latent frame, summed over channels and averaged over frames."""
     kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(-1)
     return (kl * mask).sum() / mask.sum().clamp(min=1)
-
-
-Codec = Tokenizer | MelVAE  # what generators model the latents of
 
 
 def load_codec(path: str | os.PathLike[str] | None, device: str | torch.device = "cpu") -> Codec:
@@ -193,8 +186,3 @@ def load_codec(path: str | os.PathLike[str] | None, device: str | torch.device =
         if read_metadata(f).get("format") == FORMAT:
             return MelVAE.load(f, device)
     return Tokenizer.from_pretrained(path, device=device)  # dashtok, official layout or hub id
-
-
-def reconstruct_frames(codec: Codec, audio: np.ndarray) -> np.ndarray:
-    """Encode + decode one clip, trimmed or padded to its length (for reconstruction references)."""
-    return fit_length(codec.decode(codec.encode(audio).latents).audio[0].cpu().numpy(), len(audio))
