@@ -8,8 +8,7 @@ from dashtok.config import (
     TokenizerConfig,
 )
 from dashtok.tokenizer import DecodeOutput, EncodeOutput, Tokenizer
-
-__version__ = "0.1.0"
+from dashtok.version import __version__
 
 __all__ = [
     "DecodeOutput",

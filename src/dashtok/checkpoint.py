@@ -27,6 +27,7 @@ from dashtok.config import (
     TopDbScope,
 )
 from dashtok.encoder import DashengEncoder
+from dashtok.version import __version__
 
 FORMAT = "dashtok/2"
 MODEL_FILENAME = "model.safetensors"
@@ -72,8 +73,6 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
 def write_checkpoint(path: str | os.PathLike[str], state: dict[str, torch.Tensor], config: TokenizerConfig,
                      training: dict[str, Any]) -> str:
     """Write weights + config + training record atomically; returns the model id (``name@weights-hash``)."""
-    from dashtok import __version__
-
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     model_id = f"{config.name}@{weights_hash(tensors)}"
     metadata = {

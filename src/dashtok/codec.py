@@ -18,7 +18,7 @@ This module also holds the input validation every codec shares, and the one enco
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Self
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class Codec(Protocol):
 
     def denormalize_latents(self, latents: torch.Tensor) -> torch.Tensor: ...
 
-    def eval(self) -> Self: ...
+    def eval(self) -> Codec: ...
 
 
 def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | None, model_rate: int,
