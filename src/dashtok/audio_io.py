@@ -47,6 +47,16 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000, max_secon
     Raises :class:`AudioError` for a missing, unreadable, corrupt, truncated, empty or non-finite file, or one
     longer than ``max_seconds``.
     """
+    audio = np.concatenate(list(iter_audio_blocks(path, sample_rate, max_seconds, block_frames)))
+    if audio.size == 0:
+        raise AudioError(f"{Path(path)}: empty audio after resampling")
+    return audio.astype(np.float32, copy=False)
+
+
+def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int = 16000, max_seconds: float | None = None,
+                      block_frames: int = 1 << 20) -> Iterator[np.ndarray]:
+    """``path`` as successive mono float32 blocks at ``sample_rate`` (what ``load_audio`` concatenates), with the
+    same checks, raised as soon as they can be: memory stays one block whatever the file's length."""
     p = Path(path)
     if not p.is_file():
         raise AudioError(f"{p}: no such file")
@@ -65,7 +75,6 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000, max_secon
                              f"(raise --max-seconds to allow it)")
         stream = None if sr == sample_rate else soxr.ResampleStream(sr, sample_rate, 1, dtype="float32",
                                                                     quality="VHQ")
-        out: list[np.ndarray] = []
         read = 0
         try:
             for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
@@ -73,18 +82,14 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000, max_secon
                 mono = block.mean(axis=1, dtype=np.float32)
                 if not np.isfinite(mono).all():
                     raise AudioError(f"{p}: contains NaN or Inf samples (near {read / sr:.2f} s)")
-                out.append(mono if stream is None else stream.resample_chunk(mono, last=False))
+                yield mono if stream is None else stream.resample_chunk(mono, last=False)
         except sf.LibsndfileError as err:
             raise AudioError(f"{p}: corrupt audio data ({err})") from None
         if read < frames:
             raise AudioError(f"{p}: truncated (header says {frames} samples, only {read} could be read)")
         _check_not_truncated(p, f.extra_info)
         if stream is not None:
-            out.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-    audio = np.concatenate(out).astype(np.float32, copy=False)
-    if audio.size == 0:
-        raise AudioError(f"{p}: empty audio after resampling")
-    return audio
+            yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
 _CHUNK_SIZE = re.compile(r"^(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)

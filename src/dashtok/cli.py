@@ -22,7 +22,14 @@ import torch
 from dashtok.audio_io import AudioError, audio_writer, find_audio_files, fit_length, load_audio, write_audio
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
 from dashtok.codec import Codec
-from dashtok.latents_io import LatentFile, LatentFileError, check_compatible, read_latents, write_latents
+from dashtok.latents_io import (
+    LatentFile,
+    LatentFileError,
+    check_compatible,
+    latent_writer,
+    read_latents,
+    write_latents,
+)
 from dashtok.precision import PRECISIONS, set_precision
 from dashtok.streaming import StreamingDecoder
 from dashtok.tokenizer import Tokenizer
@@ -178,6 +185,28 @@ def _encode_file(model: Tokenizer, path: Path, max_seconds: float | None,
     return audio, _latent_files(model, [(path, audio)], semantic)[0]
 
 
+STREAM_CHUNKS = 4  # encoder chunks (~10 s each) per step of file-to-file encoding: memory flat from 1 minute on
+
+
+def _encode_streamed(model: Tokenizer, job: Job, max_seconds: float | None, semantic: bool) -> None:
+    """File to file in bounded memory: decoded once into a temporary file, encoded group of chunks by group of
+    chunks, written frame block by frame block (equal to encoding the whole file, ``dashtok.long_audio``)."""
+    from dashtok.long_audio import SampleFile, encode_long
+
+    with SampleFile.from_audio_file(job.source, model.sample_rate, max_seconds) as samples:
+        n = samples.num_samples
+        if n < model.min_num_samples:
+            raise AudioError(f"{job.source}: {n} samples is shorter than one latent frame "
+                             f"({model.min_num_samples} samples at {model.sample_rate} Hz)")
+        meta = LatentFile(latents=torch.zeros(0, model.latent_dim), sample_rate=model.sample_rate,
+                          frame_rate=model.frame_rate, original_num_samples=[n], model_id=model.model_id,
+                          config_hash=model.config.hash, kind="semantic" if semantic else "latents",
+                          source=str(job.source))
+        with latent_writer(job.target, model.config.num_frames(n), meta) as out:
+            for frames in encode_long(model, samples.read, n, semantic=semantic, chunks_per_step=STREAM_CHUNKS):
+                out.write(frames)
+
+
 def _length_buckets(jobs: list[Job], batch_size: int, max_batch_seconds: float) -> list[list[Job]]:
     """Jobs sorted by duration and cut into batches of similar length (little padding), each holding at most
     ``batch_size`` files and ``max_batch_seconds`` of padded audio. Unreadable files sort first, alone."""
@@ -208,8 +237,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 1:
         def work(job: Job) -> None:
-            _, lf = _encode_file(model, job.source, args.max_seconds, semantic=args.semantic)
-            write_latents(job.target, lf)
+            _encode_streamed(model, job, args.max_seconds, args.semantic)
 
         return _run(jobs, "encode", work, args.quiet)
     progress = Progress(len(jobs), "encode", enabled=not args.quiet)

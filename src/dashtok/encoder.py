@@ -12,6 +12,8 @@ chunks are batched together and run in groups of ``max_chunks`` so memory stays 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -110,6 +112,16 @@ class DashengEncoder(nn.Module):
             nn.init.xavier_uniform_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+    @property
+    def mel_spectrogram(self) -> MelSpectrogram:
+        """The power mel of the front end (``front_end.0``, upstream's name)."""
+        return cast(MelSpectrogram, self.front_end[0])
+
+    @property
+    def to_db(self) -> AmplitudeToDB:
+        """The dB conversion with its top_db floor (``front_end.1``)."""
+        return cast(AmplitudeToDB, self.front_end[1])
 
     def log_mel(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, T) -> dB mel (B, M, 1 + T // hop). Computed in float32 whatever the autocast state."""

@@ -57,23 +57,30 @@ class Spectrogram(nn.Module):
         return num_samples // self.hop_length + 1
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, T) -> |STFT| ** power (B, n_fft // 2 + 1, 1 + T // hop)."""
-        pad = self.n_fft // 2
-        if wav.shape[-1] <= pad:
-            raise ValueError(f"input of {wav.shape[-1]} samples is too short for a centred STFT (needs > {pad})")
-        # Reflect padding as torch.stft(center=True) does it; the frames are then cut block by block, each block
-        # seeing exactly the samples the whole-signal STFT would see, so blocked == whole.
-        padded = torch.nn.functional.pad(wav.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-        total = self.num_frames(wav.shape[-1])
-        blocks = []
-        for start in range(0, total, self.block_frames):
-            stop = min(total, start + self.block_frames)
-            segment = padded[..., start * self.hop_length : (stop - 1) * self.hop_length + self.n_fft]
-            spec = torch.stft(segment, self.n_fft, self.hop_length, self.win_length, self.window,
-                              center=False, normalized=False, onesided=True, return_complex=True)
-            # torchaudio: abs() for power 1, abs().pow(p) otherwise (bit for bit)
-            blocks.append(spec.abs() if self.power == 1.0 else spec.abs().pow(self.power))
+        """wav (B, T) -> |STFT| ** power (B, n_fft // 2 + 1, 1 + T // hop), computed in blocks of frames."""
+        n, total, step = wav.shape[-1], self.num_frames(wav.shape[-1]), self.block_frames
+        blocks = [self.frames_of(lambda a, b: wav[..., a:b], n, f0, min(total, f0 + step))
+                  for f0 in range(0, total, step)]
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=-1)
+
+    def frames_of(self, read: Callable[[int, int], torch.Tensor], num_samples: int, f0: int, f1: int
+                  ) -> torch.Tensor:
+        """Frames [f0, f1) of the centred STFT of a signal of ``num_samples`` samples that ``read(a, b)`` returns
+        piecewise ((..., b - a) samples [a, b)): exactly ``forward(whole)[..., f0:f1]``, reading only the samples
+        those frames see. The signal is reflect-padded at its true ends only, as torch.stft(center=True) does."""
+        pad = self.n_fft // 2
+        if num_samples <= pad:
+            raise ValueError(f"input of {num_samples} samples is too short for a centred STFT (needs > {pad})")
+        a, b = f0 * self.hop_length - pad, (f1 - 1) * self.hop_length - pad + self.n_fft
+        segment = read(max(a, 0), min(b, num_samples))
+        shape = segment.shape[:-1]
+        segment = torch.nn.functional.pad(segment.reshape(-1, 1, segment.shape[-1]),
+                                          (max(0, -a), max(0, b - num_samples)), mode="reflect")
+        spec = torch.stft(segment.reshape(-1, segment.shape[-1]), self.n_fft, self.hop_length, self.win_length,
+                          self.window, center=False, normalized=False, onesided=True, return_complex=True)
+        spec = spec.reshape(*shape, *spec.shape[-2:])
+        # torchaudio: abs() for power 1, abs().pow(p) otherwise (bit for bit)
+        return spec.abs() if self.power == 1.0 else spec.abs().pow(self.power)
 
 
 class MelScale(nn.Module):
@@ -111,6 +118,11 @@ class MelSpectrogram(nn.Module):
         """wav (B, T) -> mel (B, n_mels, 1 + T // hop)."""
         return self.mel_scale(self.spectrogram(wav))
 
+    def frames_of(self, read: Callable[[int, int], torch.Tensor], num_samples: int, f0: int, f1: int
+                  ) -> torch.Tensor:
+        """Mel frames [f0, f1) of a signal read piecewise (see ``Spectrogram.frames_of``)."""
+        return self.mel_scale(self.spectrogram.frames_of(read, num_samples, f0, f1))
+
 
 def per_item_frames(fn: Callable[[torch.Tensor], torch.Tensor], wav: torch.Tensor, lengths: torch.Tensor,
                     hop_length: int) -> torch.Tensor:
@@ -137,11 +149,14 @@ class AmplitudeToDB(nn.Module):
         self.top_db = config.top_db
         self.scope = config.top_db_scope
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel (B, n_mels, T) power -> (B, n_mels, T) dB."""
-        db = 10.0 * torch.log10(torch.clamp(mel, min=self.amin))
-        if self.scope == "batch":
-            peak = db.amax().expand(db.shape[0])
-        else:
-            peak = db.flatten(1).amax(dim=1)
+    def forward(self, mel: torch.Tensor, peak: torch.Tensor | None = None) -> torch.Tensor:
+        """mel (B, n_mels, T) power -> (B, n_mels, T) dB, floored at ``peak - top_db``; ``peak`` (B,) is the dB
+        maximum of each clip (or of the batch, by scope) unless given (a long recording read in pieces)."""
+        db = self.db(mel)
+        if peak is None:
+            peak = db.amax().expand(db.shape[0]) if self.scope == "batch" else db.flatten(1).amax(dim=1)
         return torch.maximum(db, (peak - self.top_db).view(-1, 1, 1))
+
+    def db(self, mel: torch.Tensor) -> torch.Tensor:
+        """Power -> dB, before the floor."""
+        return 10.0 * torch.log10(torch.clamp(mel, min=self.amin))

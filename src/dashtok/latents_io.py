@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from safetensors import safe_open
 
-from dashtok.atomic import save_safetensors
+from dashtok.atomic import atomic_write, save_safetensors
 
 LATENT_FORMAT = "dashtok-latents"
 # 2: written since the release-faithful injection (checkpoint format dashtok/2). Version 1 files came from the old
@@ -52,18 +56,56 @@ class LatentFile:
         return self.latents, lengths
 
 
+def _metadata(lf: LatentFile, latent_dim: int) -> dict[str, str]:
+    return {
+        "format": LATENT_FORMAT, "version": str(LATENT_VERSION), "sample_rate": str(lf.sample_rate),
+        "frame_rate": repr(float(lf.frame_rate)), "original_num_samples": json.dumps(lf.original_num_samples),
+        "latent_dim": str(latent_dim), "kind": lf.kind, "model_id": lf.model_id,
+        "config_hash": lf.config_hash, "source": lf.source,
+    }
+
+
 def write_latents(path: str | os.PathLike[str], lf: LatentFile) -> None:
     tensors = {"latents": lf.latents.detach().cpu().float().contiguous()}
     if lf.latents.ndim == 3:
         lengths = lf.lengths if lf.lengths is not None else torch.full((lf.latents.shape[0],), lf.latents.shape[1])
         tensors["lengths"] = lengths.detach().cpu().long().contiguous()
-    metadata = {
-        "format": LATENT_FORMAT, "version": str(LATENT_VERSION), "sample_rate": str(lf.sample_rate),
-        "frame_rate": repr(float(lf.frame_rate)), "original_num_samples": json.dumps(lf.original_num_samples),
-        "latent_dim": str(lf.latent_dim), "kind": lf.kind, "model_id": lf.model_id,
-        "config_hash": lf.config_hash, "source": lf.source,
-    }
-    save_safetensors(tensors, path, metadata)
+    save_safetensors(tensors, path, _metadata(lf, lf.latent_dim))
+
+
+class LatentWriter:
+    """Appends (n, D) float32 frames to a latent file whose header (shape (N, D)) was written first."""
+
+    def __init__(self, handle: BinaryIO, num_frames: int, latent_dim: int) -> None:
+        self._handle = handle
+        self.num_frames, self.latent_dim = num_frames, latent_dim
+        self.written = 0
+
+    def write(self, frames: torch.Tensor) -> None:
+        if frames.ndim != 2 or frames.shape[1] != self.latent_dim or self.written + frames.shape[0] > self.num_frames:
+            raise ValueError(f"frames of shape {tuple(frames.shape)} do not fit a ({self.num_frames}, "
+                             f"{self.latent_dim}) latent file holding {self.written} frames")
+        self._handle.write(frames.detach().cpu().float().contiguous().numpy().astype("<f4").tobytes())
+        self.written += frames.shape[0]
+
+
+@contextmanager
+def latent_writer(path: str | os.PathLike[str], num_frames: int, meta: LatentFile) -> Iterator[LatentWriter]:
+    """Write one clip's latents (N, D) frame block by frame block, in bounded memory, atomically: a safetensors
+    file like ``write_latents``'s (header first, data appended). ``meta`` gives the metadata (its ``latents`` may be
+    an empty (0, D) tensor: only its width is read). Fewer frames than ``num_frames`` at the end is an error."""
+    d = int(meta.latents.shape[-1])
+    header = {"__metadata__": _metadata(meta, d),
+              "latents": {"dtype": "F32", "shape": [num_frames, d], "data_offsets": [0, 4 * num_frames * d]}}
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-(8 + len(blob)) % 8)  # safetensors aligns the data to 8 bytes with spaces
+    with atomic_write(path) as tmp, tmp.open("wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        writer = LatentWriter(f, num_frames, d)
+        yield writer
+        if writer.written != num_frames:
+            raise ValueError(f"{path}: {writer.written} latent frames written, the header says {num_frames}")
 
 
 def read_latents(path: str | os.PathLike[str]) -> LatentFile:
