@@ -79,7 +79,7 @@ def main() -> None:
     lines = ["# Peak memory of `dashtok encode` against input duration", "",
              f"Bundled default model, one 16 kHz mono FLAC per duration, peak resident set size of the whole "
              f"process (Python, torch, model and all), {os.cpu_count()} CPUs.", "",
-             "| input | streamed: peak MB | vs first row | seconds | before (whole file in memory): peak MB | seconds |",
+             "| input | streamed: peak MB | vs first row | seconds | before (whole file held): peak MB | seconds |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         s, ref = r["streamed"], r.get("reference")
