@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOK=${1:?tokenizer run folder}
 MAE=${2:-}
-DEST=src/dashtok/assets/default_training
+DEST=records/default_tokenizer
 test -f "$TOK/model.safetensors" || { echo "ship: $TOK/model.safetensors missing (finish or export the run)"; exit 1; }
 mkdir -p "$DEST"
 cp "$TOK/model.safetensors" src/dashtok/assets/default.safetensors

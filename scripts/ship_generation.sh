@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOW=${1:?flow run folder}; FLOW_LOG=${2:?flow training log}
 ENH=${3:?enhance run folder}; ENH_LOG=${4:?enhance training log}
-DEST=src/dashtok/assets/generation_training
+DEST=records/generation
 test -f "$FLOW/generator.safetensors" || { echo "ship: $FLOW/generator.safetensors missing (finish the run)"; exit 1; }
 test -f "$ENH/enhancer.safetensors" || { echo "ship: $ENH/enhancer.safetensors missing (finish the run)"; exit 1; }
 mkdir -p "$DEST"
