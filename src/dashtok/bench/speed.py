@@ -8,7 +8,7 @@ random weights (speed does not depend on their values) and reports:
   ``torch.cuda.max_memory_allocated``);
 - the compute floor: FLOPs of the call (``torch.utils.flop_counter``: matmuls, convolutions, attention) divided
   by this machine's measured matmul throughput in the same precision, and the measured time over that floor;
-- with ``--upstream-python``: the upstream ``dasheng`` encoder (another interpreter, see ``_upstream_worker.py``)
+- with ``--upstream-python``: the upstream ``dasheng`` encoder (another interpreter, see ``worker.py``)
   on the same weights and input, as a time ratio, with the largest difference of the outputs; and our encoder
   code run by that same interpreter, which separates the code's effect from the torch version's;
 - with ``--official-code`` too: the official DashengTokenizer remote code's ``encode`` and ``decode`` on the same
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dashtok.checkpoint import bundled_path
 from dashtok.config import TokenizerConfig
 from dashtok.precision import autocast_for, set_precision
 from dashtok.tokenizer import Tokenizer
@@ -204,7 +205,7 @@ def test_signal(seconds: float, batch: int, seed: int = 0) -> np.ndarray:
     """(batch, T) speech-like input: the bundled LibriVox clip tiled, each item from another offset, plus noise."""
     from dashtok.audio_io import load_audio
 
-    clip = load_audio(Path(__file__).parent / "assets" / "demo_speech.flac", SR)
+    clip = load_audio(bundled_path("demo_speech.flac"), SR)
     n = int(seconds * SR)
     rng = np.random.default_rng(seed)
     reps = -(-(n + len(clip)) // len(clip))
@@ -236,11 +237,11 @@ def _upstream(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, repeats: int,
     impls = [i for i in cfg.upstream_impls if i == "upstream" or wav.shape[1] <= 60 * SR]
     for impl in impls:
         job = {"impl": impl, "weights": str(weights), "input": str(inp), "output": str(tmp / f"{impl}.npy"),
-               "repeats": repeats, "src": str(Path(__file__).resolve().parents[1]),
+               "repeats": repeats, "src": str(Path(__file__).resolve().parents[2]),
                "config": {"embed_dim": c.embed_dim, "depth": c.depth, "num_heads": c.num_heads,
                           "target_length": c.target_length}}
         (tmp / "job.json").write_text(json.dumps(job))
-        proc = subprocess.run([str(cfg.upstream_python), str(Path(__file__).with_name("_upstream_worker.py")),
+        proc = subprocess.run([str(cfg.upstream_python), str(Path(__file__).with_name("worker.py")),
                                str(tmp / "job.json")], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"upstream worker ({impl}) failed: {proc.stderr.strip()[-2000:]}")
@@ -267,7 +268,7 @@ def _official(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, z: torch.Tens
     results = []
     for job in (base, {**base, "memory": True}):
         (tmp / "job.json").write_text(json.dumps(job))
-        proc = subprocess.run([str(cfg.upstream_python), str(Path(__file__).with_name("_upstream_worker.py")),
+        proc = subprocess.run([str(cfg.upstream_python), str(Path(__file__).with_name("worker.py")),
                                str(tmp / "job.json")], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"official worker failed: {proc.stderr.strip()[-2000:]}")
@@ -443,5 +444,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # the memory-measuring child of measure_memory
+def memory_child_main() -> None:
+    """``python -m dashtok.bench JOB``: the memory-measuring child of ``measure_memory``."""
     _memory_main(json.loads(sys.argv[1]))
