@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dashtok.bench.compare import official_code, upstream_encoder
 from dashtok.checkpoint import bundled_path
 from dashtok.config import TokenizerConfig
 from dashtok.precision import autocast_for, set_precision
@@ -221,74 +222,6 @@ def _model(preset: str, precision: str, device: torch.device) -> Tokenizer:
     return set_precision(model, precision)
 
 
-def _upstream(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, repeats: int, tmp: Path) -> dict[str, Any]:
-    """Time upstream's encoder and ours under the upstream interpreter, on the same weights and input."""
-    from safetensors.torch import save_file
-
-    enc = model.encoder
-    weights, inp = tmp / "encoder.safetensors", tmp / "input.npy"
-    save_file({k: v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}, str(weights))
-    np.save(inp, wav)
-    with torch.no_grad():
-        ours = enc(torch.from_numpy(wav).to(model.device)).float().cpu().numpy()
-    c = enc.config
-    out: dict[str, Any] = {}
-    # Our code on the upstream interpreter separates code from torch version; short inputs show it well enough.
-    impls = [i for i in cfg.upstream_impls if i == "upstream" or wav.shape[1] <= 60 * SR]
-    for impl in impls:
-        job = {"impl": impl, "weights": str(weights), "input": str(inp), "output": str(tmp / f"{impl}.npy"),
-               "repeats": repeats, "src": str(Path(__file__).resolve().parents[2]),
-               "config": {"embed_dim": c.embed_dim, "depth": c.depth, "num_heads": c.num_heads,
-                          "target_length": c.target_length}}
-        (tmp / "job.json").write_text(json.dumps(job))
-        proc = subprocess.run([str(cfg.upstream_python), str(Path(__file__).with_name("worker.py")),
-                               str(tmp / "job.json")], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"upstream worker ({impl}) failed: {proc.stderr.strip()[-2000:]}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        feats = np.load(tmp / f"{impl}.npy")
-        out[impl] = {"seconds": float(np.median(r["seconds"])), "torch": r["torch"], "threads": r["threads"],
-                     "peak_mb": r["peak_mb"], "max_abs_diff_vs_ours": float(np.abs(feats - ours).max())}
-    return out
-
-
-def _official(cfg: BenchConfig, model: Tokenizer, wav: np.ndarray, z: torch.Tensor, enc_s: float, dec_s: float,
-              mem: dict[str, float], repeats: int, report: dict[str, Any], preset: str) -> dict[str, Any]:
-    """The official remote code on the same weights (exported once per preset) and input: times, memory, diffs."""
-    dirs = report["_official"]
-    if preset not in dirs:
-        dirs[preset] = tempfile.TemporaryDirectory()
-        model.save_official(Path(dirs[preset].name) / "model")
-    tmp = Path(dirs[preset].name)
-    np.save(tmp / "input.npy", wav)
-    np.save(tmp / "latents.npy", z.cpu().numpy())
-    base = {"impl": "official", "code": str(cfg.official_code), "model_dir": str(tmp / "model"),
-            "input": str(tmp / "input.npy"), "latents": str(tmp / "latents.npy"), "output": str(tmp / "out"),
-            "repeats": repeats}
-    results = []
-    for job in (base, {**base, "memory": True}):
-        (tmp / "job.json").write_text(json.dumps(job))
-        proc = subprocess.run([str(cfg.upstream_python), str(Path(__file__).with_name("worker.py")),
-                               str(tmp / "job.json")], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"official worker failed: {proc.stderr.strip()[-2000:]}")
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    timing, memory = results
-    with torch.no_grad():
-        ours_audio = model.decode(z).audio.cpu().numpy()
-    theirs_z, theirs_audio = np.load(tmp / "out.latents.npy"), np.load(tmp / "out.audio.npy")
-    ours_z = z.cpu().numpy()
-    off_enc, off_dec = float(np.median(timing["encode_s"])), float(np.median(timing["decode_s"]))
-    return {"torch": timing["torch"], "threads": timing["threads"], "encode_s": off_enc, "decode_s": off_dec,
-            "encode_speedup": off_enc / enc_s, "decode_speedup": off_dec / dec_s,
-            "encode_peak_mb": memory["encode_peak_mb"], "decode_peak_mb": memory["decode_peak_mb"],
-            "ours_encode_peak_mb": mem["encode_peak_mb"], "ours_decode_peak_mb": mem["decode_peak_mb"],
-            "latents_max_abs_diff": float(np.abs(theirs_z - ours_z).max()),
-            "latents_max_rel_diff": float(np.abs(theirs_z - ours_z).max() / np.abs(ours_z).max()),
-            "audio_max_abs_diff": float(np.abs(theirs_audio - ours_audio).max()),
-            "audio_max_rel_diff": float(np.abs(theirs_audio - ours_audio).max() / np.abs(ours_audio).max())}
-
-
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     device = torch.device(cfg.device)
     report: dict[str, Any] = {
@@ -352,11 +285,12 @@ def _one_case(cfg: BenchConfig, report: dict[str, Any], model: Tokenizer, preset
                    "floor_s": dec_flops / throughput, "over_floor": dec_s / (dec_flops / throughput)},
     }
     if cfg.upstream_python and cfg.official_code and precision == "fp32" and device.type == "cpu":
-        row["official"] = _official(cfg, model, wav, z, enc_s, dec_s, mem, repeats, report, preset)
+        row["official"] = official_code(str(cfg.upstream_python), str(cfg.official_code), model, wav, z, enc_s,
+                                        dec_s, mem, repeats, report, preset)
     if cfg.upstream_python and cfg.upstream_impls and precision == "fp32" and device.type == "cpu" and \
             seconds <= cfg.upstream_max_seconds:
         with tempfile.TemporaryDirectory() as tmp:
-            up = _upstream(cfg, model, wav, repeats, Path(tmp))
+            up = upstream_encoder(str(cfg.upstream_python), cfg.upstream_impls, model, wav, repeats, Path(tmp))
         with autocast_for(precision, device):
             ours_s, _ = time_call(lambda: model.encoder(x), device, repeats)
         row["upstream"] = {"ours_encoder_s": ours_s, **up}

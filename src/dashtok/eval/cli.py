@@ -1,0 +1,160 @@
+"""``dashtok eval ...``: reconstruction, probes, generation and enhancement evaluations."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from dashtok.checkpoint import CheckpointError
+from dashtok.cli import CliError, load_codec, load_model, model_options, refuse_overwrite
+from dashtok.generate.cli import load_enhancer
+
+
+def cmd_eval_recon(args: argparse.Namespace) -> int:
+    from dashtok.eval.recon import evaluate_recon, markdown, write_report
+
+    if not args.manifest and not args.folder:
+        raise CliError("give at least one --manifest or --folder to evaluate on")
+    for path in args.manifest + args.folder:
+        if not Path(path).exists():
+            raise CliError(f"{path}: no such file or directory")
+    out = Path(args.output)
+    refuse_overwrite([out / "recon.json"], args.force)
+    model = load_model(args.checkpoint, args.device, args.precision)
+    report = evaluate_recon(model, args.manifest, args.folder, args.max_per_source, plots=out)
+    write_report(report, out)
+    print(markdown(report))
+    print(f"wrote {out / 'recon.json'} and {out / 'recon.md'}")
+    return 0
+
+
+def cmd_eval_probe(args: argparse.Namespace) -> int:
+    from dashtok.eval.probe import evaluate_probes, markdown, write_report
+
+    corpus = Path(args.corpus)
+    if not (corpus / "train.jsonl").is_file():
+        raise CliError(f"{corpus}: not a corpus folder (no train.jsonl; build one with dashtok data build)")
+    out = Path(args.output)
+    refuse_overwrite([out / "probe.json"], args.force)
+    model = load_model(args.checkpoint, args.device, args.precision)
+    report = evaluate_probes(model, corpus, args.max_per_split)
+    write_report(report, out)
+    print(markdown(report))
+    print(f"wrote {out / 'probe.json'} and {out / 'probe.md'}")
+    return 0
+
+
+def cmd_eval_all(args: argparse.Namespace) -> int:
+    """Reconstruction on the corpus test split + probes on all splits -> one report.md."""
+    from dashtok.eval import probe, recon
+
+    corpus, out = Path(args.corpus), Path(args.output)
+    if not (corpus / "test.jsonl").is_file():
+        raise CliError(f"{corpus}: not a corpus folder (no test.jsonl; build one with dashtok data build)")
+    refuse_overwrite([out / "report.md"], args.force)
+    model = load_model(args.checkpoint, args.device, args.precision)
+    t0 = time.perf_counter()
+    rec = recon.evaluate_recon(model, [str(corpus / "test.jsonl")], [], args.max_per_source, plots=out)
+    recon.write_report(rec, out)
+    prb = probe.evaluate_probes(model, corpus, args.max_per_split)
+    probe.write_report(prb, out)
+    minutes = (time.perf_counter() - t0) / 60
+    header = (f"# dashtok evaluation: {model.model_id}\n\ntrained: {model.training_record.get('trained', False)}; "
+              f"corpus {corpus}; {minutes:.1f} min on {torch.get_num_threads()} CPU threads\n\n")
+    body = (out / "recon.md").read_text() + "\n" + (out / "probe.md").read_text()
+    (out / "report.md").write_text(header + body.replace("# Reconstruction", "## Reconstruction")
+                                   .replace("# Linear probes", "## Linear probes"))
+    print(header + body)
+    print(f"wrote {out / 'report.md'}")
+    return 0
+
+
+def cmd_eval_gen(args: argparse.Namespace) -> int:
+    from dashtok.eval.gen import evaluate_gen, markdown, write_report
+    from dashtok.generate.model import TextToAudio
+    from dashtok.generate.tied import require_tokenizer
+
+    out = Path(args.output)
+    refuse_overwrite([out / "gen.json"], args.force)
+    systems = {}
+    for name, generator, codec in args.system:
+        try:
+            gen = TextToAudio.from_pretrained(None if generator == "default" else generator)
+            systems[name] = (gen, load_codec(None if codec == "default" else codec, "cpu"))
+            require_tokenizer(systems[name][1], gen.tokenizer_id, "generator")
+        except (CheckpointError, OSError) as err:
+            raise CliError(f"system {name}: {err}") from None
+    judge = load_model(None, "cpu")
+    report = evaluate_gen(systems, args.corpus, judge, max_clips=args.max_clips, steps=args.steps,
+                          guidance=args.guidance, out_dir=out / "samples")
+    write_report(report, out)
+    print(markdown(report))
+    return 0
+
+
+def cmd_eval_se(args: argparse.Namespace) -> int:
+    from dashtok.eval.se import evaluate_se, markdown, write_report
+
+    corpus, out = Path(args.corpus), Path(args.output)
+    if not (corpus / "test.jsonl").is_file():
+        raise CliError(f"{corpus}: not a corpus folder (no test.jsonl)")
+    refuse_overwrite([out / "se.json"], args.force)
+    enhancer = load_enhancer(args.enhancer)
+    model = load_model(args.checkpoint, args.device, args.precision)
+    report = evaluate_se(model, enhancer, corpus, args.max_per_group)
+    write_report(report, out)
+    print(markdown(report))
+    print(f"wrote {out / 'se.json'} and {out / 'se.md'}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register this package's subcommands on ``dashtok``'s parser."""
+    p = sub.add_parser("eval", help="evaluate a checkpoint")
+    eval_sub = p.add_subparsers(dest="eval_command", required=True)
+    p = eval_sub.add_parser("recon", help="reconstruction quality per source (mel distance, SI-SDR, PESQ, STOI)")
+    p.add_argument("--manifest", action="append", default=[], help="corpus manifest (e.g. data/corpus/test.jsonl)")
+    p.add_argument("--folder", action="append", default=[], help="folder of audio files (treated as speech)")
+    p.add_argument("--max-per-source", type=int, help="evaluate at most this many clips per source")
+    p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    model_options(p)
+    p.set_defaults(func=cmd_eval_recon)
+
+    p = eval_sub.add_parser("all", help="reconstruction (test split) + probes (all splits) -> report.md with plots")
+    p.add_argument("corpus", help="corpus folder (from dashtok data build)")
+    p.add_argument("--max-per-source", type=int, default=40, help="reconstruction clips per source (default: 40)")
+    p.add_argument("--max-per-split", type=int, help="probe clips per split (default: all)")
+    p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    model_options(p)
+    p.set_defaults(func=cmd_eval_all)
+
+    p = eval_sub.add_parser("gen", help="text-to-audio: Frechet distance and per-caption label accuracy of "
+                                         "generated clips, one row per system")
+    p.add_argument("corpus", help="corpus folder (dashtok data build)")
+    p.add_argument("--system", nargs=3, action="append", required=True, metavar=("NAME", "GENERATOR", "CODEC"),
+                   help="a generator checkpoint and the tokenizer/VAE checkpoint it decodes with ('default': the "
+                        "bundled generator / tokenizer); repeat to compare systems")
+    p.add_argument("-o", "--output", default="out/eval_gen", help="output folder (gen.json, report.md, samples)")
+    p.add_argument("--max-clips", type=int, default=160, help="test captions used (spread over the split)")
+    p.add_argument("--steps", type=int, default=32)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_eval_gen)
+
+    p = eval_sub.add_parser("se", help="speech enhancement on the test mixtures: noisy vs Wiener vs dashtok")
+    p.add_argument("corpus", help="corpus folder (from dashtok data build)")
+    p.add_argument("--enhancer", "-e", help="enhancer checkpoint (default: the bundled enhancer)")
+    p.add_argument("--max-per-group", type=int, help="at most this many mixtures per group")
+    p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    model_options(p)
+    p.set_defaults(func=cmd_eval_se)
+
+    p = eval_sub.add_parser("probe", help="linear probes + kNN: log-mel vs semantic vs latents, every corpus task")
+    p.add_argument("corpus", help="corpus folder (from dashtok data build)")
+    p.add_argument("--max-per-split", type=int, help="use at most this many clips per split")
+    p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    model_options(p)
+    p.set_defaults(func=cmd_eval_probe)
