@@ -68,6 +68,26 @@ def si_sdr(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | np.nda
     return (10 * torch.log10(target.square().sum(-1) / (noise.square().sum(-1) + 1e-12) + 1e-12)).float()
 
 
+SPEECH_MEASURES = {"pesq_wb": lambda r, e, sr: pesq_wb(r, e, sr), "pesq_nb": lambda r, e, sr: pesq_nb(r, e, sr),
+                   "stoi": lambda r, e, sr: stoi(r, e, sr)}
+
+
+def speech_scores(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000,
+                  measures: tuple[str, ...] = ("pesq_wb", "stoi")) -> dict[str, float]:
+    """The intrusive speech measures (names of ``SPEECH_MEASURES``) that apply to this pair. PESQ refuses some
+    signals (e.g. "no utterance detected") and a measure whose package is missing gives None: both are left out of
+    the row rather than scored."""
+    row = {}
+    for key in measures:
+        try:
+            value = SPEECH_MEASURES[key](reference, estimate, sample_rate)
+        except Exception:  # the pesq package raises its own error types for signals it refuses
+            value = None
+        if value is not None:
+            row[key] = value
+    return row
+
+
 def pesq_wb(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) -> float | None:
     """Wide-band PESQ (ITU-T P.862.2), or None when the ``pesq`` package is not installed."""
     return _pesq(reference, estimate, sample_rate, "wb")

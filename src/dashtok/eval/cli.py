@@ -64,9 +64,8 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - t0) / 60
     header = (f"# dashtok evaluation: {model.model_id}\n\ntrained: {model.training_record.get('trained', False)}; "
               f"corpus {corpus}; {minutes:.1f} min on {torch.get_num_threads()} CPU threads\n\n")
-    body = (out / "recon.md").read_text() + "\n" + (out / "probe.md").read_text()
-    (out / "report.md").write_text(header + body.replace("# Reconstruction", "## Reconstruction")
-                                   .replace("# Linear probes", "## Linear probes"))
+    body = recon.report_text(rec, out, level=2) + "\n" + probe.report_text(prb, level=2)
+    (out / "report.md").write_text(header + body)
     print(header + body)
     print(f"wrote {out / 'report.md'}")
     return 0

@@ -147,8 +147,9 @@ def evaluate_probes(model: Tokenizer, corpus: str | Path, max_per_split: int | N
     return {"model_id": model.model_id, "tasks": results, "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Linear probes: {report['model_id']}", "",
+def markdown(report: dict[str, Any], level: int = 1) -> str:
+    """The report as a markdown table under a heading of ``level``."""
+    lines = [f"{'#' * level} Linear probes: {report['model_id']}", "",
              "| task | classes | chance | log-mel | semantic | latents (with injection) | kNN log-mel / sem. / lat. |",
              "|---|---|---|---|---|---|---|"]
     for name, r in report["tasks"].items():
@@ -167,4 +168,9 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "probe.json").write_text(json.dumps(report, indent=2) + "\n")
     probe_bars(out / "probe_bars.png", report, REPRESENTATIONS)
-    (out / "probe.md").write_text(markdown(report) + "\n![per-task test accuracy](probe_bars.png)\n")
+    (out / "probe.md").write_text(report_text(report))
+
+
+def report_text(report: dict[str, Any], level: int = 1) -> str:
+    """The markdown table with the bar chart written beside it."""
+    return markdown(report, level) + "\n![per-task test accuracy](probe_bars.png)\n"

@@ -19,6 +19,7 @@ import numpy as np
 
 from dashtok import metrics
 from dashtok.audio_io import find_audio_files, load_audio
+from dashtok.codec import reconstruct
 from dashtok.data.manifest import read_manifest
 from dashtok.tokenizer import Tokenizer
 
@@ -53,21 +54,14 @@ def score_clip(model: Tokenizer, path: Path, domain: str, plot: Path | None = No
     x = load_audio(path, model.sample_rate)
     if len(x) < model.config.min_num_samples:
         return {}
-    y = model.decode(model.encode(x).latents).audio[0].cpu().numpy()[: len(x)]
-    x = x[: len(y)]
+    y = reconstruct(model, x)
     if plot is not None:
         from dashtok.eval.plots import spectrograms
 
         spectrograms(plot, x, y, path.stem)
     row = {"mel_distance": float(metrics.mel_distance(x, y)[0]), "si_sdr": float(metrics.si_sdr(x, y)[0])}
     if domain == "speech":
-        for key, fn in (("pesq_wb", metrics.pesq_wb), ("pesq_nb", metrics.pesq_nb), ("stoi", metrics.stoi)):
-            try:
-                value = fn(x, y, model.sample_rate)
-            except Exception:  # PESQ refuses some signals (e.g. "no utterance detected")
-                value = None
-            if value is not None:
-                row[key] = value
+        row.update(metrics.speech_scores(x, y, model.sample_rate, ("pesq_wb", "pesq_nb", "stoi")))
         mos_out, mos_in = metrics.dnsmos(y, model.sample_rate), metrics.dnsmos(x, model.sample_rate)
         if mos_out is not None and mos_in is not None:
             row["dnsmos_ovrl"], row["dnsmos_ovrl_input"] = mos_out["ovrl"], mos_in["ovrl"]
@@ -95,8 +89,9 @@ def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Reconstruction: {report['model_id']}", "",
+def markdown(report: dict[str, Any], level: int = 1) -> str:
+    """The report as a markdown table under a heading of ``level``."""
+    lines = [f"{'#' * level} Reconstruction: {report['model_id']}", "",
              "| source | n | mel distance ↓ | SI-SDR (dB) ↑ | PESQ-WB ↑ | PESQ-NB ↑ | STOI ↑ | DNSMOS ↑ | "
              "DNSMOS of input | speaker sim. ↑ |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["groups"].items():
@@ -111,8 +106,10 @@ def markdown(report: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "recon.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
+    (out / "recon.md").write_text(report_text(report, out))
+
+
+def report_text(report: dict[str, Any], out: Path, level: int = 1) -> str:
+    """The markdown table with the spectrogram pictures written beside it."""
     pngs = sorted(out.glob("spectrogram_*.png"))
-    if pngs:
-        text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
-    (out / "recon.md").write_text(text)
+    return markdown(report, level) + ("\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n" if pngs else "")

@@ -32,13 +32,7 @@ MEASURES = ("pesq_wb", "stoi", "si_sdr", "dnsmos_ovrl")
 
 def _scores(clean: np.ndarray, y: np.ndarray, sr: int) -> dict[str, float]:
     row = {"si_sdr": float(metrics.si_sdr(clean, y)[0])}
-    for key, fn in (("pesq_wb", metrics.pesq_wb), ("stoi", metrics.stoi)):
-        try:
-            value = fn(clean, y, sr)
-        except Exception:  # PESQ refuses some signals
-            value = None
-        if value is not None:
-            row[key] = value
+    row.update(metrics.speech_scores(clean, y, sr))
     mos = metrics.dnsmos(y, sr)
     if mos is not None:
         row["dnsmos_ovrl"] = mos["ovrl"]
