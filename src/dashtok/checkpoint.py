@@ -157,16 +157,24 @@ def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], source:
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
               for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        lines = [f"{source}: weights do not match the model"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        if shapes:
-            lines.append(f"  shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
-        raise CheckpointError("\n".join(lines))
+    raise_mismatches(f"{source}: weights do not match the model", missing, unexpected, shapes)
     module.load_state_dict(state, strict=True)
+
+
+def raise_mismatches(headline: str, missing: list[str], unexpected: list[str], shapes: list[str],
+                     problems: tuple[str, ...] = ()) -> None:
+    """One CheckpointError naming every missing, unexpected and mis-shaped key (and other problems), if any."""
+    if not (missing or unexpected or shapes or problems):
+        return
+    lines = [headline]
+    if missing:
+        lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
+    if unexpected:
+        lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+    if shapes:
+        lines.append(f"  shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
+    lines += [f"  {p}" for p in problems]
+    raise CheckpointError("\n".join(lines))
 
 
 # ---- upstream Dasheng --------------------------------------------------------------------------------------------

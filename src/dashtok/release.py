@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from dashtok.atomic import save_safetensors
-from dashtok.checkpoint import CheckpointError
+from dashtok.checkpoint import CheckpointError, raise_mismatches
 from dashtok.config import (
     DecoderConfig,
     EncoderConfig,
@@ -306,17 +306,8 @@ def _to_dashtok_state(model: nn.Module, state: dict[str, torch.Tensor], meta: di
     missing = sorted(to_official_key(k) or k for k in own if k not in out)
     shapes = [f"{to_official_key(k)}: file {tuple(v.shape)} vs config {tuple(own[k].shape)}"
               for k, v in sorted(out.items()) if k in own and v.shape != own[k].shape]
-    if unmapped or missing or shapes or problems:
-        lines = [f"{source}: weights do not match the official layout of its config.json"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
-        if unmapped:
-            lines.append(f"  unexpected keys ({len(unmapped)}): {', '.join(sorted(unmapped))}")
-        if shapes:
-            lines.append(f"  shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
-        if problems:
-            lines.append("  " + "\n  ".join(problems))
-        raise CheckpointError("\n".join(lines))
+    raise_mismatches(f"{source}: weights do not match the official layout of its config.json", missing,
+                     sorted(unmapped), shapes, tuple(problems))
     return out
 
 

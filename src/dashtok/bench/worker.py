@@ -112,29 +112,21 @@ def main() -> None:
         return
     model = build(job)
     wav = torch.from_numpy(np.load(job["input"]))
-    with torch.no_grad():
-        model(wav)  # warm-up on the input itself, as dashtok bench does for ours
-        times = []
-        peak = [0.0]
-        base = rss_mb()
-        done = threading.Event()
+    times: list[float] = []
+    outputs: list[torch.Tensor] = []
 
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], rss_mb())
-                time.sleep(0.005)
-
-        watcher = threading.Thread(target=sample, daemon=True)
-        watcher.start()
+    def timed_runs() -> None:
         for _ in range(int(job["repeats"])):
             t0 = time.perf_counter()
-            out = model(wav)
+            outputs[:] = [model(wav)]
             times.append(time.perf_counter() - t0)
-        done.set()
-        watcher.join()
-    np.save(job["output"], out.float().numpy())
+
+    with torch.no_grad():
+        model(wav)  # warm-up on the input itself, as dashtok bench does for ours
+        peak_mb = peak_during(timed_runs)
+    np.save(job["output"], outputs[0].float().numpy())
     print(json.dumps({"seconds": times, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "peak_mb": max(0.0, peak[0] - base), "impl": job["impl"]}))
+                      "peak_mb": peak_mb, "impl": job["impl"]}))
 
 
 if __name__ == "__main__":
