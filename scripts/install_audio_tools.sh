@@ -5,7 +5,7 @@ PACKAGES=(
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k festvox-itapc16k
   fluidsynth fluid-soundfont-gm timgm6mb-soundfont
   hydrogen-drumkits sonic-pi-samples lmms-common sound-theme-freedesktop sound-icons oxygen-sounds alsa-utils
-  pocketsphinx-testdata
+  pocketsphinx-testdata ffmpeg
   wamerican wngerman wfrench wspanish witalian wportuguese wdutch wswedish wpolish wnorwegian wdanish wukrainian
   wbulgarian wcatalan
 )

@@ -12,6 +12,7 @@ from conftest import speechlike
 from dashtok import metrics
 from dashtok.cli import main
 from dashtok.eval.recon import mean_ci
+from dashtok.eval.references import opus, opus_available
 
 
 def test_identical_signals_score_best() -> None:
@@ -73,6 +74,49 @@ def test_eval_recon_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     group = report["groups"]["voices"]
     assert group["mel_distance"]["n"] == 3 and "pesq_wb" in group and "stoi" in group
     assert "| voices | 3 |" in (out / "recon.md").read_text()
+    assert set(group["artifact_tone"]) == {"db", "hz"}
+    if opus_available():  # the reference codec rows, scored on the same clips
+        assert set(report["references"]) == {"opus 6 kbit/s", "opus 12 kbit/s", "opus 24 kbit/s"}
+        rows = {k: v["voices"] for k, v in report["references"].items()}
+        assert all(r["mel_distance"]["n"] == 3 for r in rows.values())
+        # more bits, closer to the input
+        assert rows["opus 6 kbit/s"]["mel_distance"]["mean"] > rows["opus 24 kbit/s"]["mel_distance"]["mean"]
+        assert "| voices | opus 12 kbit/s |" in (out / "recon.md").read_text()
+    else:
+        assert "no Opus rows" in (out / "recon.md").read_text()
+
+
+def test_artifact_tone_finds_an_added_tone_and_nothing_in_clean_copies() -> None:
+    """A stationary 7773 Hz tone added to every output stands out of the average spectrum; so does a DC offset;
+    unchanged or merely noisier outputs give about 0 dB."""
+    rng = np.random.default_rng(0)
+    clips = [speechlike(2.0, seed=i) for i in range(4)]
+    t = np.arange(len(clips[0])) / 16000
+
+    def measure(change) -> dict:  # type: ignore[no-untyped-def]
+        ins, outs = metrics.AverageSpectrum(), metrics.AverageSpectrum()
+        for c in clips:
+            ins.add(c)
+            outs.add(change(c))
+        return metrics.artifact_tone(ins, outs)
+
+    tone = measure(lambda c: c + 0.01 * np.sin(2 * np.pi * 7773 * t))  # -30 dBFS
+    assert tone["db"] > 20 and abs(tone["hz"] - 7773) < 4
+    dc = measure(lambda c: c + 0.05)
+    assert dc["db"] > 20 and dc["hz"] == 0.0
+    assert measure(lambda c: c)["db"] == 0.0
+    assert measure(lambda c: c + 0.003 * rng.standard_normal(len(c)))["db"] < 6
+
+
+@pytest.mark.skipif(not opus_available(), reason="ffmpeg with libopus is not installed")
+def test_opus_reference_keeps_length_and_improves_with_bitrate() -> None:
+    x = speechlike(3.0)
+    scores = {}
+    for kbps in (6, 24):
+        y = opus(x, 16000, kbps)
+        assert y.shape == x.shape and y.dtype == np.float32
+        scores[kbps] = float(metrics.mel_distance(x, y)[0])
+    assert scores[24] < scores[6] < 2.0
 
 
 def test_probe_separates_clear_classes_and_is_at_chance_on_shuffled_labels() -> None:

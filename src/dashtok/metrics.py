@@ -148,3 +148,46 @@ def speaker_similarity(reference: np.ndarray, estimate: np.ndarray, sample_rate:
     a = enc.embed_utterance(preprocess_wav(np.asarray(reference, dtype=np.float32), sample_rate))  # type: ignore
     b = enc.embed_utterance(preprocess_wav(np.asarray(estimate, dtype=np.float32), sample_rate))  # type: ignore
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+class AverageSpectrum:
+    """The average power spectrum of many signals (Hann-windowed frames of ``n_fft`` samples, half overlapping):
+    what stationary artifacts (a tone, a DC offset) stand out in, since they add up while content averages out."""
+
+    def __init__(self, n_fft: int = 4096) -> None:
+        self.n_fft = n_fft
+        self.total = np.zeros(n_fft // 2 + 1)
+        self.frames = 0
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        if len(x) < self.n_fft:
+            x = np.pad(x, (0, self.n_fft - len(x)))
+        hop = self.n_fft // 2
+        frames = np.lib.stride_tricks.sliding_window_view(x, self.n_fft)[::hop]
+        self.total += (np.abs(np.fft.rfft(frames * np.hanning(self.n_fft), axis=1)) ** 2).sum(axis=0)
+        self.frames += len(frames)
+
+    def db(self) -> np.ndarray:
+        return 10 * np.log10(self.total / max(self.frames, 1) + 1e-20)
+
+
+def peakiness_db(spectrum_db: np.ndarray, half_width: int = 16) -> np.ndarray:
+    """How far each bin stands above the median of its neighbours (``half_width`` bins each side, itself excluded),
+    in dB: about 0 for smooth spectra, large for a bin holding a stationary tone."""
+    n = len(spectrum_db)
+    out = np.empty(n)
+    for i in range(n):
+        lo, hi = max(0, i - half_width), min(n, i + half_width + 1)
+        neighbours = np.concatenate([spectrum_db[lo:i], spectrum_db[i + 1 : hi]])
+        out[i] = spectrum_db[i] - np.median(neighbours)
+    return out
+
+
+def artifact_tone(inputs: AverageSpectrum, outputs: AverageSpectrum, sample_rate: int = 16000
+                  ) -> dict[str, float]:
+    """The largest excess of a bin's peakiness in the outputs' average spectrum over the inputs' (dB), and its
+    frequency (Hz): a tone or DC offset that the codec adds to every reconstruction shows here; 0 dB for none."""
+    excess = peakiness_db(outputs.db()) - peakiness_db(inputs.db())
+    i = int(np.argmax(excess))
+    return {"db": round(float(excess[i]), 2), "hz": round(i * sample_rate / inputs.n_fft, 1)}

@@ -24,7 +24,8 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
     out = Path(args.output)
     refuse_overwrite([out / "recon.json"], args.force)
     model = load_model(args.checkpoint, args.device, args.precision)
-    report = evaluate_recon(model, args.manifest, args.folder, args.max_per_source, plots=out)
+    report = evaluate_recon(model, args.manifest, args.folder, args.max_per_source, plots=out,
+                            references=tuple(args.opus))
     write_report(report, out)
     print(markdown(report))
     print(f"wrote {out / 'recon.json'} and {out / 'recon.md'}")
@@ -57,7 +58,8 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
     refuse_overwrite([out / "report.md"], args.force)
     model = load_model(args.checkpoint, args.device, args.precision)
     t0 = time.perf_counter()
-    rec = recon.evaluate_recon(model, [str(corpus / "test.jsonl")], [], args.max_per_source, plots=out)
+    rec = recon.evaluate_recon(model, [str(corpus / "test.jsonl")], [], args.max_per_source, plots=out,
+                               references=tuple(args.opus))
     recon.write_report(rec, out)
     prb = probe.evaluate_probes(model, corpus, args.max_per_split)
     probe.write_report(prb, out)
@@ -110,6 +112,12 @@ def cmd_eval_se(args: argparse.Namespace) -> int:
     return 0
 
 
+def references(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--opus", nargs="*", type=int, default=[6, 12, 24], metavar="KBPS",
+                   help="Opus bitrates (kbit/s, ffmpeg + libopus) scored on the same clips as references "
+                        "(default: 6 12 24; none: --opus with no value)")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register this package's subcommands on ``dashtok``'s parser."""
     p = sub.add_parser("eval", help="evaluate a checkpoint")
@@ -119,6 +127,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--folder", action="append", default=[], help="folder of audio files (treated as speech)")
     p.add_argument("--max-per-source", type=int, help="evaluate at most this many clips per source")
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    references(p)
     model_options(p)
     p.set_defaults(func=cmd_eval_recon)
 
@@ -127,6 +136,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--max-per-source", type=int, default=40, help="reconstruction clips per source (default: 40)")
     p.add_argument("--max-per-split", type=int, help="probe clips per split (default: all)")
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
+    references(p)
     model_options(p)
     p.set_defaults(func=cmd_eval_all)
 

@@ -2,8 +2,10 @@
 
 Inputs: corpus manifests (clips grouped by their ``source``; mixtures are skipped, they are enhancement inputs) or
 folders of audio (grouped by folder name). Measures: multi-resolution mel distance and SI-SDR on every clip;
-wide-band PESQ, STOI, DNSMOS and speaker similarity on speech (they are speech measures). Writes ``recon.json`` and
-``recon.md``.
+wide-band PESQ, STOI, DNSMOS and speaker similarity on speech (they are speech measures); per source, the artifact
+tone (``metrics.artifact_tone``: a stationary tone or DC offset the codec adds to every reconstruction). Reference
+codecs (Opus at 6/12/24 kbit/s, ``eval.references``) run on the same clips and are scored the same way, so every
+report shows where the model stands against them. Writes ``recon.json`` and ``recon.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dashtok import metrics
 from dashtok.audio_io import find_audio_files, load_audio
 from dashtok.codec import reconstruct
 from dashtok.data.manifest import read_manifest
+from dashtok.eval.references import OPUS_KBPS, opus, opus_available
 from dashtok.tokenizer import Tokenizer
 
 MEASURES = ("mel_distance", "si_sdr", "pesq_wb", "pesq_nb", "stoi", "dnsmos_ovrl", "dnsmos_ovrl_input", "speaker_sim")
@@ -50,42 +53,74 @@ def collect(manifests: list[str], folders: list[str], max_per_group: int | None)
     return groups
 
 
-def score_clip(model: Tokenizer, path: Path, domain: str, plot: Path | None = None) -> dict[str, float]:
+REFERENCE_MEASURES = ("mel_distance", "si_sdr", "pesq_wb", "pesq_nb", "stoi")
+
+
+def score_pair(x: np.ndarray, y: np.ndarray, sample_rate: int, domain: str) -> dict[str, float]:
+    """The measures every system is scored with: mel distance and SI-SDR, and on speech PESQ-WB/NB and STOI."""
+    row = {"mel_distance": float(metrics.mel_distance(x, y)[0]), "si_sdr": float(metrics.si_sdr(x, y)[0])}
+    if domain == "speech":
+        row.update(metrics.speech_scores(x, y, sample_rate, ("pesq_wb", "pesq_nb", "stoi")))
+    return row
+
+
+def score_clip(model: Tokenizer, path: Path, domain: str, plot: Path | None = None
+               ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """One clip: its scores, the input and the reconstruction (empty scores for a clip under one frame)."""
     x = load_audio(path, model.sample_rate)
     if len(x) < model.config.min_num_samples:
-        return {}
+        return {}, x, x
     y = reconstruct(model, x)
     if plot is not None:
         from dashtok.eval.plots import spectrograms
 
         spectrograms(plot, x, y, path.stem)
-    row = {"mel_distance": float(metrics.mel_distance(x, y)[0]), "si_sdr": float(metrics.si_sdr(x, y)[0])}
+    row = score_pair(x, y, model.sample_rate, domain)
     if domain == "speech":
-        row.update(metrics.speech_scores(x, y, model.sample_rate, ("pesq_wb", "pesq_nb", "stoi")))
         mos_out, mos_in = metrics.dnsmos(y, model.sample_rate), metrics.dnsmos(x, model.sample_rate)
         if mos_out is not None and mos_in is not None:
             row["dnsmos_ovrl"], row["dnsmos_ovrl_input"] = mos_out["ovrl"], mos_in["ovrl"]
         sim = metrics.speaker_similarity(x, y, model.sample_rate)
         if sim is not None:
             row["speaker_sim"] = sim
-    return row
+    return row, x, y
 
 
 def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
-                   max_per_group: int | None = None, plots: Path | None = None) -> dict[str, Any]:
-    """Scores per group; with ``plots``, a before/after spectrogram PNG of each group's first clip goes there."""
+                   max_per_group: int | None = None, plots: Path | None = None,
+                   references: tuple[int, ...] = OPUS_KBPS) -> dict[str, Any]:
+    """Scores per group; with ``plots``, a before/after spectrogram PNG of each group's first clip goes there.
+    ``references``: Opus bitrates (kbit/s) to score on the same clips (skipped, and said, without ffmpeg/libopus)."""
     groups = collect(manifests, folders, max_per_group)
+    refs = references if opus_available() else ()
     t0 = time.perf_counter()
     results: dict[str, Any] = {}
+    ref_results: dict[str, dict[str, Any]] = {f"opus {k} kbit/s": {} for k in refs}
     for name, items in sorted(groups.items()):
         per: dict[str, list[float]] = defaultdict(list)
+        ref_per: dict[str, dict[str, list[float]]] = {r: defaultdict(list) for r in ref_results}
+        spectra = metrics.AverageSpectrum(), metrics.AverageSpectrum()  # inputs, reconstructions
         for k, (path, domain) in enumerate(items):
             plot = plots / f"spectrogram_{name}.png" if plots is not None and k == 0 else None
-            for key, value in score_clip(model, path, domain, plot).items():
+            row, x, y = score_clip(model, path, domain, plot)
+            if not row:
+                continue
+            for key, value in row.items():
                 per[key].append(value)
+            spectra[0].add(x)
+            spectra[1].add(y)
+            for kbps in refs:
+                for key, value in score_pair(x, opus(x, model.sample_rate, kbps), model.sample_rate, domain).items():
+                    ref_per[f"opus {kbps} kbit/s"][key].append(value)
         results[name] = {k: mean_ci(per[k]) for k in MEASURES if per[k]}
+        if per:
+            results[name]["artifact_tone"] = metrics.artifact_tone(*spectra, sample_rate=model.sample_rate)
+        for ref, scores in ref_per.items():
+            ref_results[ref][name] = {k: mean_ci(scores[k]) for k in REFERENCE_MEASURES if scores[k]}
     return {"model_id": model.model_id, "precision": model.precision,
             "trained": bool(model.training_record.get("trained", False)), "groups": results,
+            "references": ref_results,
+            "references_note": "" if refs or not references else "ffmpeg with libopus not found: no Opus rows",
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
@@ -93,13 +128,29 @@ def markdown(report: dict[str, Any], level: int = 1) -> str:
     """The report as a markdown table under a heading of ``level``."""
     lines = [f"{'#' * level} Reconstruction: {report['model_id']}", "",
              "| source | n | mel distance ↓ | SI-SDR (dB) ↑ | PESQ-WB ↑ | PESQ-NB ↑ | STOI ↑ | DNSMOS ↑ | "
-             "DNSMOS of input | speaker sim. ↑ |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "DNSMOS of input | speaker sim. ↑ | artifact tone ↓ |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["groups"].items():
         cells = [f"{r[k]['mean']:.3f} ± {r[k]['ci95']:.3f}" if k in r else "–" for k in MEASURES]
         n = r["mel_distance"]["n"] if "mel_distance" in r else 0
+        tone = r.get("artifact_tone")
+        cells.append(f"{tone['db']:.1f} dB at {tone['hz']:.0f} Hz" if tone else "–")
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "± is the half-width of a 95 % confidence interval over clips. Speech measures (PESQ-WB/NB, STOI, "
-              "DNSMOS overall of the reconstruction and of the input, Resemblyzer speaker similarity) on speech only."]
+              "DNSMOS overall of the reconstruction and of the input, Resemblyzer speaker similarity) on speech only. "
+              "Artifact tone: the largest excess of a bin's peakiness (dB over the median of its 32 neighbours) in the "
+              "average spectrum of the reconstructions over that of the inputs (4096-point frames)."]
+    refs = report.get("references", {})
+    if any(refs.values()):
+        lines += ["", f"{'#' * (level + 1)} Reference codecs on the same clips", "",
+                  "| source | codec | mel distance ↓ | SI-SDR (dB) ↑ | PESQ-WB ↑ | PESQ-NB ↑ | STOI ↑ |",
+                  "|---|---|---|---|---|---|---|"]
+        for name in report["groups"]:
+            for codec, groups in refs.items():
+                r = groups.get(name, {})
+                cells = [f"{r[k]['mean']:.3f} ± {r[k]['ci95']:.3f}" if k in r else "–" for k in REFERENCE_MEASURES]
+                lines.append(f"| {name} | {codec} | " + " | ".join(cells) + " |")
+    elif report.get("references_note"):
+        lines += ["", report["references_note"]]
     return "\n".join(lines) + "\n"
 
 
