@@ -83,7 +83,7 @@ def test_tokenizer_stage_trains_only_injection_and_decoder(tmp_path: Path, audio
     # A shipped tokenizer checkpoint can seed the next run: its encoder, and with warm_start its decoder too.
     warm = config(tmp_path / "warm", audio_dir, "tokenizer", steps=0,
                   tokenizer={"init": str(model_path), "warm_start": True})
-    from dashtok.train.loop import build_tokenizer
+    from dashtok.train.tokenizer_stage import build_tokenizer
 
     rebuilt = build_tokenizer(warm)
     for key, value in trained.state_dict().items():

@@ -71,6 +71,8 @@ class Codec(Protocol):
 
     def eval(self) -> Codec: ...
 
+    def train(self, mode: bool = True) -> Codec: ...
+
 
 def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | None, model_rate: int,
                   min_num_samples: int, frame_ms: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

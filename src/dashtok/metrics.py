@@ -88,6 +88,18 @@ def speech_scores(reference: np.ndarray, estimate: np.ndarray, sample_rate: int 
     return row
 
 
+def reconstruction_scores(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000,
+                          speech: bool = True, speech_measures: tuple[str, ...] = ("pesq_wb", "stoi")
+                          ) -> dict[str, float]:
+    """What a reconstruction is scored with everywhere (evaluation, training validation, reference codecs): mel
+    distance and SI-SDR, and on speech the intrusive speech measures that apply (``speech_scores``)."""
+    row = {"mel_distance": float(mel_distance(reference, estimate, sample_rate)[0]),
+           "si_sdr": float(si_sdr(reference, estimate)[0])}
+    if speech:
+        row.update(speech_scores(reference, estimate, sample_rate, speech_measures))
+    return row
+
+
 def pesq_wb(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) -> float | None:
     """Wide-band PESQ (ITU-T P.862.2), or None when the ``pesq`` package is not installed."""
     return _pesq(reference, estimate, sample_rate, "wb")

@@ -54,14 +54,7 @@ def collect(manifests: list[str], folders: list[str], max_per_group: int | None)
 
 
 REFERENCE_MEASURES = ("mel_distance", "si_sdr", "pesq_wb", "pesq_nb", "stoi")
-
-
-def score_pair(x: np.ndarray, y: np.ndarray, sample_rate: int, domain: str) -> dict[str, float]:
-    """The measures every system is scored with: mel distance and SI-SDR, and on speech PESQ-WB/NB and STOI."""
-    row = {"mel_distance": float(metrics.mel_distance(x, y)[0]), "si_sdr": float(metrics.si_sdr(x, y)[0])}
-    if domain == "speech":
-        row.update(metrics.speech_scores(x, y, sample_rate, ("pesq_wb", "pesq_nb", "stoi")))
-    return row
+SPEECH = ("pesq_wb", "pesq_nb", "stoi")
 
 
 def score_clip(model: Tokenizer, path: Path, domain: str, plot: Path | None = None
@@ -75,7 +68,7 @@ def score_clip(model: Tokenizer, path: Path, domain: str, plot: Path | None = No
         from dashtok.eval.plots import spectrograms
 
         spectrograms(plot, x, y, path.stem)
-    row = score_pair(x, y, model.sample_rate, domain)
+    row = metrics.reconstruction_scores(x, y, model.sample_rate, domain == "speech", SPEECH)
     if domain == "speech":
         mos_out, mos_in = metrics.dnsmos(y, model.sample_rate), metrics.dnsmos(x, model.sample_rate)
         if mos_out is not None and mos_in is not None:
@@ -110,13 +103,15 @@ def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
             spectra[0].add(x)
             spectra[1].add(y)
             for kbps in refs:
-                for key, value in score_pair(x, opus(x, model.sample_rate, kbps), model.sample_rate, domain).items():
+                coded = opus(x, model.sample_rate, kbps)
+                for key, value in metrics.reconstruction_scores(x, coded, model.sample_rate, domain == "speech",
+                                                                SPEECH).items():
                     ref_per[f"opus {kbps} kbit/s"][key].append(value)
         results[name] = {k: mean_ci(per[k]) for k in MEASURES if per[k]}
         if per:
             results[name]["artifact_tone"] = metrics.artifact_tone(*spectra, sample_rate=model.sample_rate)
-        for ref, scores in ref_per.items():
-            ref_results[ref][name] = {k: mean_ci(scores[k]) for k in REFERENCE_MEASURES if scores[k]}
+        for codec, scores in ref_per.items():
+            ref_results[codec][name] = {k: mean_ci(scores[k]) for k in REFERENCE_MEASURES if scores[k]}
     return {"model_id": model.model_id, "precision": model.precision,
             "trained": bool(model.training_record.get("trained", False)), "groups": results,
             "references": ref_results,

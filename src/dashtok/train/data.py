@@ -115,3 +115,12 @@ def read_shard(path: str | Path) -> list[tuple[str, np.ndarray]]:
                 continue
             out.append((f"{path}:{member.name}", resample(x.mean(axis=1), sr, SAMPLE_RATE)))
     return out
+
+
+def weighted_crops(lengths: np.ndarray, size: int, crop: int, gen: torch.Generator) -> list[tuple[int, int]]:
+    """``size`` (item, start) pairs for training crops of ``crop`` frames: items drawn with replacement in
+    proportion to their length (so every frame is equally likely), each crop starting uniformly where it fits (at 0
+    when the item is shorter). The one sampler of the stages that train on cached features or latents."""
+    idx = torch.multinomial(torch.from_numpy(lengths.astype(np.float64)), size, replacement=True,
+                            generator=gen).tolist()
+    return [(i, int(torch.randint(0, max(1, int(lengths[i]) - crop + 1), (), generator=gen))) for i in idx]

@@ -19,13 +19,13 @@ from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
 from dashtok.masking import lengths_to_mask
 from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
-from dashtok.train.data import batch_generator
-from dashtok.train.loop import Run, _device, _say, _wrap, log_progress, optimizer_step
+from dashtok.train.data import batch_generator, weighted_crops
+from dashtok.train.run import Run, device_for, log_progress, optimizer_step, say, wrap_ddp
 
 
 def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     torch.manual_seed(cfg.seed)
-    device = _device(rank)
+    device = device_for(rank)
     run = Run(cfg.out, rank)
     e = cfg.enhance
     tokenizer = Tokenizer.from_pretrained(e.tokenizer or None).eval()
@@ -46,19 +46,15 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     if not noisy_z:
         raise ValueError("no (mixture, clean) pairs found in the manifests")
     frames = np.array([len(z) for z in noisy_z])
-    _say(rank, f"enhance: {len(noisy_z)} noisy/clean pairs cached in {time.perf_counter() - t0:.0f} s; "
+    say(rank, f"enhance: {len(noisy_z)} noisy/clean pairs cached in {time.perf_counter() - t0:.0f} s; "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    net = _wrap(model, world)
+    net = wrap_ddp(model, world)
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
     while step < cfg.steps:
         gen = batch_generator(cfg.seed, step, rank)
-        idx = torch.multinomial(torch.from_numpy(frames.astype(np.float64)), per_rank, replacement=True,
-                                generator=gen).tolist()
-        crops = []
-        for i in idx:
-            start = int(torch.randint(0, max(1, int(frames[i]) - e.segment_frames + 1), (), generator=gen))
-            crops.append((noisy_z[i][start : start + e.segment_frames], clean_z[i][start : start + e.segment_frames]))
+        crops = [(noisy_z[i][start : start + e.segment_frames], clean_z[i][start : start + e.segment_frames])
+                 for i, start in weighted_crops(frames, per_rank, e.segment_frames, gen)]
         lengths = torch.tensor([len(n) for n, _ in crops])
         x = torch.zeros(per_rank, int(lengths.max()), tokenizer.latent_dim)
         y = torch.zeros_like(x)

@@ -23,8 +23,8 @@ from dashtok.generate.text import TextEncoder
 from dashtok.generate.velocity_net import VelocityNetConfig
 from dashtok.masking import lengths_to_mask
 from dashtok.train.config import TrainConfig
-from dashtok.train.data import batch_generator
-from dashtok.train.loop import Run, _device, _say, _wrap, log_progress, optimizer_step
+from dashtok.train.data import batch_generator, weighted_crops
+from dashtok.train.run import Run, device_for, log_progress, optimizer_step, say, wrap_ddp
 
 
 class CaptionedLatents:
@@ -51,13 +51,9 @@ class CaptionedLatents:
         self.frames = np.array([len(z) for z in self.latents])
 
     def batch(self, gen: torch.Generator, size: int, max_frames: int) -> tuple[torch.Tensor, ...]:
-        idx = torch.multinomial(torch.from_numpy(self.frames.astype(np.float64)), size, replacement=True,
-                                generator=gen).tolist()
-        crops = []
-        for i in idx:
-            n = int(self.frames[i])
-            start = int(torch.randint(0, max(1, n - max_frames + 1), (), generator=gen))
-            crops.append(self.latents[i][start : start + max_frames])
+        picks = weighted_crops(self.frames, size, max_frames, gen)
+        idx = [i for i, _ in picks]
+        crops = [self.latents[i][start : start + max_frames] for i, start in picks]
         lengths = torch.tensor([len(c) for c in crops])
         data = torch.zeros(size, int(lengths.max()), crops[0].shape[-1])
         for j, c in enumerate(crops):
@@ -71,7 +67,7 @@ class CaptionedLatents:
 
 def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     torch.manual_seed(cfg.seed)
-    device = _device(rank)
+    device = device_for(rank)
     run = Run(cfg.out, rank)
     f = cfg.flow
     tokenizer = load_codec(f.tokenizer or None).eval()
@@ -82,10 +78,10 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     step = run.resume({"net": model.net}, {"opt": opt}, "flow")
     t0 = time.perf_counter()
     data = CaptionedLatents(tokenizer, TextEncoder(), cfg.data.manifests)
-    _say(rank, f"flow: {len(data.latents)} captioned clips, {data.frames.sum() / tokenizer.frame_rate / 3600:.2f} h "
+    say(rank, f"flow: {len(data.latents)} captioned clips, {data.frames.sum() / tokenizer.frame_rate / 3600:.2f} h "
                f"of latents cached in {time.perf_counter() - t0:.0f} s; "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    net = _wrap(model.net, world)
+    net = wrap_ddp(model.net, world)
     max_frames = int(f.max_seconds * tokenizer.frame_rate)
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()

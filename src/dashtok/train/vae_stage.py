@@ -13,8 +13,8 @@ from dashtok.config import DecoderConfig
 from dashtok.masking import lengths_to_mask
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import AudioBank, batch_generator
-from dashtok.train.loop import Run, _config_dict, _device, _say, _wrap, evaluate, optimizer_step
 from dashtok.train.losses import mel_loss
+from dashtok.train.run import Run, config_dict, device_for, evaluate, optimizer_step, say, wrap_ddp
 
 
 def crops(bank: AudioBank, gen: torch.Generator, size: int, samples: int) -> torch.Tensor:
@@ -30,7 +30,7 @@ def crops(bank: AudioBank, gen: torch.Generator, size: int, samples: int) -> tor
 
 def run_vae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     torch.manual_seed(cfg.seed)
-    device = _device(rank)
+    device = device_for(rank)
     run = Run(cfg.out, rank)
     v = cfg.vae
     model = MelVAE(VAEConfig(name=v.name, latent_dim=v.latent_dim, encoder_dim=v.encoder_dim,
@@ -40,9 +40,9 @@ def run_vae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     step = run.resume({"model": model}, {"opt": opt}, "vae")
     bank = AudioBank.from_config(cfg.data)
     valid = AudioBank.from_config(cfg.data, valid=True) if cfg.data.valid_manifests else None
-    _say(rank, f"vae: {len(bank)} clips, {bank.hours:.2f} h; "
+    say(rank, f"vae: {len(bank)} clips, {bank.hours:.2f} h; "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    net = _wrap(model, world)
+    net = wrap_ddp(model, world)
     samples = v.segment_frames * model.hop_length
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
@@ -63,13 +63,13 @@ def run_vae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                    "total": round(float(loss.detach()), 5), "grad_norm": round(grad_norm, 4),
                    "lr": opt.param_groups[0]["lr"]}
             run.log(row)
-            _say(rank, f"vae: step {step} mel/l1 {row['mel/l1']:.4f} kl {row['kl']:.2f} total {row['total']:.4f}")
+            say(rank, f"vae: step {step} mel/l1 {row['mel/l1']:.4f} kl {row['kl']:.2f} total {row['total']:.4f}")
         if step % cfg.save_every == 0 or step == cfg.steps:
             run.checkpoint(step, {"model": model}, {"opt": opt}, world, model)
         if rank == 0 and valid is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             scores = evaluate(model, valid, run.out / "samples" / f"step-{step:07d}")  # type: ignore[arg-type]
             run.log({"step": step, **scores}, name="eval.csv")
-            _say(rank, f"vae: eval at step {step}: {scores}")
+            say(rank, f"vae: eval at step {step}: {scores}")
     final = run.out / "vae.safetensors"
     if rank == 0:
         model.eval()
@@ -79,7 +79,7 @@ def run_vae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
             model.latent_mean.copy_(lat.mean(0))
             model.latent_std.copy_(lat.std(0).clamp(min=1e-5))
         model.save(final, training={"trained": True, "stage": "vae", "steps": cfg.steps, "seed": cfg.seed,
-                                    "data_hours": round(bank.hours, 3), "config": _config_dict(cfg),
+                                    "data_hours": round(bank.hours, 3), "config": config_dict(cfg),
                                     "final_eval": evaluate(model, valid) if valid is not None else {}})  # type: ignore[arg-type]
     return final
 

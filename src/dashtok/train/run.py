@@ -1,0 +1,213 @@
+"""What every training stage shares: the run folder (resumable checkpoints, logs), the learning-rate schedule, the
+optimizer step, and the DDP machinery (device, wrapping, rank agreement).
+
+A run folder holds ``config.toml``, ``metrics.csv``/``eval.csv``, ``samples/`` (reconstructions and spectrograms)
+and ``checkpoints/step-N/`` (weights in safetensors, optimizer/step/RNG in ``train_state.pt``), each written to a
+temporary folder and renamed into place, with ``checkpoints/latest`` naming the newest complete one. Killing a run
+at any moment and starting the same command again continues it bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from dashtok import metrics
+from dashtok.codec import Codec, reconstruct
+from dashtok.train.config import TrainConfig
+from dashtok.train.data import SAMPLE_RATE, AudioBank
+
+
+class Run:
+    """The output folder of one run; only rank 0 writes."""
+
+    def __init__(self, out: str | Path, rank: int = 0) -> None:
+        self.out = Path(out)
+        self.rank = rank
+        self.ckpts = self.out / "checkpoints"
+        if rank == 0:
+            self.ckpts.mkdir(parents=True, exist_ok=True)
+
+    def latest(self) -> Path | None:
+        pointer = self.ckpts / "latest"
+        if not pointer.is_file():
+            return None
+        path = self.ckpts / pointer.read_text().strip()
+        return path if path.is_dir() else None
+
+    def save(self, step: int, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any],
+             keep: int = 2) -> None:
+        if self.rank != 0:
+            return
+        final = self.ckpts / f"step-{step:07d}"
+        tmp = self.ckpts / f".tmp-step-{step:07d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, sd in tensors.items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, str(tmp / f"{name}.safetensors"))
+        torch.save(state, tmp / "train_state.pt")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        pointer_tmp = self.ckpts / ".latest.partial"
+        pointer_tmp.write_text(final.name)
+        os.replace(pointer_tmp, self.ckpts / "latest")
+        for old in sorted(self.ckpts.glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def resume(self, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], label: str) -> int:
+        """Load the newest checkpoint into ``modules`` and ``optimizers`` (and the RNG); the step to continue from."""
+        latest = self.latest()
+        if latest is None:
+            return 0
+        for name, module in modules.items():
+            module.load_state_dict(load_file(str(latest / f"{name}.safetensors")), strict=True)
+        state = torch.load(latest / "train_state.pt", weights_only=False)
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state[name])
+        _set_rng_state(state["rng"])
+        say(self.rank, f"{label}: resumed from {latest} at step {state['step']}")
+        return int(state["step"])
+
+    def checkpoint(self, step: int, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                   world: int, trained: nn.Module) -> None:
+        """Save weights, optimizers, step and RNG; with DDP, first check that every rank holds the same weights."""
+        sums = rank_checksums(trained, world)
+        self.save(step, {name: m.state_dict() for name, m in modules.items()},
+                  {**{name: o.state_dict() for name, o in optimizers.items()}, "step": step, "rng": _rng_state(),
+                   "rank_checksums": sums})
+
+    def log(self, row: dict[str, Any], name: str = "metrics.csv") -> None:
+        if self.rank != 0:
+            return
+        path = self.out / name
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, cfg: TrainConfig,
+                   step: int) -> float:
+    """The update of the single-optimizer stages (MAE, flow, enhance): scheduled lr, backward, clipping, step.
+    Returns the gradient norm before clipping."""
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * lr_factor(step, cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+    opt.step()
+    return float(grad_norm)
+
+
+def log_progress(run: Run, cfg: TrainConfig, step: int, t0: float, label: str, key: str, loss: torch.Tensor,
+                 grad_norm: float, lr: float) -> None:
+    """Every ``log_every`` steps (and at the last): a metrics.csv row and one console line."""
+    if step % cfg.log_every and step != cfg.steps:
+        return
+    value = float(loss.detach())
+    run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), key: value, "grad_norm": grad_norm,
+             "lr": lr})
+    say(run.rank, f"{label}: step {step} {key} {value:.4f}")
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10 %."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def setup_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def device_for(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def wrap_ddp(module: nn.Module, world: int) -> nn.Module:
+    return nn.parallel.DistributedDataParallel(module) if world > 1 else module
+
+
+def rank_checksums(module: nn.Module, world: int) -> list[float]:
+    """A checksum of the trainable weights from every rank; DDP must keep them identical, so we check it."""
+    params = [p.detach().double().flatten() for p in module.parameters() if p.requires_grad]
+    mine = torch.cat(params).mul(torch.arange(1, sum(p.numel() for p in params) + 1, dtype=torch.float64) % 7 + 1)
+    value = torch.tensor([float(mine.sum())], dtype=torch.float64)
+    if world == 1:
+        return [float(value)]
+    gathered = [torch.zeros_like(value) for _ in range(world)]
+    dist.all_gather(gathered, value)
+    sums = [float(g) for g in gathered]
+    if len(set(sums)) != 1:
+        raise RuntimeError(f"DDP ranks diverged: weight checksums {sums}")
+    return sums
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def say(rank: int, msg: str) -> None:
+    if rank == 0:
+        print(msg, flush=True)
+
+
+def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict[str, float]:
+    """Reconstruction measures on the validation clips (PESQ-WB/STOI on speech clips only); with ``out_dir``, the
+    first three clips and their reconstructions (WAV + spectrogram PNG) go there."""
+    model.eval()
+    rows: dict[str, list[float]] = {"mel_distance": [], "si_sdr": [], "pesq_wb": [], "stoi": []}
+    for i in range(len(bank)):
+        x = bank.audio(i)
+        if len(x) < model.min_num_samples:
+            continue
+        y = reconstruct(model, x)
+        for key, value in metrics.reconstruction_scores(x, y, SAMPLE_RATE, bank.domains[i] == "speech").items():
+            rows[key].append(value)
+        if out_dir is not None and i < 3:
+            _save_sample(out_dir, bank.names[i], x, y)
+    model.train()
+    return {k: round(float(np.mean(v)), 4) for k, v in rows.items() if v}
+
+
+def _save_sample(out_dir: Path, name: str, x: np.ndarray, y: np.ndarray) -> None:
+    from dashtok.audio_io import write_audio
+    from dashtok.eval.plots import spectrograms
+
+    stem = Path(name).name.replace(":", "_")
+    write_audio(out_dir / f"{stem}.orig.wav", x, SAMPLE_RATE)
+    write_audio(out_dir / f"{stem}.recon.wav", y, SAMPLE_RATE)
+    spectrograms(out_dir / f"{stem}.png", x, y, stem)

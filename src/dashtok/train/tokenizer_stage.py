@@ -1,0 +1,189 @@
+"""Stage 2, ``tokenizer``: the paper's recipe. The encoder is frozen (its outputs and the injection's input
+patches are computed once and cached); the injection layer and the Vocos decoder train with a multi-resolution mel
+L1, then with the hinge losses of multi-period and multi-resolution discriminators plus feature matching. The
+shipped checkpoint carries the per-channel latent statistics of the training data and the run's record."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dashtok.checkpoint import FORMAT, LEGACY_FORMATS, load_encoder, read_metadata
+from dashtok.config import DecoderConfig
+from dashtok.release import official_dir
+from dashtok.tokenizer import Features, Tokenizer
+from dashtok.train.config import TrainConfig
+from dashtok.train.data import AudioBank, batch_generator, weighted_crops
+from dashtok.train.discriminators import Discriminators
+from dashtok.train.losses import disc_hinge, feature_matching, gen_hinge, mel_loss
+from dashtok.train.run import Run, config_dict, device_for, evaluate, lr_factor, say, wrap_ddp
+
+
+class FeatureCache:
+    """Frozen-encoder outputs (and injection inputs) of every training clip, computed once: they never change."""
+
+    def __init__(self, model: Tokenizer, bank: AudioBank, min_frames: int) -> None:
+        self.semantic: list[torch.Tensor] = []
+        self.patches: list[torch.Tensor] = []
+        self.audio: list[torch.Tensor] = []
+        hop = model.hop_length
+        with torch.no_grad():
+            for i in range(len(bank)):
+                x = torch.from_numpy(bank.audio(i))
+                need = min_frames * hop + model.config.min_num_samples
+                if len(x) < need:  # short clips (drum hits) are padded with silence to one training crop
+                    x = torch.nn.functional.pad(x, (0, need - len(x)))
+                feats = model.features(x[None].to(model.device))
+                n = int(feats.lengths[0])
+                self.semantic.append(feats.semantic[0, :n].cpu())
+                self.patches.append(feats.patches[0, :n].cpu())
+                # n frames can span up to 3 mel hops past the audio's end (1 + L // 160 frames): pad with zeros
+                self.audio.append(torch.nn.functional.pad(x, (0, max(0, n * hop - len(x))))[: n * hop])
+        self.frames = np.array([len(s) for s in self.semantic])
+
+    def batch(self, gen: torch.Generator, size: int, frames: int, hop: int) -> tuple[Features, torch.Tensor]:
+        sem, pat, aud = [], [], []
+        for i, start in weighted_crops(self.frames, size, frames, gen):
+            sem.append(self.semantic[i][start : start + frames])
+            pat.append(self.patches[i][start : start + frames])
+            aud.append(self.audio[i][start * hop : (start + frames) * hop])
+        lengths = torch.full((size,), frames, dtype=torch.long)
+        return Features(torch.stack(sem), torch.stack(pat), lengths), torch.stack(aud)
+
+
+class Generator(nn.Module):
+    """The trainable path (injection -> decoder -> head) as one module, so DDP can wrap it."""
+
+    def __init__(self, model: Tokenizer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, semantic: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        lengths = torch.full((semantic.shape[0],), semantic.shape[1], dtype=torch.long, device=semantic.device)
+        return self.model.synthesize(self.model.inject(Features(semantic, patches, lengths)))
+
+
+def train_step(gen_net: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+               feats: Features, real: torch.Tensor, weights: dict[str, float], use_gan: bool,
+               grad_clip: float) -> dict[str, float]:
+    """One step: the discriminators first (on detached fakes), then the generator. Returns the logged metrics."""
+    fake = gen_net(feats.semantic, feats.patches)  # (B, T)
+    nan = float("nan")  # GAN metrics before the discriminators join: logged as empty, columns stay aligned
+    out: dict[str, float] = {"adv/disc": nan, "adv/gen": nan, "adv/feat": nan}
+    if use_gan:
+        d_loss = disc_hinge(disc(real), disc(fake.detach()))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        torch.nn.utils.clip_grad_norm_(disc.parameters(), grad_clip)
+        opt_d.step()
+        out["adv/disc"] = float(d_loss.detach())
+    losses = {"mel/l1": mel_loss(real, fake)}
+    if use_gan:
+        with torch.no_grad():
+            real_out = disc(real)
+        fake_out = disc(fake)
+        losses["adv/gen"] = gen_hinge(fake_out)
+        losses["adv/feat"] = feature_matching(real_out, fake_out)
+    total = sum(weights[k] * v for k, v in losses.items())
+    opt_g.zero_grad(set_to_none=True)
+    total.backward()  # type: ignore[union-attr]
+    out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(gen_net.parameters(), grad_clip))
+    opt_g.step()
+    out.update({k: float(v.detach()) for k, v in losses.items()})
+    out["total"] = float(total.detach())  # type: ignore[union-attr]
+    return out
+
+
+def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
+    t = cfg.tokenizer
+    decoder = DecoderConfig.preset(t.decoder_preset)
+    init = Path(t.init)
+    if init.suffix == ".pt":
+        return Tokenizer.from_dasheng(init, decoder=decoder, injection=t.injection, name=t.name)
+    official = official_dir(t.init)  # an official-layout directory, its cache folder or a hub id, else None
+    source = init / "encoder.safetensors" if init.is_dir() else init
+    if official is not None or read_metadata(source).get("format") in (FORMAT, *LEGACY_FORMATS):
+        # a tokenizer: dashtok's, or the official release (its encoder frozen; with warm_start the whole model,
+        # injection and decoder included, is the starting point, e.g. to fine-tune the decoder on a new domain)
+        donor = Tokenizer.from_official(official) if official is not None else Tokenizer.load(source)
+        if t.warm_start:
+            if t.injection != donor.config.injection.enabled:
+                raise ValueError(f"tokenizer.injection={t.injection} but the warm start {t.init} has injection "
+                                 f"{donor.config.injection.enabled}")
+            model = Tokenizer(replace(donor.config, name=t.name))
+            model.load_state_dict(donor.state_dict(), strict=True)
+            return model
+        return Tokenizer.with_encoder(donor.encoder, decoder, t.injection, t.name)
+    if t.warm_start:
+        raise ValueError("tokenizer.warm_start needs tokenizer.init to be a tokenizer (dashtok checkpoint or the "
+                         "official layout)")
+    return Tokenizer.with_encoder(load_encoder(source), decoder, t.injection, t.name)
+
+
+def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
+    torch.manual_seed(cfg.seed)
+    device = device_for(rank)
+    run = Run(cfg.out, rank)
+    t = cfg.tokenizer
+    model = build_tokenizer(cfg).to(device).train()
+    disc = Discriminators().to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt_g = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=t.disc_lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
+    step = run.resume({"model": model, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}, "tokenizer")
+    bank = AudioBank.from_config(cfg.data)
+    valid = AudioBank.from_config(cfg.data, valid=True) if cfg.data.valid_manifests else None
+    t_cache = time.perf_counter()
+    cache = FeatureCache(model, bank, t.segment_frames)
+    n_train = sum(p.numel() for p in trainable)
+    say(rank, f"tokenizer: {len(bank)} clips, {bank.hours:.2f} h, features cached in "
+               f"{time.perf_counter() - t_cache:.0f} s; {n_train / 1e6:.2f} M trainable parameters "
+               f"(injection {'on' if t.injection else 'off'})")
+    gen_net, disc_net = wrap_ddp(Generator(model), world), wrap_ddp(disc, world)
+    per_rank = cfg.batch_size // world
+    t0 = time.perf_counter()
+    while step < cfg.steps:
+        gen = batch_generator(cfg.seed, step, rank)
+        feats, real = cache.batch(gen, per_rank, t.segment_frames, model.hop_length)
+        feats = Features(feats.semantic.to(device), feats.patches.to(device), feats.lengths.to(device))
+        for opt, base in ((opt_g, cfg.lr), (opt_d, t.disc_lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * lr_factor(step, cfg)
+        logged = train_step(gen_net, disc_net, opt_g, opt_d, feats, real.to(device), t.loss_weights,
+                            use_gan=step >= t.gan_start, grad_clip=cfg.grad_clip)
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), "lr": opt_g.param_groups[0]["lr"],
+                     **{k: round(v, 5) for k, v in sorted(logged.items())}})
+            say(rank, f"tokenizer: step {step} " + " ".join(f"{k} {v:.4f}" for k, v in sorted(logged.items())))
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            run.checkpoint(step, {"model": model, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}, world, model)
+        if rank == 0 and valid is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            scores = evaluate(model, valid, run.out / "samples" / f"step-{step:07d}")
+            run.log({"step": step, **scores}, name="eval.csv")
+            say(rank, f"tokenizer: eval at step {step}: {scores}")
+    final = run.out / "model.safetensors"
+    if rank == 0:
+        export(model, cache, cfg, final, bank.hours, valid)
+    return final
+
+
+def export(model: Tokenizer, cache: FeatureCache, cfg: TrainConfig, path: Path, hours: float,
+           valid: AudioBank | None) -> None:
+    """The shipped checkpoint: weights, per-channel latent statistics of the training data, and the record."""
+    model.eval()
+    with torch.no_grad():
+        lat = torch.cat([model.inject(Features(s[None], p[None], torch.tensor([len(s)])))[0]
+                         for s, p in zip(cache.semantic, cache.patches, strict=True)])
+        model.latent_mean.copy_(lat.mean(0))
+        model.latent_std.copy_(lat.std(0).clamp(min=1e-5))
+    record = {"trained": True, "stage": "tokenizer", "steps": cfg.steps, "seed": cfg.seed,
+              "data_hours": round(hours, 3), "command": " ".join(sys.argv), "config": config_dict(cfg),
+              "final_eval": evaluate(model, valid) if valid is not None else {}}
+    model.save(path, training=record)
