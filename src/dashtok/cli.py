@@ -1,4 +1,7 @@
-"""``dashtok`` command line: encode, decode, reconstruct, info.
+"""``dashtok`` command line: the core's commands (encode, decode, reconstruct, convert, info, export-onnx) and the
+parser skeleton. Each feature package owns its subcommands (``data/cli.py``, ``eval/cli.py``, ``generate/cli.py``,
+``bench/cli.py``, ``train/__main__.py``); this module, the program's entry point, puts them together, so it is
+the one place that imports them. What subcommands share is in ``cli_common.py``.
 
 Never overwrites without ``--force``; defaults to the CPU; every error is one line on stderr and a non-zero exit.
 In a multi-file run a bad file is reported and skipped, and the others still complete.
@@ -17,17 +20,18 @@ import torch
 
 from dashtok.audio_io import audio_writer, fit_length, write_audio
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
-from dashtok.cli_files import (
+from dashtok.cli_common import (
     FILE_ERRORS,
     CliError,
     Job,
     Progress,
     fail,
     jobs_for,
+    load_model,
+    model_options,
     refuse_overwrite,
     run_jobs,
 )
-from dashtok.codec import Codec
 from dashtok.encode_files import encode_file, encode_file_to_file, latent_files, length_buckets, load_for_encoding
 from dashtok.latents_io import (
     LatentFile,
@@ -36,38 +40,7 @@ from dashtok.latents_io import (
     read_latents,
     write_latents,
 )
-from dashtok.precision import PRECISIONS, set_precision
 from dashtok.streaming import StreamingDecoder
-from dashtok.tokenizer import Tokenizer
-
-
-def load_model(checkpoint: str | None, device: str, precision: str = "fp32") -> Tokenizer:
-    """The bundled default, a dashtok checkpoint, an official-layout directory or a hub id (see from_pretrained)."""
-    try:
-        if not checkpoint and not default_checkpoint_path().is_file():
-            raise CheckpointError(f"{default_checkpoint_path()}: the bundled default model is missing from this "
-                                  f"installation")
-        return set_precision(Tokenizer.from_pretrained(checkpoint or None, device=device), precision)
-    except (CheckpointError, ValueError) as err:
-        raise CliError(str(err)) from None
-
-
-def load_codec(checkpoint: str | None, device: str, precision: str = "fp32") -> Codec:
-    """A tokenizer or a VAE-baseline checkpoint (what generators decode with)."""
-    from dashtok.baselines.vae import load_codec as load_any_codec
-
-    try:
-        codec = load_any_codec(checkpoint, device)
-    except (CheckpointError, ValueError) as err:
-        raise CliError(str(err)) from None
-    if not isinstance(codec, Tokenizer):
-        if precision != "fp32":
-            raise CliError("--precision applies to tokenizers, not to the VAE baseline")
-        return codec
-    try:
-        return set_precision(codec, precision)
-    except ValueError as err:
-        raise CliError(str(err)) from None
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -293,18 +266,6 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
             print("dashtok: error: the exported decoder disagrees with PyTorch", file=sys.stderr)
             return 1
     return 0
-
-
-def model_options(p: argparse.ArgumentParser) -> None:
-    """The options every command that runs a model shares."""
-    p.add_argument("--checkpoint", "-c", help="dashtok checkpoint file or directory, official DashengTokenizer "
-                                              "directory or hub id (default: the bundled model)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="inference precision: bf16 (CPU with AVX-512 BF16, GPU), fp16 (GPU), int8 (CPU); "
-                        "front end and iSTFT stay float32 (default: fp32)")
-    p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:

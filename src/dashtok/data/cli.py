@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dashtok.cli import CliError
+from dashtok.cli_common import CliError
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
-"""Many files in, one output each: how the CLI maps inputs to outputs, refuses to overwrite, shows progress, and
-reports a bad file by name without stopping the others. Errors the user must fix are one line and exit code 2."""
+"""What every ``dashtok`` subcommand shares, the core's and the feature packages' alike: loading the model, the
+common options, and many files in, one output each (mapping inputs to outputs, refusing to overwrite, progress,
+reporting a bad file by name without stopping the others). Errors the user must fix are one line and exit code 2."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -11,7 +13,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from dashtok.audio_io import AudioError, find_audio_files
+from dashtok.checkpoint import CheckpointError, default_checkpoint_path
 from dashtok.latents_io import LatentFileError
+from dashtok.precision import PRECISIONS, set_precision
+from dashtok.tokenizer import Tokenizer
 
 FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError)
 
@@ -104,3 +109,26 @@ def run_jobs(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bo
         print(f"dashtok: {failed} of {len(jobs)} file(s) failed; the others were written", file=sys.stderr)
         return 1
     return 0
+
+
+def load_model(checkpoint: str | None, device: str, precision: str = "fp32") -> Tokenizer:
+    """The bundled default, a dashtok checkpoint, an official-layout directory or a hub id (see from_pretrained)."""
+    try:
+        if not checkpoint and not default_checkpoint_path().is_file():
+            raise CheckpointError(f"{default_checkpoint_path()}: the bundled default model is missing from this "
+                                  f"installation")
+        return set_precision(Tokenizer.from_pretrained(checkpoint or None, device=device), precision)
+    except (CheckpointError, ValueError) as err:
+        raise CliError(str(err)) from None
+
+
+def model_options(p: argparse.ArgumentParser) -> None:
+    """The options every command that runs a model shares."""
+    p.add_argument("--checkpoint", "-c", help="dashtok checkpoint file or directory, official DashengTokenizer "
+                                              "directory or hub id (default: the bundled model)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="inference precision: bf16 (CPU with AVX-512 BF16, GPU), fp16 (GPU), int8 (CPU); "
+                        "front end and iSTFT stay float32 (default: fp32)")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
