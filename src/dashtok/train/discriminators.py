@@ -1,9 +1,14 @@
 """Multi-period (HiFi-GAN) and multi-resolution (UnivNet/Vocos) discriminators, sized for CPU training.
 
 Each returns, per sub-discriminator, its logits and the list of intermediate feature maps (for feature matching).
+Under bf16 autocast their convolutions run in bf16 and return bf16 logits and features; the losses take them to
+float32 (``dashtok.train.losses``), and the spectra of the multi-resolution ones stay float32.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -68,3 +73,26 @@ class Discriminators(nn.Module):
     def forward(self, x: torch.Tensor) -> Outputs:
         """audio (B, T) -> [(logits (B, *), [features])] for every sub-discriminator."""
         return [d(x) for d in self.mpd] + [d(x) for d in self.mrd]
+
+
+def windows(audio: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """audio (B, T), index (B, L) sample positions (rows of consecutive samples) -> (B, L); None: audio itself.
+
+    The discriminators judge a random window of each training segment: their cost grows with the samples they see,
+    while the mel loss keeps the whole segment.
+    """
+    return audio if index is None else audio.gather(1, index.to(audio.device))
+
+
+@contextmanager
+def frozen(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside, ``module``'s parameters need no gradient (their weight gradients are never computed; its inputs
+    still get theirs); on exit they train again."""
+    params = [p for p in module.parameters() if p.requires_grad] if enabled else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
