@@ -28,7 +28,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# name -> (code, GAN step?, tokenizer-stage overrides). "off" = every lever off: today's code doing the old work.
+# name -> (code, GAN step?, tokenizer-stage overrides). "off" = every lever off: the old work in today's code (whose
+# period discriminators run their (k, 1) kernels as 1-d convolutions, the same function).
 LEVERS_OFF = {"disc_crop_seconds": 0.0, "disc_reuse_real": False, "disc_frozen_in_gen": False, "autocast": "fp32"}
 VARIANTS: dict[str, tuple[str, bool, dict[str, Any]]] = {
     "baseline mel-only": ("baseline", False, {}),
@@ -89,7 +90,15 @@ def worker(args: argparse.Namespace) -> None:
     from dashtok.train.discriminators import Discriminators
 
     code, gan, changes = VARIANTS[args.worker]
-    cfg = TrainConfig.load(args.config, {f"tokenizer.{k}": v for k, v in changes.items()})
+    if code == "baseline":  # the baseline's config knows no levers: drop them from the file
+        import tomllib
+
+        with open(args.config, "rb") as f:
+            d = tomllib.load(f)
+        d["tokenizer"] = {k: v for k, v in d.get("tokenizer", {}).items() if k not in LEVERS_OFF}
+        cfg = TrainConfig.from_dict(d)
+    else:
+        cfg = TrainConfig.load(args.config, {f"tokenizer.{k}": v for k, v in changes.items()})
     batch = torch.load(args.batch)
     torch.manual_seed(0)
     model = Tokenizer.from_pretrained().train()
