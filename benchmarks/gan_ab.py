@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="GAN steps per arm")
     parser.add_argument("--eval-every", type=int, default=25, help="validation every N steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--seed", type=int, default=0, help="run seed (batches, discriminator init)")
     parser.add_argument("--corpus", default="data/corpus", help="corpus folder (dashtok data build)")
     parser.add_argument("--every", type=int, default=4, help="train on every N-th training clip")
     parser.add_argument("--init", default="src/dashtok/assets/default.safetensors", help="tokenizer to start from")
@@ -60,7 +61,8 @@ def main() -> None:
     manifest = subset(Path(args.corpus), args.every)
     wall = {}
     for arm in [] if args.report_only else args.arms:
-        sets = {"out": f"{args.runs}/{arm}", "steps": args.steps, "warmup": 10, "log_every": 10,
+        name = arm if args.seed == 0 else f"{arm}-seed{args.seed}"
+        sets = {"out": f"{args.runs}/{name}", "seed": args.seed, "steps": args.steps, "warmup": 10, "log_every": 10,
                 "save_every": args.steps, "eval_every": args.eval_every, "threads": args.threads,
                 "data.manifests": [str(manifest)], "tokenizer.init": args.init, "tokenizer.warm_start": True,
                 "tokenizer.gan_start": 0, **{f"tokenizer.{k}": v for k, v in ARMS[arm].items()}}
@@ -68,32 +70,59 @@ def main() -> None:
                *[f"{k}={json.dumps(v)}" for k, v in sets.items()]]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT)
-        wall[arm] = round(time.perf_counter() - t0, 1)
-        print(f"{arm}: {wall[arm]} s", flush=True)
+        wall[name] = round(time.perf_counter() - t0, 1)
+        print(f"{name}: {wall[name]} s", flush=True)
     report(args, wall)
 
 
+def start_scores(args: argparse.Namespace) -> dict[str, Any]:
+    """The validation scores of the starting checkpoint (step 0 of every arm), computed once."""
+    path = Path(args.runs) / "step0.json"
+    if not path.is_file():
+        import torch
+
+        from dashtok import Tokenizer
+        from dashtok.train.config import TrainConfig
+        from dashtok.train.data import AudioBank
+        from dashtok.train.loop import evaluate
+
+        torch.set_num_threads(args.threads)
+        cfg = TrainConfig.load(ROOT / "configs" / "tokenizer_small.toml")
+        path.write_text(json.dumps(evaluate(Tokenizer.load(args.init), AudioBank.from_config(cfg.data, valid=True))))
+    return {"step": 0, **json.loads(path.read_text())}
+
+
 def report(args: argparse.Namespace, wall: dict[str, float]) -> None:
-    runs = {arm: Path(args.runs) / arm for arm in ARMS if (Path(args.runs) / arm / "eval.csv").is_file()}
+    found = sorted(Path(args.runs).glob("*/eval.csv"), key=lambda p: (p.parent.name.partition("-seed")[2],
+                                                                       list(ARMS).index(p.parent.name.partition("-seed")[0])))
+    runs = {path.parent.name: path.parent for path in found}
+    step0 = start_scores(args)
     evals = {arm: read_csv(path / "eval.csv") for arm, path in runs.items()}
     train = {arm: read_csv(path / "metrics.csv") for arm, path in runs.items()}
+    steps = sorted({0} | {int(row["step"]) for rows in evals.values() for row in rows})
     lines = ["# GAN-step levers: quality at equal steps (issue 13)", "",
              f"`python benchmarks/gan_ab.py --steps {args.steps} --eval-every {args.eval_every} --threads "
-             f"{args.threads}`: each arm warm-starts from `{args.init}` with fresh discriminators and trains "
-             f"{args.steps} GAN steps (batch 16 x 1.28 s, lr warm-up 10 steps then cosine, seed 0) on every "
-             f"{args.every}th training clip; validation on the 32 clips of `valid.jsonl` that the training loop "
-             "evaluates (PESQ-WB / STOI on the 16 speech clips).", "",
-             "| arm | levers | step | mel distance | PESQ-WB | STOI | s/step (train loop) |",
-             "|---|---|---|---|---|---|---|"]
-    for arm, rows in evals.items():
-        levers = ", ".join(f"{k}={v}" for k, v in ARMS[arm].items()) or "all on (defaults)"
-        last = train[arm][-1]
-        per_step = float(last["seconds"]) / float(last["step"])
-        for row in rows:
-            lines.append(f"| {arm} | {levers} | {row['step']} | {row['mel_distance']} | {row.get('pesq_wb', '')} | "
-                         f"{row.get('stoi', '')} | {per_step:.2f} |")
+             f"{args.threads} [--seed N]`: each arm warm-starts from `{args.init}` with fresh discriminators and "
+             f"trains GAN steps (batch 16 x 1.28 s, lr 5e-4 with a 10-step warm-up then cosine to 10 %, seed 0 unless "
+             f"the arm says `-seedN`) on every {args.every}th training clip; validation on the 32 clips of "
+             "`valid.jsonl` that the training loop evaluates (PESQ-WB / STOI on the 16 speech clips among them). "
+             "Step 0 is the starting checkpoint, the same for every arm.", "",
+             "Arms: " + "; ".join(f"**{a}**: " + (", ".join(f"{k}={v}" for k, v in ARMS[a].items()) or "all levers on")
+                                  for a in ARMS), ""]
+    for metric, label in (("mel_distance", "mel distance (lower is better)"), ("pesq_wb", "PESQ-WB"),
+                          ("stoi", "STOI")):
+        lines += [f"### {label}", "", "| arm | " + " | ".join(f"step {s}" for s in steps) + " | s/step |",
+                  "|---|" + "---|" * (len(steps) + 1)]
+        for arm, rows in evals.items():
+            by_step = {int(row["step"]): row.get(metric, "") for row in rows}
+            by_step[0] = str(step0.get(metric, ""))
+            last = train[arm][-1]
+            per_step = float(last["seconds"]) / float(last["step"])
+            lines.append(f"| {arm} | " + " | ".join(by_step.get(s, "") for s in steps) + f" | {per_step:.2f} |")
+        lines.append("")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
-    Path(args.out + ".json").write_text(json.dumps({"eval": evals, "train": train, "wall_s": wall}, indent=1))
+    Path(args.out + ".json").write_text(json.dumps({"step0": step0, "eval": evals, "train": train, "wall_s": wall},
+                                                   indent=1))
     print("\n".join(lines))
 
 

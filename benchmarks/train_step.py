@@ -180,6 +180,29 @@ def main() -> None:
     write(args, info, times, loads)
 
 
+NOTES = """
+What each row runs (all GAN rows: the discriminator step, then the generator step with mel L1 + hinge + feature
+matching; the mel-only rows: the generator step with the mel loss alone):
+
+- **baseline**: `train_step` of the baseline commit, run from its own `src/` (`git archive`).
+- **levers off**: today's code doing the baseline's work: discriminators on the whole segment, float32, the real
+  audio through the discriminators again (no grad) for feature matching, discriminator weight gradients computed
+  in the generator pass. The one change that is always on: the period discriminators run their (k, 1) kernels as
+  1-d convolutions over the period's columns (the same function and state dict; `tests/test_gan_step.py`).
+- **crop** (`tokenizer.disc_crop_seconds = 0.64`): the discriminators judge a random 0.64 s window of each 1.28 s
+  segment (the same window for real and fake; drawn from the step's seeded generator, so resume stays exact);
+  the mel loss keeps the whole segment.
+- **reuse** (`tokenizer.disc_reuse_real = true`): feature matching uses the real-audio features of the
+  discriminator step (computed before its update) instead of a third discriminator pass.
+- **frozen** (`tokenizer.disc_frozen_in_gen = true`): discriminator parameters have `requires_grad=False` during
+  the generator pass: its backward computes input gradients only. The generator's update is unchanged.
+- **bf16** (`tokenizer.autocast = "bf16"`): CPU autocast (AVX-512 BF16 here) over the decoder blocks and the
+  discriminators' convolutions; the injection, the head's spectrum and iSTFT, the discriminators' STFTs and all
+  losses stay float32, as do the weights and the optimizer.
+- **default**: all four levers (the new defaults of `TokenizerStageConfig` and `configs/tokenizer_small.toml`).
+"""
+
+
 def write(args: argparse.Namespace, info: dict[str, Any], times: dict[str, list[float]], loads: list[str]) -> None:
     import torch
 
@@ -202,6 +225,7 @@ def write(args: argparse.Namespace, info: dict[str, Any], times: dict[str, list[
     for v, t in times.items():
         ratio = f"{base / med[v]:.2f}x cheaper" if base and VARIANTS[v][1] else ""
         lines.append(f"| {v} | {med[v]:.3f} | {min(t):.3f} | {max(t):.3f} | {ratio} |")
+    lines.append(NOTES)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
     Path(args.out + ".json").write_text(json.dumps({"info": info, "threads": args.threads, "times": times,
