@@ -33,7 +33,8 @@ class PeriodDiscriminator(nn.Module):
 
         The (k, 1) kernels of HiFi-GAN's 2-d layout (B, C, T / period, period) never mix the period's columns, so
         they run as 1-d convolutions over the B * period columns: the same function and the same weights (the
-        Conv2d modules keep HiFi-GAN's state dict), 1.5x faster on CPU in bf16 (benchmarks/cpu_2core/train_step.md).
+        Conv2d modules keep HiFi-GAN's state dict). On this project's CPU, forward + backward of the five on a
+        16 x 0.64 s batch (1 thread): 0.16 -> 0.10 s in bf16, 0.20 -> 0.18 s in float32.
         """
         b, t = x.shape
         pad = (-t) % self.period
