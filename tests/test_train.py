@@ -1,5 +1,7 @@
 """Training smoke tests: finite, decreasing losses; only injection + decoder learn; resume is bit-for-bit; two
-DDP processes (gloo, CPU) stay in agreement."""
+DDP processes (gloo, CPU) stay in agreement. The tokenizer runs use the GAN-step levers (cropped discriminator
+windows, bf16 autocast, reused real features, frozen discriminators in the generator pass), so these pins hold
+for them too."""
 
 import os
 import socket
@@ -32,7 +34,9 @@ def config(out: Path, audio: Path, stage: str, **changes: object) -> TrainConfig
         "stage": stage, "out": str(out), "steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 1, "log_every": 1,
         "save_every": 2, "eval_every": 1000, "threads": 1, "data": {"folders": [str(audio)]},
         "mae": {"encoder_preset": "tiny", "decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2},
-        "tokenizer": {"decoder_preset": "tiny", "segment_frames": 8, "gan_start": 2, "name": "dashtok-test"},
+        # the discriminators judge a random 0.16 s window of each 0.32 s segment, in bf16 (the default levers)
+        "tokenizer": {"decoder_preset": "tiny", "segment_frames": 8, "gan_start": 2, "name": "dashtok-test",
+                      "disc_crop_seconds": 0.16},
     }
     for key, value in changes.items():
         if isinstance(value, dict):

@@ -4,6 +4,6 @@ encoder and the official DashengTokenizer code run by another interpreter (``wor
 A feature package: it imports the core, the core never imports it.
 """
 
-from dashtok.bench.speed import BenchConfig, markdown, peak_memory, run_bench
+from dashtok.bench.speed import BenchConfig, markdown, peak_memory, run_bench, test_signal
 
-__all__ = ["BenchConfig", "markdown", "peak_memory", "run_bench"]
+__all__ = ["BenchConfig", "markdown", "peak_memory", "run_bench", "test_signal"]

@@ -45,6 +45,17 @@ class TokenizerStageConfig:
     disc_lr: float = 2e-4
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mel/l1": 45.0, "adv/gen": 1.0,
                                                                      "adv/feat": 2.0})
+    # What a GAN step costs (issue 13; measured one by one in benchmarks/cpu_2core/train_step.md):
+    disc_crop_seconds: float = 0.64  # the discriminators see this random window of each segment (0: all of it)
+    disc_reuse_real: bool = True  # feature matching reuses the real-audio features of the discriminator step
+    disc_frozen_in_gen: bool = True  # no discriminator weight gradients during the generator pass
+    autocast: str = "bf16"  # "fp32" | "bf16": decoder blocks and discriminators; iSTFT, spectra and losses stay fp32
+
+    def __post_init__(self) -> None:
+        if self.autocast not in ("fp32", "bf16"):
+            raise ValueError(f"tokenizer.autocast must be 'fp32' or 'bf16', not {self.autocast!r}")
+        if self.disc_crop_seconds < 0:
+            raise ValueError(f"tokenizer.disc_crop_seconds must be >= 0, not {self.disc_crop_seconds}")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
 """Multi-period (HiFi-GAN) and multi-resolution (UnivNet/Vocos) discriminators, sized for CPU training.
 
 Each returns, per sub-discriminator, its logits and the list of intermediate feature maps (for feature matching).
+Under bf16 autocast their convolutions run in bf16 and return bf16 logits and features; the losses take them to
+float32 (``dashtok.train.losses``), and the spectra of the multi-resolution ones stay float32.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -24,14 +29,28 @@ class PeriodDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), padding=(1, 0)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """audio (B, T) -> logits (B, frames * period), features [(B * period, C, frames)].
+
+        The (k, 1) kernels of HiFi-GAN's 2-d layout (B, C, T / period, period) never mix the period's columns, so
+        they run as 1-d convolutions over the B * period columns: the same function and the same weights (the
+        Conv2d modules keep HiFi-GAN's state dict). On this project's CPU, forward + backward of the five on a
+        16 x 0.64 s batch (1 thread): 0.16 -> 0.10 s in bf16, 0.20 -> 0.18 s in float32.
+        """
         b, t = x.shape
         pad = (-t) % self.period
-        x = F.pad(x, (0, pad), mode="reflect").view(b, 1, (t + pad) // self.period, self.period)
+        x = F.pad(x, (0, pad), mode="reflect").view(b, (t + pad) // self.period, self.period)
+        h = x.transpose(1, 2).reshape(b * self.period, 1, -1)  # (B * period, 1, frames)
         feats = []
         for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        return self.post(x).flatten(1), feats
+            h = F.leaky_relu(_conv1d(conv, h), 0.1)
+            feats.append(h)
+        return _conv1d(self.post, h).view(b, self.period, -1).transpose(1, 2).flatten(1), feats
+
+
+def _conv1d(conv: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """A Conv2d with a (k, 1) kernel applied along the time axis of h (N, C, frames)."""
+    assert isinstance(conv, nn.Conv2d)  # weight_norm's parametrized subclass; mypy sees a Module
+    return F.conv1d(h, conv.weight.squeeze(-1), conv.bias, stride=conv.stride[0], padding=conv.padding[0])
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -68,3 +87,26 @@ class Discriminators(nn.Module):
     def forward(self, x: torch.Tensor) -> Outputs:
         """audio (B, T) -> [(logits (B, *), [features])] for every sub-discriminator."""
         return [d(x) for d in self.mpd] + [d(x) for d in self.mrd]
+
+
+def windows(audio: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """audio (B, T), index (B, L) sample positions (rows of consecutive samples) -> (B, L); None: audio itself.
+
+    The discriminators judge a random window of each training segment: their cost grows with the samples they see,
+    while the mel loss keeps the whole segment.
+    """
+    return audio if index is None else audio.gather(1, index.to(audio.device))
+
+
+@contextmanager
+def frozen(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside, ``module``'s parameters need no gradient (their weight gradients are never computed; its inputs
+    still get theirs); on exit they train again."""
+    params = [p for p in module.parameters() if p.requires_grad] if enabled else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

@@ -1,4 +1,7 @@
-"""Losses of the tokenizer stage: multi-resolution mel L1, hinge GAN, feature matching."""
+"""Losses of the tokenizer stage: multi-resolution mel L1, hinge GAN, feature matching.
+
+All are computed in float32: discriminator outputs may come in bf16 (autocast) and are cast first.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +17,15 @@ def mel_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 
 def disc_hinge(real: Outputs, fake: Outputs) -> torch.Tensor:
-    return torch.stack([torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
+    return torch.stack([torch.relu(1 - r.float()).mean() + torch.relu(1 + f.float()).mean()
                         for (r, _), (f, _) in zip(real, fake, strict=True)]).mean()
 
 
 def gen_hinge(fake: Outputs) -> torch.Tensor:
-    return torch.stack([torch.relu(1 - f).mean() for f, _ in fake]).mean()
+    return torch.stack([torch.relu(1 - f.float()).mean() for f, _ in fake]).mean()
 
 
 def feature_matching(real: Outputs, fake: Outputs) -> torch.Tensor:
-    terms = [(rf.detach() - ff).abs().mean() for (_, rfs), (_, ffs) in zip(real, fake, strict=True)
+    terms = [(rf.detach().float() - ff.float()).abs().mean() for (_, rfs), (_, ffs) in zip(real, fake, strict=True)
              for rf, ff in zip(rfs, ffs, strict=True)]
     return torch.stack(terms).mean()

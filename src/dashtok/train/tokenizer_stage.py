@@ -16,11 +16,12 @@ from torch import nn
 
 from dashtok.checkpoint import FORMAT, LEGACY_FORMATS, load_encoder, read_metadata
 from dashtok.config import DecoderConfig
+from dashtok.precision import autocast_for
 from dashtok.release import official_dir
 from dashtok.tokenizer import Features, Tokenizer
-from dashtok.train.config import TrainConfig
-from dashtok.train.data import AudioBank, batch_generator, weighted_crops
-from dashtok.train.discriminators import Discriminators
+from dashtok.train.config import TokenizerStageConfig, TrainConfig
+from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator, weighted_crops
+from dashtok.train.discriminators import Discriminators, frozen, windows
 from dashtok.train.losses import disc_hinge, feature_matching, gen_hinge, mel_loss
 from dashtok.train.run import Run, config_dict, device_for, evaluate, lr_factor, say, wrap_ddp
 
@@ -58,46 +59,75 @@ class FeatureCache:
 
 
 class Generator(nn.Module):
-    """The trainable path (injection -> decoder -> head) as one module, so DDP can wrap it."""
+    """The trainable path (injection -> decoder -> head) as one module, so DDP can wrap it.
 
-    def __init__(self, model: Tokenizer) -> None:
+    ``autocast`` ("fp32" | "bf16") applies to the decoder blocks only: the injection stays float32 (it makes the
+    latents, which the shipped model computes in float32) and the head's spectrum and iSTFT always are.
+    """
+
+    def __init__(self, model: Tokenizer, autocast: str = "fp32") -> None:
         super().__init__()
         self.model = model
+        self.autocast = autocast
 
     def forward(self, semantic: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         lengths = torch.full((semantic.shape[0],), semantic.shape[1], dtype=torch.long, device=semantic.device)
-        return self.model.synthesize(self.model.inject(Features(semantic, patches, lengths)))
+        latents = self.model.inject(Features(semantic, patches, lengths))
+        with autocast_for(self.autocast, latents.device):
+            return self.model.synthesize(latents)  # (B, T) float32
+
+
+def disc_crop(gen: torch.Generator, shape: torch.Size, t: TokenizerStageConfig) -> torch.Tensor | None:
+    """(B, L) sample indices of the random window of each segment that the discriminators see, drawn from the
+    step's generator (so a resumed run draws the same); None when ``t.disc_crop_seconds`` covers the segment."""
+    b, n = shape
+    length = round(t.disc_crop_seconds * SAMPLE_RATE)
+    if length == 0 or length >= n:
+        return None
+    starts = torch.randint(0, n - length + 1, (b, 1), generator=gen)
+    return starts + torch.arange(length)
 
 
 def train_step(gen_net: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-               feats: Features, real: torch.Tensor, weights: dict[str, float], use_gan: bool,
-               grad_clip: float) -> dict[str, float]:
-    """One step: the discriminators first (on detached fakes), then the generator. Returns the logged metrics."""
-    fake = gen_net(feats.semantic, feats.patches)  # (B, T)
+               feats: Features, real: torch.Tensor, t: TokenizerStageConfig, use_gan: bool, grad_clip: float,
+               crop: torch.Tensor | None = None) -> dict[str, float]:
+    """One step: the discriminators first (on detached fakes), then the generator. Returns the logged metrics.
+
+    real: (B, T) audio; crop: (B, L) indices of the window the discriminators see (:func:`disc_crop`; None: all).
+    ``t.loss_weights`` are keyed by the logged metric names; ``t`` also holds the cost levers (issue 13).
+    """
+    fake = gen_net(feats.semantic, feats.patches)  # (B, T) float32
     nan = float("nan")  # GAN metrics before the discriminators join: logged as empty, columns stay aligned
     out: dict[str, float] = {"adv/disc": nan, "adv/gen": nan, "adv/feat": nan}
+    losses = {"mel/l1": mel_loss(real, fake)}  # the whole segment, float32
     if use_gan:
-        d_loss = disc_hinge(disc(real), disc(fake.detach()))
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        torch.nn.utils.clip_grad_norm_(disc.parameters(), grad_clip)
-        opt_d.step()
-        out["adv/disc"] = float(d_loss.detach())
-    losses = {"mel/l1": mel_loss(real, fake)}
-    if use_gan:
-        with torch.no_grad():
-            real_out = disc(real)
-        fake_out = disc(fake)
+        real_w, fake_w = windows(real, crop), windows(fake, crop)  # (B, L)
+        with autocast_for(t.autocast, real.device):
+            real_out = disc(real_w)
+            d_loss = disc_hinge(real_out, disc(fake_w.detach()))
+        out["adv/disc"] = _update(opt_d, d_loss, disc, grad_clip)[0]
+        # The generator pass calls the bare module: its discriminator gradients (if any) are never synchronised.
+        plain = disc.module if isinstance(disc, nn.parallel.DistributedDataParallel) else disc
+        with autocast_for(t.autocast, real.device), frozen(plain, t.disc_frozen_in_gen):
+            if not t.disc_reuse_real:  # else the real features of the D step (before its update) are reused
+                with torch.no_grad():
+                    real_out = plain(real_w)
+            fake_out = plain(fake_w)
         losses["adv/gen"] = gen_hinge(fake_out)
         losses["adv/feat"] = feature_matching(real_out, fake_out)
-    total = sum(weights[k] * v for k, v in losses.items())
-    opt_g.zero_grad(set_to_none=True)
-    total.backward()  # type: ignore[union-attr]
-    out["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(gen_net.parameters(), grad_clip))
-    opt_g.step()
+    total: torch.Tensor = sum(t.loss_weights[k] * v for k, v in losses.items())  # type: ignore[assignment]
+    out["total"], out["grad_norm"] = _update(opt_g, total, gen_net, grad_clip)
     out.update({k: float(v.detach()) for k, v in losses.items()})
-    out["total"] = float(total.detach())  # type: ignore[union-attr]
     return out
+
+
+def _update(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, grad_clip: float) -> tuple[float, float]:
+    """Backward, clip, step; (loss, gradient norm before clipping)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    opt.step()
+    return float(loss.detach()), float(grad_norm)
 
 
 def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
@@ -145,18 +175,19 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     say(rank, f"tokenizer: {len(bank)} clips, {bank.hours:.2f} h, features cached in "
                f"{time.perf_counter() - t_cache:.0f} s; {n_train / 1e6:.2f} M trainable parameters "
                f"(injection {'on' if t.injection else 'off'})")
-    gen_net, disc_net = wrap_ddp(Generator(model), world), wrap_ddp(disc, world)
+    gen_net, disc_net = wrap_ddp(Generator(model, t.autocast), world), wrap_ddp(disc, world)
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
     while step < cfg.steps:
         gen = batch_generator(cfg.seed, step, rank)
         feats, real = cache.batch(gen, per_rank, t.segment_frames, model.hop_length)
+        crop = disc_crop(gen, real.shape, t)
         feats = Features(feats.semantic.to(device), feats.patches.to(device), feats.lengths.to(device))
         for opt, base in ((opt_g, cfg.lr), (opt_d, t.disc_lr)):
             for group in opt.param_groups:
                 group["lr"] = base * lr_factor(step, cfg)
-        logged = train_step(gen_net, disc_net, opt_g, opt_d, feats, real.to(device), t.loss_weights,
-                            use_gan=step >= t.gan_start, grad_clip=cfg.grad_clip)
+        logged = train_step(gen_net, disc_net, opt_g, opt_d, feats, real.to(device), t,
+                            use_gan=step >= t.gan_start, grad_clip=cfg.grad_clip, crop=crop)
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), "lr": opt_g.param_groups[0]["lr"],
