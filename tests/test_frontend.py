@@ -54,3 +54,16 @@ def test_blocked_stft_equals_whole() -> None:
     blocked = Spectrogram(512, 512, 160, power=2.0, block_frames=37)(x)
     assert whole.shape == (2, 257, 301)
     torch.testing.assert_close(blocked, whole, rtol=1e-5, atol=1e-7)
+
+
+def test_blocks_of_one_frame_at_exact_multiples_of_the_hop_equal_torch_stft() -> None:
+    """A block holding only the last frame of a signal whose length is a multiple of the hop reads the samples the
+    reflection needs (10.08 s = 161280 samples once crashed the piecewise STFT)."""
+    for n_fft in (512, 1024):
+        for n in (1008 * 160, 2 * 1008 * 160, 1008 * 160 + 1, 1300):
+            x = torch.randn(1, n, generator=torch.Generator().manual_seed(n))
+            expected = torch.stft(x, n_fft, 160, n_fft, torch.hann_window(n_fft), center=True, pad_mode="reflect",
+                                  return_complex=True).abs().pow(2)
+            for block in (1, 3, 1008):
+                got = Spectrogram(n_fft, n_fft, 160, power=2.0, block_frames=block)(x)
+                torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -75,11 +75,11 @@ def test_cli_encodes_file_to_file_equal_to_whole(tmp_path: Path) -> None:
 def test_sample_file_round_trips_and_cleans_up(tmp_path: Path) -> None:
     x = speechlike(3.0)
     sf.write(tmp_path / "a.wav", x, 16000, subtype="FLOAT")
+    before = set(tmp_path.iterdir())
     with SampleFile.from_audio_file(tmp_path / "a.wav", 16000, directory=str(tmp_path)) as s:
         assert s.num_samples == len(x)
         assert torch.equal(s.read(1000, 1500), torch.from_numpy(x[1000:1500]))
-        path = s.path
-    assert not path.exists()
+        assert set(tmp_path.iterdir()) == before  # anonymous: nothing to leave behind, even if killed
 
 
 def test_latent_writer_refuses_a_short_file(tmp_path: Path) -> None:
@@ -94,3 +94,23 @@ def test_latent_writer_refuses_a_short_file(tmp_path: Path) -> None:
         with latent_writer(tmp_path / "short.safetensors", 10, meta) as w:
             w.write(torch.ones(3, 8))
     assert not (tmp_path / "short.safetensors").exists()
+
+
+def test_chunk_multiple_lengths_and_unwritable_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """10.08 s (one chunk exactly) encodes file to file as whole; an output that cannot be written is one error
+    line naming it, not a traceback."""
+    model = make_tiny()
+    ckpt = tmp_path / "tiny.safetensors"
+    model.save(ckpt)
+    x = speechlike(10.08)
+    assert len(x) == 161280
+    sf.write(tmp_path / "exact.wav", x, 16000, subtype="FLOAT")
+    assert main(["encode", str(tmp_path / "exact.wav"), "-c", str(ckpt), "-q"]) == 0
+    torch.testing.assert_close(read_latents(tmp_path / "exact.safetensors").latents, model.encode(x).latents[0],
+                               rtol=0, atol=1e-6)
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    assert main(["encode", str(tmp_path / "exact.wav"), "-o", str(blocker / "z.safetensors"), "-c", str(ckpt),
+                 "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "exact.wav" in err and "Traceback" not in err

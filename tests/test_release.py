@@ -242,3 +242,63 @@ def test_cli_converts_both_ways_and_describes_official_dirs(tmp_path: Path, caps
             main(argv)
         assert exit_.value.code == 2 and needle in capsys.readouterr().err
     assert not (tmp_path / "legacy_official").exists()
+
+
+def test_release_preset_has_the_released_shapes() -> None:
+    """Dasheng-0.6B encoder 1280/32/16, injection 512 -> 1280 + LayerNorm, decoder 1280-d x 12 blocks (5120), head
+    1282; about 805 M parameters and the release's 522 tensors under the official names (built on the meta device)."""
+    from dashtok import TokenizerConfig
+    from dashtok.release import DASHTOK_ONLY, DERIVED_BUFFERS, official_config, to_official_key
+
+    with torch.device("meta"):
+        model = Tokenizer(TokenizerConfig.preset("release"))
+    state = model.state_dict()
+    assert state["injection.proj.weight"].shape == (1280, 512) and state["injection.norm.weight"].shape == (1280,)
+    assert len(model.encoder.blocks) == 32 and model.encoder.blocks[0].attn.num_heads == 16
+    assert len(model.decoder.blocks) == 12 and state["decoder.blocks.0.pwconv1.weight"].shape == (5120, 1280)
+    assert state["head.out.weight"].shape == (1282, 1280) and state["decoder.upsample.weight"].shape == (1280, 1280, 2)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 805
+    official = {to_official_key(k) for k in [*state, *DERIVED_BUFFERS] if k not in DASHTOK_ONLY}
+    assert None not in official and len(official) == 522
+    released = json.loads((OFFICIAL / "config.json").read_text())  # the fixture's keys are the release's
+    expected = {"embed_dim": 1280, "depth": 32, "num_heads": 16, "decoder_embed_dim": 1280, "decoder_depth": 12,
+                "decoder_intermediate_size": 5120, "istft_n_fft": 1280, "istft_hop": 320, "upsample_tokens": 2,
+                "n_mels_patch": 128, "hop_length": 160}
+    cfg = official_config(model.config)
+    assert {k: cfg[k] for k in expected} == expected and set(expected) <= set(released)
+
+
+def test_a_bf16_copy_and_newer_transformers_keys_load(tmp_path: Path) -> None:
+    """A release saved in bfloat16 (its derived buffers then differ from dashtok's by bf16 rounding) is computed in
+    float32 with dashtok's own front-end buffers; transformers' private config keys are bookkeeping."""
+    def to_bf16(state: dict) -> None:
+        for k, v in state.items():
+            if v.is_floating_point():
+                state[k] = v.to(torch.bfloat16)
+
+    d = _broken(tmp_path, edit_state=to_bf16,
+                edit_config=lambda c: c.update(torch_dtype="bfloat16", _attn_implementation_autoset=True))
+    low = Tokenizer.from_pretrained(d)
+    full = Tokenizer.from_pretrained(OFFICIAL)
+    assert low.encoder.front_end[0].mel_scale.fb.dtype == torch.float32
+    assert torch.equal(low.encoder.front_end[0].mel_scale.fb, full.encoder.front_end[0].mel_scale.fb)
+    assert_relative(low.encode(GOLDEN["wav_short"]).latents, full.encode(GOLDEN["wav_short"]).latents, tol=0.05)
+
+
+def test_a_missing_local_path_is_not_taken_for_a_hub_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(CheckpointError, match="runs/missing: no such checkpoint file"):
+        Tokenizer.from_pretrained("runs/missing")
+
+
+def test_convert_names_its_output_beside_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "offi"
+    shutil.copytree(OFFICIAL, d)
+    assert main(["convert", str(d / "model.safetensors")]) == 0  # a weights file: named after its directory
+    assert (tmp_path / "offi.safetensors").is_file() and not (d / "model.safetensors.safetensors").exists()
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "hub" / "models--someone--tok"
+    shutil.copytree(OFFICIAL, folder / "snapshots" / "abc")
+    assert main(["convert", str(folder)]) == 0  # a cache folder: into the current directory, not the cache
+    assert (tmp_path / "tok.safetensors").is_file()

@@ -221,9 +221,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     to = args.to or ("dashtok" if source is not None else "official")
     if args.output:
         out = Path(args.output)
-    elif to == "dashtok":  # a hub id -> ./<name>.safetensors; a directory -> <directory>.safetensors beside it
-        name = args.input.split("/")[-1] if _is_hub_id(args.input) else str(Path(args.input))
-        out = Path(f"{name}.safetensors")
+    elif to == "dashtok":  # a directory (or its weights file) -> <directory>.safetensors beside it; a hub id or a
+        src = Path(args.input)  # hub cache folder -> ./<name>.safetensors here (never inside the cache)
+        if source is not None and src.exists() and source in (src, src.parent):
+            out = source.with_name(f"{source.name}.safetensors")
+        else:
+            out = Path(f"{str(args.input).rstrip('/').split('/')[-1].split('--')[-1]}.safetensors")
     else:  # x.safetensors -> x_official/ beside it
         src = Path(args.input)
         out = src.with_name(f"{src.stem if src.suffix == '.safetensors' else src.name}_official")
@@ -243,10 +246,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({to} layout): {model.model_id}, {n / 1e6:.1f} M parameters, latents "
           f"{model.latent_dim}-d at {model.frame_rate:g} Hz")
     return 0
-
-
-def _is_hub_id(text: str) -> bool:
-    return not Path(text).exists() and text.count("/") == 1
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -349,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CliError as err:
+        fail(str(err))
+    except OSError as err:  # e.g. an output directory that cannot be written
         fail(str(err))
     except KeyboardInterrupt:
         fail("interrupted", code=130)

@@ -18,7 +18,7 @@ from dashtok.latents_io import LatentFileError
 from dashtok.precision import PRECISIONS, set_precision
 from dashtok.tokenizer import Tokenizer
 
-FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError)
+FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError, OSError)
 
 
 class CliError(Exception):

@@ -47,7 +47,8 @@ def encode_file_to_file(model: Tokenizer, source: Path, target: Path, max_second
                         semantic: bool = False) -> None:
     """File to file in bounded memory: decoded once into a temporary file, encoded group of chunks by group of
     chunks, written frame block by frame block (equal to encoding the whole file, ``dashtok.long_audio``)."""
-    with SampleFile.from_audio_file(source, model.sample_rate, max_seconds) as samples:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with SampleFile.from_audio_file(source, model.sample_rate, max_seconds, directory=target.parent) as samples:
         n = samples.num_samples
         if n < model.min_num_samples:
             raise AudioError(f"{source}: {n} samples is shorter than one latent frame "

@@ -71,11 +71,14 @@ class Spectrogram(nn.Module):
         pad = self.n_fft // 2
         if num_samples <= pad:
             raise ValueError(f"input of {num_samples} samples is too short for a centred STFT (needs > {pad})")
-        a, b = f0 * self.hop_length - pad, (f1 - 1) * self.hop_length - pad + self.n_fft
-        segment = read(max(a, 0), min(b, num_samples))
+        n = num_samples
+        a, b = f0 * self.hop_length - pad, (f1 - 1) * self.hop_length - pad + self.n_fft  # samples [a, b) of the
+        lpad, rpad = max(0, -a), max(0, b - n)  # padded signal; reflections reach lpad and n - 1 - rpad, so read
+        lo, hi = max(0, min(a, n - 1 - rpad)), min(n, max(b, lpad + 1))  # those too (a block of only the last
+        segment = read(lo, hi)  # frame would otherwise hold too few samples to reflect), then cut [a, b) out
         shape = segment.shape[:-1]
-        segment = torch.nn.functional.pad(segment.reshape(-1, 1, segment.shape[-1]),
-                                          (max(0, -a), max(0, b - num_samples)), mode="reflect")
+        segment = torch.nn.functional.pad(segment.reshape(-1, 1, segment.shape[-1]), (lpad, rpad), mode="reflect")
+        segment = segment[..., max(a, 0) - lo :][..., : b - a]
         spec = torch.stft(segment.reshape(-1, segment.shape[-1]), self.n_fft, self.hop_length, self.win_length,
                           self.window, center=False, normalized=False, onesided=True, return_complex=True)
         spec = spec.reshape(*shape, *spec.shape[-2:])

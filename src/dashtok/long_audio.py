@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -35,9 +35,10 @@ def semantic_peak_db(model: Tokenizer, read: Reader, num_samples: int, block_fra
     block_frames = block_frames or model.config.encoder.target_length
     mel_spec, to_db = model.encoder.mel_spectrogram, model.encoder.to_db
     total = mel_spec.spectrogram.num_frames(num_samples)
-    peak = torch.tensor([-float("inf")])
+    peak = torch.tensor([-float("inf")], device=model.device)
     for f0 in range(0, total, block_frames):
-        mel = mel_spec.frames_of(lambda a, b: read(a, b)[None], num_samples, f0, min(total, f0 + block_frames))
+        mel = mel_spec.frames_of(lambda a, b: read(a, b)[None].to(model.device), num_samples, f0,
+                                 min(total, f0 + block_frames))
         peak = torch.maximum(peak, to_db.db(mel).amax().reshape(1))
     return peak
 
@@ -82,36 +83,38 @@ def encode_long(model: Tokenizer, read: Reader, num_samples: int, semantic: bool
 
 
 class SampleFile:
-    """A mono float32 recording at one sample rate in a temporary raw file, read back piece by piece (explicit
-    reads, not a memory map, so the resident memory stays one piece)."""
+    """A mono float32 recording at one sample rate in an anonymous temporary file (unlinked as it is created, so
+    it cannot outlive the process, even a killed one), read back piece by piece with explicit reads (not a memory
+    map, so the resident memory stays one piece). ``directory``: where it lives while open (default: $TMPDIR; the
+    CLI puts it beside the output, since /tmp may be a RAM disk)."""
 
-    def __init__(self, path: Path, num_samples: int) -> None:
-        self.path = path
+    def __init__(self, handle: BinaryIO, num_samples: int) -> None:
+        self._handle = handle
         self.num_samples = num_samples
 
     @classmethod
     def from_audio_file(cls, source: str | os.PathLike[str], sample_rate: int, max_seconds: float | None = None,
-                        directory: str | None = None) -> SampleFile:
-        """Decode (mono, resampled, checked as ``load_audio`` does) ``source`` into a temporary file, block by block."""
-        fd, name = tempfile.mkstemp(prefix="dashtok-", suffix=".f32", dir=directory)
+                        directory: str | os.PathLike[str] | None = None) -> SampleFile:
+        """Decode (mono, resampled, checked as ``load_audio`` does) ``source`` into the file, block by block."""
+        handle = tempfile.TemporaryFile(prefix="dashtok-", suffix=".f32", dir=directory)
         n = 0
         try:
-            with os.fdopen(fd, "wb") as out:
-                for block in iter_audio_blocks(source, sample_rate, max_seconds):
-                    out.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
-                    n += len(block)
+            for block in iter_audio_blocks(source, sample_rate, max_seconds):
+                handle.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+                n += len(block)
+            handle.flush()
         except BaseException:
-            os.unlink(name)
+            handle.close()
             raise
-        return cls(Path(name), n)
+        return cls(handle, n)
 
     def read(self, a: int, b: int) -> torch.Tensor:
-        with self.path.open("rb") as f:
-            f.seek(4 * a)
-            return torch.from_numpy(np.fromfile(f, dtype=np.float32, count=b - a))
+        """Samples [a, b), (b - a,) float32."""
+        data = os.pread(self._handle.fileno(), 4 * (b - a), 4 * a)
+        return torch.from_numpy(np.frombuffer(data, dtype=np.float32).copy())
 
     def close(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self._handle.close()
 
     def __enter__(self) -> SampleFile:
         return self

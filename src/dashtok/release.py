@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from dashtok.config import (
 )
 
 HUB_REPO = "mispeech/dashengtokenizer"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")  # owner/name, as the hub spells repositories
 MODEL_TYPE = "dashengtokenizer"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -146,8 +148,9 @@ def resolve_hub(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
     except Exception as err:  # network or hub errors of several types
-        raise CheckpointError(f"{repo_id}: {where}; the download failed ({type(err).__name__}: {err}); {howto}") \
-            from None
+        reason = " ".join(str(err).split())[:300]  # one line, as every dashtok error
+        raise CheckpointError(f"{repo_id}: {where}; the download failed ({type(err).__name__}: {reason}); "
+                              f"{howto}") from None
 
 
 # ---- config --------------------------------------------------------------------------------------------------------
@@ -156,7 +159,8 @@ def config_from_official(raw: dict[str, Any], source: Path, top_db_scope: TopDbS
     """config.json -> TokenizerConfig; anything dashtok cannot build is refused with the file and the reason."""
     if raw.get("model_type") != MODEL_TYPE:
         raise CheckpointError(f"{source}: model_type {raw.get('model_type')!r} is not {MODEL_TYPE!r}")
-    unknown = sorted(set(raw) - set(ARCHITECTURE_DEFAULTS) - _BOOKKEEPING)
+    unknown = sorted(k for k in set(raw) - set(ARCHITECTURE_DEFAULTS) - _BOOKKEEPING
+                     if not k.startswith("_"))  # transformers' private keys (e.g. _attn_implementation_autoset)
     if unknown:
         raise CheckpointError(f"{source}: unknown config keys {unknown}; this dashtok knows the release's "
                               f"architecture keys {sorted(ARCHITECTURE_DEFAULTS)}")
@@ -279,7 +283,8 @@ def _to_dashtok_state(model: nn.Module, state: dict[str, torch.Tensor], meta: di
         if ours is None:
             unmapped.append(key)
             continue
-        if value.is_floating_point() and value.dtype != torch.float32:
+        dtype = value.dtype
+        if value.is_floating_point() and dtype != torch.float32:  # e.g. a bf16 copy of the release: computed in fp32
             value = value.float()
         if ours == "injection.proj.weight" and value.ndim == 4:  # Conv2d (D, 1, M, P) -> Linear (D, M * P)
             if value.shape[1] != 1:
@@ -291,11 +296,12 @@ def _to_dashtok_state(model: nn.Module, state: dict[str, torch.Tensor], meta: di
             if expected is None or expected.shape != value.shape:
                 problems.append(f"{key}: shape {tuple(value.shape)}, dashtok derives "
                                 f"{None if expected is None else tuple(expected.shape)} from the config")
-            elif not torch.allclose(value, expected, rtol=0, atol=1e-6):
+            elif not torch.allclose(value, expected.to(dtype).float(), rtol=0, atol=1e-6):  # at the file's precision
                 problems.append(f"{key}: differs from the buffer dashtok derives from the config (max abs "
                                 f"difference {float((value - expected).abs().max()):.3g}): a different front end")
             if ours not in own:  # non-persistent in dashtok: checked, then not loaded
                 continue
+            value = own[ours]  # dashtok's own float32 values, never a lower-precision copy
         out[ours] = value
     for key in OPTIONAL_BUFFERS:  # absent from this file: take dashtok's (derived or the neutral counter)
         if key in own and key not in out:
@@ -326,7 +332,7 @@ def official_dir(ref: str | os.PathLike[str]) -> Path | None:
     if p.is_file():
         return p.parent if p.name == WEIGHTS_FILE and is_official_dir(p.parent) else None
     text = str(ref)
-    if text.count("/") == 1 and not text.startswith((".", "/", "~")) and not text.endswith(".safetensors"):
+    if HUB_ID.fullmatch(text) and not Path(text.split("/")[0]).exists():  # "runs/missing" is a local path
         return resolve_hub(text)
     return None
 

@@ -2,7 +2,7 @@
 holding the upstream ``dasheng`` package, torchaudio, and for the official release's code transformers and einops).
 The library never imports this file.
 
-    python _upstream_worker.py JOB.json     # prints one JSON line
+    python worker.py JOB.json     # prints one JSON line
 
 JOB: {"impl": "upstream" | "dashtok", "config": {embed_dim, depth, num_heads, target_length}, "weights": a
 safetensors file with the encoder's state dict (upstream key names, which dashtok shares), "input": a .npy (B, T)
