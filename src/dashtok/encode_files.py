@@ -17,11 +17,16 @@ from dashtok.tokenizer import Tokenizer
 STREAM_CHUNKS = 4  # encoder chunks (~10 s each) per step of file-to-file encoding: memory flat from 1 minute on
 
 
+def check_long_enough(model: Tokenizer, path: Path, num_samples: int) -> None:
+    """A file must give at least one latent frame; the error names it (the API's check names only an item)."""
+    if num_samples < model.min_num_samples:
+        raise AudioError(f"{path}: {num_samples} samples is shorter than one latent frame "
+                         f"({model.min_num_samples} samples at {model.sample_rate} Hz)")
+
+
 def load_for_encoding(model: Tokenizer, path: Path, max_seconds: float | None) -> np.ndarray:
     audio = load_audio(path, model.sample_rate, max_seconds=max_seconds)
-    if len(audio) < model.config.min_num_samples:
-        raise AudioError(f"{path}: {len(audio)} samples is shorter than one latent frame "
-                         f"({model.config.min_num_samples} samples at {model.sample_rate} Hz)")
+    check_long_enough(model, path, len(audio))
     return audio
 
 
@@ -50,9 +55,7 @@ def encode_file_to_file(model: Tokenizer, source: Path, target: Path, max_second
     target.parent.mkdir(parents=True, exist_ok=True)
     with SampleFile.from_audio_file(source, model.sample_rate, max_seconds, directory=target.parent) as samples:
         n = samples.num_samples
-        if n < model.min_num_samples:
-            raise AudioError(f"{source}: {n} samples is shorter than one latent frame "
-                             f"({model.min_num_samples} samples at {model.sample_rate} Hz)")
+        check_long_enough(model, source, n)
         meta = LatentFile(latents=torch.zeros(0, model.latent_dim), sample_rate=model.sample_rate,
                           frame_rate=model.frame_rate, original_num_samples=[n], model_id=model.model_id,
                           config_hash=model.config.hash, kind="semantic" if semantic else "latents",
