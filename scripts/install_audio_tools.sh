@@ -6,6 +6,9 @@ PACKAGES=(
   fluidsynth fluid-soundfont-gm timgm6mb-soundfont
   hydrogen-drumkits sonic-pi-samples lmms-common sound-theme-freedesktop sound-icons oxygen-sounds alsa-utils
   pocketsphinx-testdata
+  # real human speech for training (CC-BY-SA-3.0); ffmpeg decodes their G.722. The other Asterisk sound packages
+  # (it, ru, music-on-hold) are reserved for independent evaluation: do not add them here.
+  asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 ffmpeg
   wamerican wngerman wfrench wspanish witalian wportuguese wdutch wswedish wpolish wnorwegian wdanish wukrainian
   wbulgarian wcatalan
 )
