@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,10 @@ import pytest
 import soundfile as sf
 
 from dashtok.data import speech
-from dashtok.data.build import build, colored_noise, plan
+from dashtok.data.build import build, colored_noise, plan, plan_mixtures
 from dashtok.data.manifest import Clip, read_manifest
 from dashtok.data.music import HELD_OUT_SOUNDFONT, SOUNDFONTS, FluidRenderer, write_midi
-from dashtok.data.recordings import drum_class
+from dashtok.data.recordings import ASTERISK, ASTERISK_VOICES, decode_g722, drum_class, plan_asterisk
 from dashtok.data.speech import ESPEAK_HELD_OUT
 
 TOOLS = ["espeak-ng", "flite", "text2wave"]
@@ -50,7 +51,9 @@ def test_plan_is_deterministic_and_splits_are_disjoint() -> None:
     assert plan(0.3, seed=6, max_recordings=10)[0].labels != a[0].labels
     texts: dict[str, set[str]] = {"train": set(), "valid": set(), "test": set()}
     for c in a:
-        if c.domain == "speech" and c.source != "real-speech":
+        if c.source == "asterisk":  # no transcripts: split by prompt name
+            texts[c.split].add(f"asterisk/{c.labels['prompt']}")
+        elif c.domain == "speech" and c.source != "real-speech":
             texts[c.split].add(c.labels["text"])
         if c.source == "espeak":
             variant = c.labels["voice"].split(":")[1]
@@ -59,8 +62,8 @@ def test_plan_is_deterministic_and_splits_are_disjoint() -> None:
                     assert c.split == split and c.labels["voice_seen"] is False
         if c.source == "fluidsynth" and c.labels["soundfont"] == HELD_OUT_SOUNDFONT:
             assert c.split == "test" and c.labels["timbre_seen"] is False
-        if c.source == "real-speech" or c.labels.get("real"):
-            assert c.split == "test"
+        if c.source == "real-speech" or (c.source == "mixture" and c.labels["real"]):
+            assert c.split == "test"  # the held-out real speech (the Asterisk prompts are real too, and trained on)
         if c.source == "scene":
             parts = [x for x in a if x.id in c.labels["part_ids"]]
             assert len(parts) == c.labels["n_sources"] >= 2 and {x.split for x in parts} == {c.split}
@@ -134,3 +137,50 @@ def test_labels_from_names_and_noise_colours() -> None:
         band = (f > 0.001) & (f < 0.4)
         fitted = np.polyfit(np.log(f[band]), np.log(power[band]), 1)[0]
         assert abs(fitted - slope) < 0.15, (kind, fitted)
+
+
+def test_asterisk_prompts_split_by_prompt_across_languages(tmp_path: Path) -> None:
+    """Offline, on empty stand-in files: a prompt lands in one split in every language; tones and silences stay out."""
+    prompts = [f"prompt-{i:03d}" for i in range(60)] + ["digits/7", "letters/a", "beep", "ascending-2tone",
+                                                        "silence/1"]
+    for voice in ASTERISK_VOICES:
+        for prompt in prompts:
+            f = tmp_path / voice.folder / f"{prompt}.g722"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.touch()
+    clips = plan_asterisk(None, tmp_path)
+    assert {c.labels["prompt"] for c in clips} == set(prompts) - {"beep", "ascending-2tone", "silence/1"}
+    split_of: dict[str, set[str]] = {}
+    for c in clips:
+        split_of.setdefault(c.labels["prompt"], set()).add(c.split)
+        assert c.source == "asterisk" and c.domain == "speech" and c.labels["real"] is True
+        assert c.labels["license"] == "CC-BY-SA-3.0" and c.labels["package"].startswith("asterisk-core-sounds-")
+        assert c.labels["language"] in ("English", "Spanish", "French") and c.labels["speaker"]
+    assert all(len(s) == 1 for s in split_of.values())  # disjoint by prompt, whatever the language
+    assert {s for v in split_of.values() for s in v} == {"train", "valid", "test"}
+    assert len(clips) == 3 * 62 and len({c.id for c in clips}) == len(clips)
+    mixtures = plan_mixtures(20, 0, clips + plan(0.05, 0, 2))
+    assert not any(m.labels["clean_id"].startswith("asterisk-") for m in mixtures)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg missing (bash scripts/install_audio_tools.sh)")
+def test_g722_decodes_to_16khz(tmp_path: Path) -> None:
+    """A 440 Hz tone encoded to raw G.722 by ffmpeg decodes back at 16 kHz, the right length and pitch."""
+    raw = tmp_path / "tone.g722"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+                    "-ar", "16000", "-ac", "1", "-c:a", "g722", "-f", "g722", str(raw)], check=True)
+    x = decode_g722(raw)
+    assert raw.stat().st_size * 2 == len(x) and abs(len(x) - 16000) <= 160
+    assert abs(f0_autocorrelation(x[1600:9600], 16000) - 440) < 5
+
+
+@pytest.mark.skipif(not (ASTERISK / ASTERISK_VOICES[0].folder).is_dir(),
+                    reason="asterisk-core-sounds-en-g722 missing (bash scripts/install_audio_tools.sh)")
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg missing (bash scripts/install_audio_tools.sh)")
+def test_installed_asterisk_prompts_are_speech() -> None:
+    clips = plan_asterisk(None)
+    present = {c.labels["language"] for c in clips}
+    assert "English" in present and len(clips) > 400
+    clip = next(c for c in clips if c.labels["prompt"] == "conf-getpin" and c.labels["language"] == "English")
+    x = decode_g722(clip.params["file"])
+    assert 1.0 < len(x) / 16000 < 10.0 and 0.05 < np.abs(x).max() < 1.0

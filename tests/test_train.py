@@ -18,6 +18,7 @@ from conftest import speechlike
 from dashtok import Tokenizer
 from dashtok.checkpoint import load_encoder
 from dashtok.train.config import TrainConfig
+from dashtok.train.data import AudioBank, sampling_weights
 from dashtok.train.loop import train
 
 
@@ -200,3 +201,37 @@ def test_training_starts_from_the_official_release_layout(tmp_path: Path, audio_
     for key in ("injection.proj.weight", "injection.norm.weight", "decoder.blocks.1.pwconv2.weight",
                 "head.out.weight"):
         assert not torch.equal(a[key], b[key]), key
+
+
+def test_mae_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path) -> None:
+    straight = tmp_path / "straight"
+    train(config(straight, audio_dir, "mae", steps=4))
+    resumed = tmp_path / "resumed"
+    train(config(resumed, audio_dir, "mae", steps=2))  # "killed" after its step-2 save
+    (resumed / "encoder.safetensors").unlink()
+    train(config(resumed, audio_dir, "mae", steps=4))
+    for name in ("checkpoints/step-0000004/mae.safetensors", "encoder.safetensors"):
+        a, b = load_file(str(straight / name)), load_file(str(resumed / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_domain_shares_weight_the_sampler() -> None:
+    """{speech: 0.7}: 70 % of the draws are speech, whatever the hours per domain; no shares: by length."""
+    lengths = [16000 * s for s in (1, 2, 3, 10, 20)]
+    clips = [np.zeros(n, dtype=np.float32) for n in lengths]
+    domains = ["speech", "speech", "music", "music", "sound"]
+    plain = AudioBank([str(i) for i in range(5)], clips, domains)
+    assert plain.weights is plain.lengths  # unweighted draws stay those of earlier runs, bit for bit
+    bank = AudioBank([str(i) for i in range(5)], clips, domains, {"speech": 0.7})
+    shares = bank.sampled_shares()
+    assert shares["speech"] == pytest.approx(0.7) and shares["music"] == pytest.approx(0.3 * 13 / 33)
+    gen = torch.Generator().manual_seed(0)
+    picks = np.array([bank.pick(gen) for _ in range(4000)])
+    drawn = np.bincount(picks, minlength=5)
+    assert drawn[:2].sum() / len(picks) == pytest.approx(0.7, abs=0.03)
+    assert drawn[0] / drawn[1] == pytest.approx(0.5, rel=0.15)  # by length within the domain
+    with pytest.raises(ValueError, match="without training audio"):
+        sampling_weights(np.array(lengths), domains, {"mixture": 0.2})
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        sampling_weights(np.array(lengths), domains, {"speech": 0.7, "music": 0.5})
+

@@ -31,7 +31,15 @@ from dashtok.atomic import atomic_write
 from dashtok.audio_io import load_audio, resample
 from dashtok.data.manifest import SPLITS, Clip, write_manifest
 from dashtok.data.music import FluidRenderer, plan_music, write_midi
-from dashtok.data.recordings import plan_hydrogen, plan_real_speech, plan_samples
+from dashtok.data.recordings import (
+    ASTERISK_LICENSE,
+    ASTERISK_VOICES,
+    decode_g722,
+    plan_asterisk,
+    plan_hydrogen,
+    plan_real_speech,
+    plan_samples,
+)
 from dashtok.data.speech import SentencePool, plan_espeak, plan_tts, render_speech
 
 SAMPLE_RATE = 16000
@@ -53,6 +61,20 @@ PRESETS = {"tiny": Preset(hours=0.03, max_recordings_per_source=4), "small": Pre
 SHARES = {"espeak": (0.40, 4.0), "flite": (0.08, 3.5), "festival": (0.05, 3.5), "music": (0.32, 3.5),
           "mixture": (0.15, 4.0), "scene": (0.03, 4.5)}
 
+# Where the recorded (not rendered) audio comes from, and under which licence; written to build.json.
+PROVENANCE = {
+    "asterisk": {"packages": [v.package for v in ASTERISK_VOICES], "license": ASTERISK_LICENSE,
+                 "copyright": "2003-2010 Allison Smith (en, es); 2006-2008 June Wallack (fr); "
+                              "see /usr/share/doc/asterisk-core-sounds-*-g722/copyright",
+                 "use": "train/valid/test, split by prompt"},
+    "real-speech": {"packages": ["pocketsphinx-testdata", "alsa-utils", "sound-theme-freedesktop"],
+                    "use": "test only"},
+    "hydrogen": {"packages": ["hydrogen-drumkits"], "use": "train/valid/test, three kits held out"},
+    "sonic-pi": {"packages": ["sonic-pi-samples"]},
+    "lmms": {"packages": ["lmms-common"]},
+    "sound-theme": {"packages": ["sound-theme-freedesktop", "sound-icons", "oxygen-sounds"]},
+}
+
 
 def plan(hours: float, seed: int, max_recordings: int | None) -> list[Clip]:
     count = {k: max(2, round(hours * 3600 * share / seconds)) for k, (share, seconds) in SHARES.items()}
@@ -62,6 +84,7 @@ def plan(hours: float, seed: int, max_recordings: int | None) -> list[Clip]:
     clips += plan_tts(count["festival"], seed, pool, "festival")
     clips += plan_music(count["music"], seed)
     clips += plan_hydrogen(max_recordings) + plan_samples(max_recordings) + plan_real_speech(max_recordings)
+    clips += plan_asterisk(max_recordings)
     clips += plan_mixtures(count["mixture"], seed, clips)
     clips += plan_scenes(count["scene"], seed, clips)
     return clips
@@ -95,10 +118,14 @@ def plan_scenes(n: int, seed: int, clips: list[Clip]) -> list[Clip]:
 
 def plan_mixtures(n: int, seed: int, clips: list[Clip]) -> list[Clip]:
     """Speech over noise at a set SNR. Clean speech, noise and babble all come from the mixture's own split;
-    real human speech is mixed only with test-split noise, for speech-enhancement evaluation."""
+    real human speech is mixed only with test-split noise, for speech-enhancement evaluation. The Asterisk prompts
+    stay out of mixtures for now: ``dashtok eval se`` tells real from synthetic clean speech by the ``real-speech``
+    source, and leaving them out keeps the mixture plan of earlier corpora unchanged."""
     rng = random.Random(f"mixture/{seed}")
     by_split: dict[str, dict[str, list[Clip]]] = defaultdict(lambda: defaultdict(list))
     for c in clips:
+        if c.source == "asterisk":
+            continue
         if c.source == "real-speech":
             kind = "real"
         elif c.domain == "speech":
@@ -172,7 +199,9 @@ class Renderer:
             return self._mix(clip, index)
         if clip.source == "scene":
             return self._scene(clip, index)
-        if p.get("raw"):
+        if p.get("codec") == "g722":
+            x = decode_g722(p["file"])
+        elif p.get("raw"):
             x, sr = sf.read(p["file"], format="RAW", samplerate=16000, channels=1, subtype="PCM_16", dtype="float32")
             x = resample(x, sr, SAMPLE_RATE)
         else:
@@ -297,6 +326,7 @@ def build(out: str | os.PathLike[str], preset: str = "default", hours: float | N
         for row in sorted(rejected, key=lambda r: r["id"]):
             f.write(json.dumps(row) + "\n")
     summary = summarize(list(built.values()), rejected)
+    summary["provenance"] = PROVENANCE
     summary.update(preset=preset, hours_requested=hours, seed=seed, workers=workers,
                    build_seconds=round(time.perf_counter() - t0, 1))
     (root / "build.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -2,14 +2,21 @@
 
 Labels come from the packages' own structure: Hydrogen's drumkit.xml instrument names and velocity layers, the
 sample packs' file-name prefixes and folders. Real human speech (pocketsphinx-testdata, the spoken channel names of
-alsa-utils and the freedesktop theme) is put in the test split only: it is never trained on.
+alsa-utils and the freedesktop theme) is put in the test split only: it is never trained on. The Asterisk voice
+prompts (studio recordings of two professional voices in three languages) are real human speech *for training*, split
+by prompt.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from dashtok.data.manifest import Clip, split_by_key
 
@@ -22,6 +29,29 @@ THEMES = (Path("/usr/share/sounds/freedesktop/stereo"), Path("/usr/share/sounds"
 POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")
 ALSA = Path("/usr/share/sounds/alsa")
 AUDIO = (".wav", ".flac", ".ogg", ".oga")
+ASTERISK = Path("/usr/share/asterisk/sounds")
+
+
+@dataclass(frozen=True)
+class AsteriskVoice:
+    """One Asterisk core-sounds package we train on (its folder under ASTERISK) and what its copyright file says."""
+
+    folder: str
+    package: str
+    language: str
+    speaker: str
+
+
+# Only these three packages. The other Asterisk sound packages (it, ru, music-on-hold) are reserved for independent
+# evaluation, as are fillets-ng, tuxpaint, fretsonfire, openttd-opensfx and python3-ltfatpy: never add them here.
+ASTERISK_VOICES = (
+    AsteriskVoice("en_US_f_Allison", "asterisk-core-sounds-en-g722", "English", "Allison Smith"),
+    AsteriskVoice("es_MX_f_Allison", "asterisk-core-sounds-es-g722", "Spanish", "Allison Smith"),
+    AsteriskVoice("fr_CA_f_June", "asterisk-core-sounds-fr-g722", "French", "June Wallack"),
+)
+ASTERISK_LICENSE = "CC-BY-SA-3.0"
+# Prompts that are not speech: signalling tones and the silence/ folder.
+ASTERISK_NOT_SPEECH = ("ascending-2tone", "descending-2tone", "beep", "beeperr")
 
 SONIC_PI_CATEGORIES = {"ambi": "ambient", "bass": "bass", "bd": "kick", "drum": "drum", "elec": "electronic",
                        "glitch": "glitch", "guit": "guitar", "loop": "loop", "mehackit": "electronic",
@@ -138,6 +168,43 @@ def plan_real_speech(max_per_source: int | None) -> list[Clip]:
                           labels={"language": "English", "real": True, "origin": origin, **extra},
                           params={"file": str(f), "max_seconds": 20.0, "raw": f.suffix == ".raw"}))
     return _dedup(clips, max_per_source)
+
+
+def plan_asterisk(max_per_source: int | None, root: Path = ASTERISK) -> list[Clip]:
+    """Asterisk voice prompts (real human speech, 16 kHz G.722), split by prompt name across languages: a prompt
+    (``conf-getpin``, ``digits/7``) lands in the same split in every language, so no test sentence is ever heard in
+    training, in any language. 10 % valid, 10 % test, the rest train."""
+    clips: list[Clip] = []
+    for voice in ASTERISK_VOICES:
+        folder = root / voice.folder
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.rglob("*.g722")):
+            prompt = f.relative_to(folder).with_suffix("").as_posix()  # "conf-getpin", "digits/7"
+            if prompt.startswith("silence/") or f.stem in ASTERISK_NOT_SPEECH:
+                continue
+            clips.append(Clip(
+                id=f"asterisk-{voice.folder}-{prompt.replace('/', '-')}", source="asterisk",
+                split=split_by_key(f"asterisk/{prompt}"), domain="speech",
+                caption=f"a woman speaks {voice.language}",
+                labels={"language": voice.language, "speaker": voice.speaker, "gender": "female", "real": True,
+                        "prompt": prompt, "package": voice.package, "license": ASTERISK_LICENSE},
+                params={"file": str(f), "codec": "g722", "max_seconds": 30.0}))
+    return _dedup(clips, max_per_source)
+
+
+def decode_g722(path: str | Path) -> np.ndarray:
+    """A raw G.722 file (Asterisk's ``.g722``: headerless, 64 kbit/s) -> 16 kHz mono float32, decoded by ffmpeg.
+
+    libsndfile (soundfile) and sox have no G.722 decoder; ffmpeg's ``g722`` demuxer + ``adpcm_g722`` decoder do."""
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise FileNotFoundError("ffmpeg not found: install the Debian package ffmpeg "
+                                "(bash scripts/install_audio_tools.sh) to decode G.722")
+    out = subprocess.run([exe, "-nostdin", "-v", "error", "-f", "g722", "-i", str(path), "-f", "s16le",
+                          "-acodec", "pcm_s16le", "-ac", "1", "-ar", "16000", "-"],
+                         check=True, capture_output=True).stdout
+    return np.frombuffer(out, dtype="<i2").astype(np.float32) / 32768
 
 
 def _dedup(clips: list[Clip], max_per_source: int | None) -> list[Clip]:

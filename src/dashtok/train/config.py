@@ -19,6 +19,10 @@ class DataConfig:
     valid_manifests: tuple[str, ...] = ()
     max_valid_clips: int = 64
     exclude_sources: tuple[str, ...] = ()
+    # Share of the sampled training audio per domain ("speech", "music", "sound", "mixture"; folders and shards are
+    # "unknown"), e.g. {speech = 0.7} for 70 % speech. Within a domain, and among the domains not listed (which share
+    # what is left), clips are drawn in proportion to their length. Empty: every clip in proportion to its length.
+    domain_shares: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -47,10 +47,12 @@ class FeatureCache:
                 # n frames can span up to 3 mel hops past the audio's end (1 + L // 160 frames): pad with zeros
                 self.audio.append(torch.nn.functional.pad(x, (0, max(0, n * hop - len(x))))[: n * hop])
         self.frames = np.array([len(s) for s in self.semantic])
+        # data.domain_shares: draw clips by the bank's weights; without shares, by frames, as runs always have
+        self.weights = None if bank.weights is bank.lengths else bank.weights
 
     def batch(self, gen: torch.Generator, size: int, frames: int, hop: int) -> tuple[Features, torch.Tensor]:
         sem, pat, aud = [], [], []
-        for i, start in weighted_crops(self.frames, size, frames, gen):
+        for i, start in weighted_crops(self.frames, size, frames, gen, self.weights):
             sem.append(self.semantic[i][start : start + frames])
             pat.append(self.patches[i][start : start + frames])
             aud.append(self.audio[i][start * hop : (start + frames) * hop])
