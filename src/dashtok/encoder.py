@@ -12,6 +12,7 @@ chunks are batched together and run in groups of ``max_chunks`` so memory stays 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -127,6 +128,13 @@ class DashengEncoder(nn.Module):
         """wav (B, T) -> dB mel (B, M, 1 + T // hop). Computed in float32 whatever the autocast state."""
         with torch.autocast(wav.device.type, enabled=False):
             return self.front_end(wav.float())
+
+    def log_mel_frames(self, read: Callable[[int, int], torch.Tensor], num_samples: int, f0: int, f1: int,
+                       peak: torch.Tensor) -> torch.Tensor:
+        """dB mel frames [f0, f1) of a signal read piecewise (``Spectrogram.frames_of``), floored at ``peak`` (B,)
+        minus top_db: the recording's own peak, which a piece alone cannot know. Float32, as ``log_mel``."""
+        with torch.autocast(peak.device.type, enabled=False):
+            return self.to_db(self.mel_spectrogram.frames_of(read, num_samples, f0, f1), peak)
 
     def normalize(self, mel_db: torch.Tensor) -> torch.Tensor:
         """dB mel (B, M, F) -> BatchNorm'd mel (B, 1, M, F)."""

@@ -19,6 +19,8 @@ and had no LayerNorm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -43,7 +45,16 @@ class AcousticFrontEnd(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         with torch.autocast(wav.device.type, enabled=False):
-            return torch.log(torch.clamp(self.mel_spec(wav.float()), min=self.log_floor))
+            return self._log(self.mel_spec(wav.float()))
+
+    def frames_of(self, read: Callable[[int, int], torch.Tensor], num_samples: int, f0: int, f1: int
+                  ) -> torch.Tensor:
+        """Frames [f0, f1) of a signal read piecewise (``Spectrogram.frames_of``): exactly ``forward``'s."""
+        with torch.autocast(self.mel_spec.mel_scale.fb.device.type, enabled=False):
+            return self._log(self.mel_spec.frames_of(read, num_samples, f0, f1))
+
+    def _log(self, mel: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.clamp(mel, min=self.log_floor))
 
 
 class AcousticInjection(nn.Module):

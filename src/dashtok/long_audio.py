@@ -28,6 +28,11 @@ from dashtok.tokenizer import Features, Tokenizer
 Reader = Callable[[int, int], torch.Tensor]  # samples [a, b) of a mono recording at the model's rate, (b - a,)
 
 
+def batch_reader(model: Tokenizer, read: Reader) -> Reader:
+    """``read`` as the front ends want it: (1, b - a) on the model's device."""
+    return lambda a, b: read(a, b)[None].to(model.device)
+
+
 def semantic_peak_db(model: Tokenizer, read: Reader, num_samples: int, block_frames: int | None = None
                      ) -> torch.Tensor:
     """The dB maximum of the recording's semantic mel (what the whole-recording floor is taken from), (1,).
@@ -36,9 +41,9 @@ def semantic_peak_db(model: Tokenizer, read: Reader, num_samples: int, block_fra
     mel_spec, to_db = model.encoder.mel_spectrogram, model.encoder.to_db
     total = mel_spec.spectrogram.num_frames(num_samples)
     peak = torch.tensor([-float("inf")], device=model.device)
+    device_read = batch_reader(model, read)
     for f0 in range(0, total, block_frames):
-        mel = mel_spec.frames_of(lambda a, b: read(a, b)[None].to(model.device), num_samples, f0,
-                                 min(total, f0 + block_frames))
+        mel = mel_spec.frames_of(device_read, num_samples, f0, min(total, f0 + block_frames))
         peak = torch.maximum(peak, to_db.db(mel).amax().reshape(1))
     return peak
 
@@ -54,8 +59,8 @@ def encode_long(model: Tokenizer, read: Reader, num_samples: int, semantic: bool
     hop, chunk = model.config.frontend.hop_length, model.config.encoder.target_length
     patch = model.config.encoder.patch_frames
     enc = model.encoder
-    mel_spec, to_db = enc.mel_spectrogram, enc.to_db
     peak = semantic_peak_db(model, read, num_samples)
+    device_read = batch_reader(model, read)
     total = 1 + num_samples // hop  # mel frames
     step = chunk * (chunks_per_step or enc.max_chunks)
     for f0 in range(0, total, step):
@@ -63,10 +68,7 @@ def encode_long(model: Tokenizer, read: Reader, num_samples: int, semantic: bool
         tokens = (f1 - f0) // patch
         if tokens == 0:  # a last chunk under one patch (the release pads it to one token and drops it too)
             break
-        device_read: Reader = lambda a, b: read(a, b)[None].to(model.device)  # noqa: E731
-        with torch.autocast(model.device.type, enabled=False):
-            mel = to_db(mel_spec.frames_of(device_read, num_samples, f0, f1), peak.to(model.device))
-        x = enc.normalize(mel)  # (1, 1, M, F)
+        x = enc.normalize(enc.log_mel_frames(device_read, num_samples, f0, f1, peak))  # (1, 1, M, F)
         with autocast_for(model.precision, model.device):
             sem = enc.transformer(x).float()  # (1, tokens, D)
         if semantic or model.injection is None:
@@ -76,8 +78,7 @@ def encode_long(model: Tokenizer, read: Reader, num_samples: int, semantic: bool
         if inj.front_end is None:  # the dashtok/1 injection reads the encoder's own mel patch
             patches = inj.patches_of(x, patch)
         else:
-            acoustic = inj.front_end.mel_spec.frames_of(device_read, num_samples, f0, f1)
-            patches = inj.patches_of(torch.log(torch.clamp(acoustic, min=inj.front_end.log_floor)), patch)
+            patches = inj.patches_of(inj.front_end.frames_of(device_read, num_samples, f0, f1), patch)
         lengths = torch.tensor([tokens], device=model.device)
         yield model.inject(Features(semantic=sem, patches=patches, lengths=lengths))[0]
 
