@@ -107,3 +107,14 @@ def test_period_discriminator_is_hifigans_2d_layout() -> None:
         torch.testing.assert_close(logits, d.post(h).flatten(1), rtol=1e-5, atol=1e-6)
         for f1, f2 in zip(feats, feats2d, strict=True):  # (B * p, C, L) against (B, C, L, p)
             torch.testing.assert_close(f1, f2.permute(0, 3, 1, 2).flatten(0, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_complex_spectrum_discriminators_see_phase_that_magnitudes_hide() -> None:
+    """x and -x have the same STFT magnitudes: the magnitude discriminators cannot tell them apart, the complex ones
+    (real and imaginary parts in) can."""
+    torch.manual_seed(0)
+    x = torch.from_numpy(speechlike(0.64, seed=1))[None].float()
+    for complex_spectra in (False, True):
+        disc = Discriminators(complex_spectra=complex_spectra)
+        a, b = (torch.cat([d(s)[0].flatten() for d in disc.mrd]) for s in (x, -x))
+        assert torch.allclose(a, b, atol=1e-5) != complex_spectra

@@ -97,7 +97,9 @@ def test_tokenizer_stage_trains_only_injection_and_decoder(tmp_path: Path, audio
 
 
 def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_run: Path) -> None:
-    init = {"init": str(mae_run), "gan_start": 2}
+    # with the long run's additions: the weights' moving average, the STFT loss and a raised magnitude cap
+    init = {"init": str(mae_run), "gan_start": 2, "ema_decay": 0.5, "decoder_overrides": {"max_magnitude": 1000.0},
+            "loss_weights": {"mel/l1": 45.0, "stft/l1": 10.0, "adv/gen": 1.0, "adv/feat": 2.0}}
     straight = tmp_path / "straight"
     train(config(straight, audio_dir, "tokenizer", steps=4, tokenizer=init))
     resumed = tmp_path / "resumed"
@@ -109,9 +111,46 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_r
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    da = load_file(str(straight / "checkpoints" / "step-0000004" / "disc.safetensors"))
-    db = load_file(str(resumed / "checkpoints" / "step-0000004" / "disc.safetensors"))
-    assert all(torch.equal(da[k], db[k]) for k in da)
+    for name in ("disc", "ema"):
+        da = load_file(str(straight / "checkpoints" / "step-0000004" / f"{name}.safetensors"))
+        db = load_file(str(resumed / "checkpoints" / "step-0000004" / f"{name}.safetensors"))
+        assert da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da), name
+    assert all(v > 0 for v in losses(straight, "stft/l1"))  # logged and finite
+    # the exported model is the average, not the last step's weights, and has the raised cap
+    shipped = Tokenizer.load(straight / "model.safetensors")
+    ema = load_file(str(straight / "checkpoints" / "step-0000004" / "ema.safetensors"))
+    last = load_file(str(straight / "checkpoints" / "step-0000004" / "model.safetensors"))
+    key = next(k for k in last if k.startswith("decoder.") and k.endswith("weight"))
+    assert torch.equal(shipped.state_dict()[key], ema[key]) and not torch.equal(ema[key], last[key])
+    assert shipped.config.decoder.max_magnitude == 1000.0
+    assert shipped.training_record["weights"] == "exponential moving average"
+
+
+def test_ema_is_the_exponential_average_of_the_trained_weights() -> None:
+    from dashtok.train.run import EMA
+
+    net = torch.nn.Linear(3, 2)
+    net.bias.requires_grad_(False)  # frozen weights are not averaged
+    ema = EMA(net, 0.9)
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+        net.bias.add_(1.0)
+    ema.update()
+    assert torch.allclose(ema.module.weight, start + 0.1)
+    assert not torch.equal(ema.module.bias, net.bias)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_stft_loss_sees_a_tone_the_mel_loss_barely_sees() -> None:
+    from dashtok.train.losses import mel_loss, stft_loss
+
+    x = torch.from_numpy(speechlike(2.0, seed=3)).float()[None]
+    t = torch.arange(x.shape[1]) / 16000
+    y = x + 0.003 * torch.sin(2 * torch.pi * 7773 * t)  # a faint stationary tone near the top of the band
+    res = ((1280, 320), (512, 128), (128, 32))
+    assert float(stft_loss(x, x, res)) == 0.0
+    assert float(stft_loss(x, y, res)) > 1.5 * float(mel_loss(x, y))
 
 
 def _ddp_worker(rank: int, world: int, port: int, out: str, audio: str, init: str) -> None:
@@ -235,3 +274,15 @@ def test_domain_shares_weight_the_sampler() -> None:
     with pytest.raises(ValueError, match="sum to at most 1"):
         sampling_weights(np.array(lengths), domains, {"speech": 0.7, "music": 0.5})
 
+
+
+def test_validation_reports_real_and_synthetic_speech_apart_and_the_artifact_tone() -> None:
+    from conftest import make_tiny
+    from dashtok.train.run import evaluate
+
+    clips = [speechlike(2.0, seed=s) for s in range(3)]
+    bank = AudioBank(["a", "b", "c"], clips, ["speech", "speech", "music"], sources=["asterisk", "espeak", "x"])
+    scores = evaluate(make_tiny(0), bank)
+    for key in ("pesq_wb", "stoi"):  # the mean over all speech is the mean of the one real and one synthetic clip
+        assert scores[key] == pytest.approx((scores[f"{key}/real"] + scores[f"{key}/synthetic"]) / 2, abs=1e-3)
+    assert np.isfinite(scores["artifact_tone_db"]) and np.isfinite(scores["mel_distance"])

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).parent
-OLD = HERE.parents[1] / "src" / "dashtok" / "assets" / "default_training" / "mae_metrics.csv"
+OLD = HERE.parent / "default_tokenizer" / "mae_metrics.csv"
 
 
 def rows(path: Path) -> list[dict[str, str]]:

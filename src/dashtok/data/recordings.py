@@ -138,6 +138,11 @@ def plan_samples(max_per_source: int | None) -> list[Clip]:
     return _dedup(clips, max_per_source)
 
 
+# The corpus sources of real human speech (the rest of the speech is synthesised): training validation reports them
+# apart.
+REAL_SPEECH_SOURCES = ("asterisk", "real-speech")
+
+
 def plan_real_speech(max_per_source: int | None) -> list[Clip]:
     """Real human speech, test split only."""
     clips: list[Clip] = []

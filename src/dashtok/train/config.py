@@ -45,10 +45,20 @@ class TokenizerStageConfig:
     injection: bool = True
     name: str = "dashtok-small"
     segment_frames: int = 32  # latent frames per training crop (1.28 s)
+    # Values replacing the preset's, e.g. {dim = 384, intermediate_dim = 1152, max_magnitude = 1000.0}
+    decoder_overrides: dict[str, float] = field(default_factory=dict)
     gan_start: int = 2000  # steps of mel-only training before the discriminators join
     disc_lr: float = 2e-4
+    disc_period_channels: int = 16  # width of the multi-period discriminators (HiFi-GAN's is 32)
+    disc_complex: bool = False  # the multi-resolution discriminators judge complex spectra (phase), not magnitudes
+    # Keyed by the logged loss names. "stft/l1" (optional) adds a log-magnitude L1 on the linear STFT grids of
+    # ``stft_resolutions`` (the head's own 1280/320 first): it sees every bin the head makes, the mel loss does not.
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mel/l1": 45.0, "adv/gen": 1.0,
                                                                      "adv/feat": 2.0})
+    stft_resolutions: tuple[tuple[int, int], ...] = ((1280, 320), (512, 128), (128, 32))
+    # An exponential moving average of the trained weights (0: none). With it, validation scores both, and the
+    # exported model carries the average (the decoders we learn from ship theirs the same way).
+    ema_decay: float = 0.0
     # What a GAN step costs (issue 13; measured one by one in benchmarks/cpu_2core/train_step.md):
     disc_crop_seconds: float = 0.64  # the discriminators see this random window of each segment (0: all of it)
     disc_reuse_real: bool = True  # feature matching reuses the real-audio features of the discriminator step
@@ -58,6 +68,12 @@ class TokenizerStageConfig:
     def __post_init__(self) -> None:
         if self.autocast not in ("fp32", "bf16"):
             raise ValueError(f"tokenizer.autocast must be 'fp32' or 'bf16', not {self.autocast!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"tokenizer.ema_decay must be in [0, 1), not {self.ema_decay}")
+        unknown = set(self.loss_weights) - {"mel/l1", "stft/l1", "adv/gen", "adv/feat"}
+        if unknown:
+            raise ValueError(f"unknown tokenizer.loss_weights {sorted(unknown)}; known: mel/l1, stft/l1, adv/gen, "
+                             "adv/feat")
         if self.disc_crop_seconds < 0:
             raise ValueError(f"tokenizer.disc_crop_seconds must be >= 0, not {self.disc_crop_seconds}")
 
@@ -106,6 +122,7 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.01
     warmup: int = 200
+    schedule: str = "cosine"  # after the warm-up: "cosine" (to 10 % at ``steps``) or "constant"
     grad_clip: float = 1.0
     log_every: int = 20
     eval_every: int = 500
@@ -117,6 +134,10 @@ class TrainConfig:
     flow: FlowStageConfig = field(default_factory=FlowStageConfig)
     enhance: EnhanceStageConfig = field(default_factory=EnhanceStageConfig)
     vae: VAEStageConfig = field(default_factory=VAEStageConfig)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', not {self.schedule!r}")
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:

@@ -31,11 +31,12 @@ class AudioBank:
     """Clips as int16 arrays at 16 kHz (half the memory of float32)."""
 
     def __init__(self, names: list[str], clips: list[np.ndarray], domains: list[str] | None = None,
-                 domain_shares: dict[str, float] | None = None) -> None:
+                 domain_shares: dict[str, float] | None = None, sources: list[str] | None = None) -> None:
         if not clips:
             raise ValueError("no training audio found")
         self.names = names
         self.domains = domains or ["unknown"] * len(clips)
+        self.sources = sources or ["unknown"] * len(clips)  # the corpus source of each clip ("asterisk", "espeak")
         self.clips = [np.round(np.clip(c, -1, 1) * 32767).astype(np.int16) for c in clips]
         self.lengths = np.array([len(c) for c in self.clips])
         self.weights = sampling_weights(self.lengths, self.domains, domain_shares or {})
@@ -89,6 +90,7 @@ class AudioBank:
         names: list[str] = []
         clips: list[np.ndarray] = []
         domains: list[str] = []
+        sources: list[str] = []
         manifests = cfg.valid_manifests if valid else cfg.manifests
         for m in manifests:
             root = Path(m).parent
@@ -98,6 +100,7 @@ class AudioBank:
             for c in rows:
                 names.append(c.id)
                 domains.append(c.domain)
+                sources.append(c.source)
                 clips.append(load_audio(root / c.path, SAMPLE_RATE))
         if not valid:
             for folder in cfg.folders:
@@ -106,6 +109,7 @@ class AudioBank:
                         clips.append(load_audio(f, SAMPLE_RATE))
                         names.append(str(f))
                         domains.append("unknown")
+                        sources.append("unknown")
                     except AudioError as err:
                         print(f"train: skipping {err}")
             for shard in cfg.shards:
@@ -113,7 +117,8 @@ class AudioBank:
                     names.append(name)
                     clips.append(audio)
                     domains.append("unknown")
-        return AudioBank(names, clips, domains, None if valid else cfg.domain_shares)
+                    sources.append("unknown")
+        return AudioBank(names, clips, domains, None if valid else cfg.domain_shares, sources)
 
 
 def sampling_weights(lengths: np.ndarray, domains: list[str], shares: dict[str, float]) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""Multi-period (HiFi-GAN) and multi-resolution (UnivNet/Vocos) discriminators, sized for CPU training.
+"""Multi-period (HiFi-GAN) and multi-resolution (UnivNet/Vocos) discriminators, sized for CPU training. The
+multi-resolution ones judge magnitude spectra, or (``complex_spectra``) the real and imaginary parts as two channels
+with dilated convolutions along time, as EnCodec's multi-scale STFT discriminator does, so that they see phase.
 
 Each returns, per sub-discriminator, its logits and the list of intermediate feature maps (for feature matching).
 Under bf16 autocast their convolutions run in bf16 and return bf16 logits and features; the losses take them to
@@ -54,22 +56,27 @@ def _conv1d(conv: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 
 class ResolutionDiscriminator(nn.Module):
-    def __init__(self, n_fft: int, hop: int, channels: int = 16) -> None:
+    def __init__(self, n_fft: int, hop: int, channels: int = 16, complex_spectra: bool = False) -> None:
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop
+        self.n_fft, self.hop, self.complex_spectra = n_fft, hop, complex_spectra
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        # complex: (real, imaginary) in, the strided layers dilated 1, 2, 4 along time (frames)
+        dilations = (1, 2, 4) if complex_spectra else (1, 1, 1)
+        cins = (2 if complex_spectra else 1, channels, channels)
         self.convs = nn.ModuleList([
-            weight_norm(nn.Conv2d(1, channels, (3, 9), stride=(1, 2), padding=(1, 4))),
-            weight_norm(nn.Conv2d(channels, channels, (3, 9), stride=(1, 2), padding=(1, 4))),
-            weight_norm(nn.Conv2d(channels, channels, (3, 9), stride=(1, 2), padding=(1, 4))),
+            *(weight_norm(nn.Conv2d(cin, channels, (3, 9), stride=(1, 2), padding=(d, 4), dilation=(d, 1)))
+              for cin, d in zip(cins, dilations, strict=True)),
             weight_norm(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1))),
         ])
         self.post = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         window: torch.Tensor = self.window  # type: ignore[assignment]
-        spec = torch.stft(x, self.n_fft, self.hop, window=window, return_complex=True).abs()
-        h = spec.unsqueeze(1).transpose(2, 3)  # (B, 1, frames, bins)
+        spec = torch.stft(x.float(), self.n_fft, self.hop, window=window, return_complex=True)  # (B, bins, frames)
+        if self.complex_spectra:
+            h = torch.view_as_real(spec).permute(0, 3, 2, 1)  # (B, 2, frames, bins)
+        else:
+            h = spec.abs().unsqueeze(1).transpose(2, 3)  # (B, 1, frames, bins)
         feats = []
         for conv in self.convs:
             h = F.leaky_relu(conv(h), 0.1)
@@ -79,10 +86,12 @@ class ResolutionDiscriminator(nn.Module):
 
 class Discriminators(nn.Module):
     def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11),
-                 resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (256, 64))) -> None:
+                 resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (256, 64)),
+                 period_channels: int = 16, complex_spectra: bool = False) -> None:
         super().__init__()
-        self.mpd = nn.ModuleList([PeriodDiscriminator(p) for p in periods])
-        self.mrd = nn.ModuleList([ResolutionDiscriminator(n, h) for n, h in resolutions])
+        self.mpd = nn.ModuleList([PeriodDiscriminator(p, period_channels) for p in periods])
+        self.mrd = nn.ModuleList([ResolutionDiscriminator(n, h, complex_spectra=complex_spectra)
+                                  for n, h in resolutions])
 
     def forward(self, x: torch.Tensor) -> Outputs:
         """audio (B, T) -> [(logits (B, *), [features])] for every sub-discriminator."""

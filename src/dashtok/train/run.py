@@ -9,6 +9,7 @@ at any moment and starting the same command again continues it bit for bit.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -16,7 +17,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 
 from dashtok import metrics
 from dashtok.codec import Codec, reconstruct
+from dashtok.data.recordings import REAL_SPEECH_SOURCES
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import SAMPLE_RATE, AudioBank
 
@@ -124,10 +126,33 @@ def log_progress(run: Run, cfg: TrainConfig, step: int, t0: float, label: str, k
     say(run.rank, f"{label}: step {step} {key} {value:.4f}")
 
 
+M = TypeVar("M", bound=nn.Module)
+
+
+class EMA(Generic[M]):
+    """An exponential moving average of a module's trainable weights, kept in a frozen copy of the module (buffers
+    and frozen weights are the module's own at the time of the copy: they do not train)."""
+
+    def __init__(self, module: M, decay: float) -> None:
+        self.decay = decay
+        self.module: M = copy.deepcopy(module).eval()
+        self._pairs = [(e, p) for e, p in zip(self.module.parameters(), module.parameters(), strict=True)
+                       if p.requires_grad]
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for average, weight in self._pairs:
+            average.lerp_(weight.detach(), 1 - self.decay)
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10 %."""
+    """Linear warm-up, then cosine decay to 10 % at ``cfg.steps`` (or constant: ``cfg.schedule``)."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return 1.0
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -186,21 +211,33 @@ def say(rank: int, msg: str) -> None:
 
 
 def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict[str, float]:
-    """Reconstruction measures on the validation clips (PESQ-WB/STOI on speech clips only); with ``out_dir``, the
-    first three clips and their reconstructions (WAV + spectrogram PNG) go there."""
+    """Reconstruction measures on the validation clips (PESQ-WB/STOI on speech clips only, also apart for real human
+    speech, ``<key>/real``, and synthetic speech, ``<key>/synthetic``), and the artifact tone of all of them
+    (``metrics.artifact_tone``, dB); with ``out_dir``, the first three clips and their reconstructions (WAV +
+    spectrogram PNG) go there."""
     model.eval()
     rows: dict[str, list[float]] = {"mel_distance": [], "si_sdr": [], "pesq_wb": [], "stoi": []}
+    spectra = metrics.AverageSpectrum(), metrics.AverageSpectrum()  # inputs, reconstructions
     for i in range(len(bank)):
         x = bank.audio(i)
         if len(x) < model.min_num_samples:
             continue
         y = reconstruct(model, x)
-        for key, value in metrics.reconstruction_scores(x, y, SAMPLE_RATE, bank.domains[i] == "speech").items():
+        spectra[0].add(x)
+        spectra[1].add(y)
+        speech = bank.domains[i] == "speech"
+        kind = "real" if bank.sources[i] in REAL_SPEECH_SOURCES else "synthetic"
+        for key, value in metrics.reconstruction_scores(x, y, SAMPLE_RATE, speech).items():
             rows[key].append(value)
+            if speech and key in ("pesq_wb", "stoi"):
+                rows.setdefault(f"{key}/{kind}", []).append(value)
         if out_dir is not None and i < 3:
             _save_sample(out_dir, bank.names[i], x, y)
     model.train()
-    return {k: round(float(np.mean(v)), 4) for k, v in rows.items() if v}
+    scores = {k: round(float(np.mean(v)), 4) for k, v in rows.items() if v}
+    if spectra[0].frames:
+        scores["artifact_tone_db"] = metrics.artifact_tone(*spectra, sample_rate=SAMPLE_RATE)["db"]
+    return scores
 
 
 def _save_sample(out_dir: Path, name: str, x: np.ndarray, y: np.ndarray) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +15,15 @@ import torch
 from torch import nn
 
 from dashtok.checkpoint import FORMAT, LEGACY_FORMATS, load_encoder, read_metadata
-from dashtok.config import DecoderConfig
+from dashtok.config import DecoderConfig, dataclass_from_dict
 from dashtok.precision import autocast_for
 from dashtok.release import official_dir
 from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import TokenizerStageConfig, TrainConfig
 from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator, weighted_crops
 from dashtok.train.discriminators import Discriminators, frozen, windows
-from dashtok.train.losses import disc_hinge, feature_matching, gen_hinge, mel_loss
-from dashtok.train.run import Run, config_dict, device_for, evaluate, lr_factor, say, wrap_ddp
+from dashtok.train.losses import disc_hinge, feature_matching, gen_hinge, mel_loss, stft_loss
+from dashtok.train.run import EMA, Run, config_dict, device_for, evaluate, lr_factor, say, wrap_ddp
 
 
 class FeatureCache:
@@ -102,6 +102,8 @@ def train_step(gen_net: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer
     nan = float("nan")  # GAN metrics before the discriminators join: logged as empty, columns stay aligned
     out: dict[str, float] = {"adv/disc": nan, "adv/gen": nan, "adv/feat": nan}
     losses = {"mel/l1": mel_loss(real, fake)}  # the whole segment, float32
+    if t.loss_weights.get("stft/l1", 0.0):
+        losses["stft/l1"] = stft_loss(real, fake, t.stft_resolutions)
     if use_gan:
         real_w, fake_w = windows(real, crop), windows(fake, crop)  # (B, L)
         with autocast_for(t.autocast, real.device):
@@ -132,9 +134,19 @@ def _update(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, g
     return float(loss.detach()), float(grad_norm)
 
 
+def _decoder(t: TokenizerStageConfig, base: DecoderConfig) -> DecoderConfig:
+    """``base`` with ``t.decoder_overrides`` applied (unknown keys refused by name)."""
+    if not t.decoder_overrides:
+        return base
+    values = {**asdict(base), **t.decoder_overrides}
+    ints = {f.name for f in fields(DecoderConfig) if f.type in (int, "int")}
+    return dataclass_from_dict(DecoderConfig, {k: int(v) if k in ints else v for k, v in values.items()},
+                               "tokenizer.decoder_overrides")
+
+
 def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
     t = cfg.tokenizer
-    decoder = DecoderConfig.preset(t.decoder_preset)
+    decoder = _decoder(t, DecoderConfig.preset(t.decoder_preset))
     init = Path(t.init)
     if init.suffix == ".pt":
         return Tokenizer.from_dasheng(init, decoder=decoder, injection=t.injection, name=t.name)
@@ -148,7 +160,7 @@ def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
             if t.injection != donor.config.injection.enabled:
                 raise ValueError(f"tokenizer.injection={t.injection} but the warm start {t.init} has injection "
                                  f"{donor.config.injection.enabled}")
-            model = Tokenizer(replace(donor.config, name=t.name))
+            model = Tokenizer(replace(donor.config, name=t.name, decoder=_decoder(t, donor.config.decoder)))
             model.load_state_dict(donor.state_dict(), strict=True)
             return model
         return Tokenizer.with_encoder(donor.encoder, decoder, t.injection, t.name)
@@ -164,11 +176,13 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     run = Run(cfg.out, rank)
     t = cfg.tokenizer
     model = build_tokenizer(cfg).to(device).train()
-    disc = Discriminators().to(device)
+    disc = Discriminators(period_channels=t.disc_period_channels, complex_spectra=t.disc_complex).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt_g = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=t.disc_lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
-    step = run.resume({"model": model, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}, "tokenizer")
+    ema = EMA(model, t.ema_decay) if t.ema_decay else None
+    modules: dict[str, nn.Module] = {"model": model, "disc": disc, **({"ema": ema.module} if ema else {})}
+    step = run.resume(modules, {"opt_g": opt_g, "opt_d": opt_d}, "tokenizer")
     bank = AudioBank.from_config(cfg.data)
     valid = AudioBank.from_config(cfg.data, valid=True) if cfg.data.valid_manifests else None
     t_cache = time.perf_counter()
@@ -190,20 +204,25 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                 group["lr"] = base * lr_factor(step, cfg)
         logged = train_step(gen_net, disc_net, opt_g, opt_d, feats, real.to(device), t,
                             use_gan=step >= t.gan_start, grad_clip=cfg.grad_clip, crop=crop)
+        if ema is not None:
+            ema.update()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), "lr": opt_g.param_groups[0]["lr"],
                      **{k: round(v, 5) for k, v in sorted(logged.items())}})
             say(rank, f"tokenizer: step {step} " + " ".join(f"{k} {v:.4f}" for k, v in sorted(logged.items())))
         if step % cfg.save_every == 0 or step == cfg.steps:
-            run.checkpoint(step, {"model": model, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}, world, model)
+            run.checkpoint(step, modules, {"opt_g": opt_g, "opt_d": opt_d}, world, model)
         if rank == 0 and valid is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-            scores = evaluate(model, valid, run.out / "samples" / f"step-{step:07d}")
+            samples = run.out / "samples" / f"step-{step:07d}"
+            scores = evaluate(model, valid, samples)
+            if ema is not None:  # the average is what ships; the raw weights' scores stay for comparison
+                scores.update({f"ema/{k}": v for k, v in evaluate(ema.module, valid, samples / "ema").items()})
             run.log({"step": step, **scores}, name="eval.csv")
             say(rank, f"tokenizer: eval at step {step}: {scores}")
     final = run.out / "model.safetensors"
     if rank == 0:
-        export(model, cache, cfg, final, bank.hours, valid)
+        export(ema.module if ema is not None else model, cache, cfg, final, bank.hours, valid)
     return final
 
 
@@ -217,6 +236,7 @@ def export(model: Tokenizer, cache: FeatureCache, cfg: TrainConfig, path: Path, 
         model.latent_mean.copy_(lat.mean(0))
         model.latent_std.copy_(lat.std(0).clamp(min=1e-5))
     record = {"trained": True, "stage": "tokenizer", "steps": cfg.steps, "seed": cfg.seed,
+              "weights": "exponential moving average" if cfg.tokenizer.ema_decay else "last step",
               "data_hours": round(hours, 3), "command": " ".join(sys.argv), "config": config_dict(cfg),
               "final_eval": evaluate(model, valid) if valid is not None else {}}
     model.save(path, training=record)
