@@ -136,8 +136,10 @@ def test_ema_is_the_exponential_average_of_the_trained_weights() -> None:
     with torch.no_grad():
         net.weight.add_(1.0)
         net.bias.add_(1.0)
-    ema.update()
+    ema.update(10_000)  # late in a run: the full decay
     assert torch.allclose(ema.module.weight, start + 0.1)
+    ema.update(0)  # the first update: decay 1/10, the average moves 90 % of the way
+    assert torch.allclose(ema.module.weight, start + 0.1 + 0.9 * 0.9)
     assert not torch.equal(ema.module.bias, net.bias)
     assert not any(p.requires_grad for p in ema.module.parameters())
 

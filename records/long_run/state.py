@@ -3,12 +3,14 @@
     python records/long_run/state.py pack runs/tokenizer_long_mel records/long_run/state.safetensors
     python records/long_run/state.py restore configs/tokenizer_long_mel.toml records/long_run/state.safetensors
 
-``pack`` keeps the trained weights, their moving average and the discriminators, but neither the frozen encoder (it
-is rebuilt from the config's ``tokenizer.init``, and checked equal on restore) nor the AdamW moments (twice the
-weights again). ``restore`` writes ``<out>/checkpoints/step-N/`` from it, with empty optimizer states, so that
-``dashtok train CONFIG`` continues at step N with the same schedule and batches (they are a function of seed and
-step) while AdamW re-estimates its moments: the continuation is not bit for bit the uninterrupted run. On the machine
-that still has the run folder, just run the training command again: that resumes bit for bit.
+``pack`` keeps the moving average of the trained weights (the raw weights instead where the run keeps no average)
+and the discriminators, but neither the frozen encoder (it is rebuilt from the config's ``tokenizer.init`` and checked
+against a checksum on restore), nor the raw weights beside their average, nor the AdamW moments: each would double
+the file (33 MB for the 384-wide decoder). ``restore`` writes ``<out>/checkpoints/step-N/`` from it, the raw weights
+starting from their average and the optimizers from empty states, so that ``dashtok train CONFIG`` continues at step N
+with the same schedule and batches (they are a function of seed and step) while AdamW re-estimates its moments: the
+continuation is not bit for bit the uninterrupted run. On the machine that still has the run folder, just run the
+training command again: that resumes bit for bit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from dashtok.train.__main__ import parse_set
 from dashtok.train.config import TrainConfig
 from dashtok.train.discriminators import Discriminators
 from dashtok.train.run import Run
@@ -45,12 +48,12 @@ def pack(run_dir: Path, out: Path) -> int:
     state = torch.load(latest / "train_state.pt", weights_only=False)
     tensors: dict[str, torch.Tensor] = {}
     encoder = {k: v for k, v in load_file(str(latest / "model.safetensors")).items() if k.startswith(FROZEN)}
-    for name in ("model", "ema", "disc"):
-        path = latest / f"{name}.safetensors"
-        if path.is_file():
-            tensors.update({f"{name}.{k}": v for k, v in load_file(str(path)).items() if not k.startswith(FROZEN)})
+    weights = "ema" if (latest / "ema.safetensors").is_file() else "model"
+    for name in (weights, "disc"):
+        kept = {k: v for k, v in load_file(str(latest / f"{name}.safetensors")).items() if not k.startswith(FROZEN)}
+        tensors.update({f"{'weights' if name == weights else name}.{k}": v for k, v in kept.items()})
     config = (run_dir / "invocations.jsonl").read_text().splitlines()[-1]
-    save_file(tensors, str(out), metadata={"step": str(state["step"]), "run": str(run_dir),
+    save_file(tensors, str(out), metadata={"step": str(state["step"]), "run": str(run_dir), "weights": weights,
                                            "encoder_checksum": repr(checksum(encoder)),
                                            "resolved_config": json.dumps(json.loads(config)["resolved"])})
     print(f"{out}: step {state['step']}, {sum(v.numel() for v in tensors.values()) / 1e6:.2f} M values, "
@@ -58,8 +61,8 @@ def pack(run_dir: Path, out: Path) -> int:
     return 0
 
 
-def restore(config: Path, packed: Path, force: bool) -> int:
-    cfg = TrainConfig.load(config)
+def restore(config: Path, packed: Path, force: bool, overrides: list[str]) -> int:
+    cfg = TrainConfig.load(config, parse_set(overrides))
     with safe_open(str(packed), "pt") as f:
         meta = f.metadata() or {}
     step = int(meta["step"])
@@ -77,14 +80,14 @@ def restore(config: Path, packed: Path, force: bool) -> int:
         return 1
     t = cfg.tokenizer
     disc = Discriminators(period_channels=t.disc_period_channels, complex_spectra=t.disc_complex)
+    frozen = {k: v for k, v in model.state_dict().items() if k.startswith(FROZEN)}
+    model.load_state_dict({**frozen, **{k.removeprefix("weights."): v for k, v in weights.items()
+                                         if k.startswith("weights.")}}, strict=True)
+    disc.load_state_dict({k.removeprefix("disc."): v for k, v in weights.items() if k.startswith("disc.")},
+                         strict=True)
     modules: dict[str, torch.nn.Module] = {"model": model, "disc": disc}
-    if any(k.startswith("ema.") for k in weights):
-        modules["ema"] = copy.deepcopy(model)
-    for name, module in modules.items():
-        mine = {k.removeprefix(f"{name}."): v for k, v in weights.items() if k.startswith(f"{name}.")}
-        own = module.state_dict()
-        frozen = {k: v for k, v in own.items() if k.startswith(FROZEN)} if name != "disc" else {}
-        module.load_state_dict({**frozen, **mine}, strict=True)
+    if t.ema_decay:
+        modules["ema"] = copy.deepcopy(model)  # the average goes on from itself, the raw weights from it too
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt_g = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=t.disc_lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
@@ -107,10 +110,11 @@ def main() -> int:
     r.add_argument("config", type=Path)
     r.add_argument("packed", type=Path)
     r.add_argument("--force", action="store_true")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="the run's overrides, as dashtok train")
     args = parser.parse_args()
     if args.command == "pack":
         return pack(args.run_dir, args.out)
-    return restore(args.config, args.packed, args.force)
+    return restore(args.config, args.packed, args.force, args.set)
 
 
 if __name__ == "__main__":

@@ -56,8 +56,8 @@ class TokenizerStageConfig:
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mel/l1": 45.0, "adv/gen": 1.0,
                                                                      "adv/feat": 2.0})
     stft_resolutions: tuple[tuple[int, int], ...] = ((1280, 320), (512, 128), (128, 32))
-    # An exponential moving average of the trained weights (0: none). With it, validation scores both, and the
-    # exported model carries the average (the decoders we learn from ship theirs the same way).
+    # An exponential moving average of the trained weights (0: none; its decay ramps up over the first steps:
+    # ``run.EMA``). With it, validation scores both, and the exported model carries the average.
     ema_decay: float = 0.0
     # What a GAN step costs (issue 13; measured one by one in benchmarks/cpu_2core/train_step.md):
     disc_crop_seconds: float = 0.64  # the discriminators see this random window of each segment (0: all of it)

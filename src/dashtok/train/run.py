@@ -142,9 +142,13 @@ class EMA(Generic[M]):
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, step: int) -> None:
+        """Fold in the weights after update number ``step`` (0-based). The decay ramps up as (1 + step) / (10 + step)
+        until it reaches ``decay``, so that the average forgets the random initialisation within the first few
+        hundred steps instead of the first few thousand (TensorFlow's ExponentialMovingAverage with num_updates)."""
+        decay = min(self.decay, (1 + step) / (10 + step))
         for average, weight in self._pairs:
-            average.lerp_(weight.detach(), 1 - self.decay)
+            average.lerp_(weight.detach(), 1 - decay)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:

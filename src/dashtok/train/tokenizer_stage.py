@@ -205,7 +205,7 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
         logged = train_step(gen_net, disc_net, opt_g, opt_d, feats, real.to(device), t,
                             use_gan=step >= t.gan_start, grad_clip=cfg.grad_clip, crop=crop)
         if ema is not None:
-            ema.update()
+            ema.update(step)
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), "lr": opt_g.param_groups[0]["lr"],
