@@ -3,11 +3,8 @@ clips with the training validation itself (``dashtok.train.run.evaluate``: PESQ-
 speech, mel distance, artifact tone), for checkpoints written before a measure was added to it.
 
     python records/long_run/score_checkpoint.py CONFIG RUN_DIR/checkpoints/step-N [--set key=value ...]
-        [--save OUT.safetensors] [--no-score]
 
-``--save`` writes the checkpoint's averaged weights (its raw ones if it keeps no average) as a tokenizer file that
-every command takes (``dashtok eval recon --checkpoint OUT.safetensors``), its training record naming the run and
-step; its latent statistics stay the neutral 0 / 1 (the run's export computes them at the end).
+(``state.py pack`` writes a run's latest checkpoint as a tokenizer file.)
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from safetensors.torch import load_file
 from dashtok.train.__main__ import parse_set
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import AudioBank
-from dashtok.train.run import config_dict, evaluate
+from dashtok.train.run import evaluate
 from dashtok.train.tokenizer_stage import build_tokenizer
 
 
@@ -30,11 +27,9 @@ def main() -> int:
     parser.add_argument("config")
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="the run's overrides")
-    parser.add_argument("--save", type=Path, default=None, help="write the weights as a tokenizer file")
-    parser.add_argument("--no-score", action="store_true", help="only --save")
     args = parser.parse_args()
     cfg = TrainConfig.load(args.config, parse_set(args.set))
-    valid = None if args.no_score else AudioBank.from_config(cfg.data, valid=True)
+    valid = AudioBank.from_config(cfg.data, valid=True)
     scores: dict[str, float] = {}
     for name in ("model", "ema"):
         path = args.checkpoint / f"{name}.safetensors"
@@ -42,15 +37,8 @@ def main() -> int:
             continue
         model = build_tokenizer(cfg)
         model.load_state_dict(load_file(str(path)), strict=True)
-        if valid is not None:
-            prefix = "" if name == "model" else "ema/"
-            scores.update({prefix + k: v for k, v in evaluate(model, valid).items()})
-        if args.save is not None and (name == "ema" or not (args.checkpoint / "ema.safetensors").is_file()):
-            step = int(args.checkpoint.name.removeprefix("step-"))
-            model.save(args.save, training={"trained": True, "stage": "tokenizer", "steps": step, "seed": cfg.seed,
-                                            "weights": "exponential moving average" if name == "ema" else "raw",
-                                            "intermediate": f"{args.checkpoint} of a {cfg.steps}-step run",
-                                            "config": config_dict(cfg)})
+        prefix = "" if name == "model" else "ema/"
+        scores.update({prefix + k: v for k, v in evaluate(model, valid).items()})
     print(json.dumps({"checkpoint": str(args.checkpoint), **scores}))
     return 0
 
