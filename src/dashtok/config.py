@@ -11,7 +11,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    import torch
 
 TopDbScope = Literal["example", "batch"]
 InjectionFrontEnd = Literal["acoustic", "encoder_mel"]
@@ -37,6 +40,15 @@ def dataclass_from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> 
         else:
             kwargs[key] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
+
+
+N = TypeVar("N", int, "torch.Tensor")
+
+
+def latent_frames(num_samples: N, hop_length: int, patch_frames: int) -> N:
+    """Tokens (latent frames) for ``num_samples`` samples: the centred mel STFT gives 1 + L // hop frames, and each
+    token takes ``patch_frames`` of them (a partial patch at the end is dropped). The one place this is computed."""
+    return (num_samples // hop_length + 1) // patch_frames
 
 
 @dataclass(frozen=True)
@@ -214,9 +226,9 @@ class TokenizerConfig:
         one_frame = (self.encoder.patch_frames - 1) * self.frontend.hop_length
         return max(one_frame, self.injection.n_fft // 2 + 1) if self.acoustic_front_end else one_frame
 
-    def num_frames(self, num_samples: int) -> int:
-        """Latent frames produced for ``num_samples`` input samples."""
-        return (num_samples // self.frontend.hop_length + 1) // self.encoder.patch_frames
+    def num_frames(self, num_samples: N) -> N:
+        """Latent frames produced for ``num_samples`` input samples (an int, or a tensor of lengths)."""
+        return latent_frames(num_samples, self.frontend.hop_length, self.encoder.patch_frames)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

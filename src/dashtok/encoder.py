@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dashtok.config import EncoderConfig, FrontendConfig
+from dashtok.config import EncoderConfig, FrontendConfig, latent_frames
 from dashtok.frontend import AmplitudeToDB, MelSpectrogram, per_item_frames
 from dashtok.masking import lengths_to_mask
 from dashtok.precision import autocast_for
@@ -189,7 +189,7 @@ class DashengEncoder(nn.Module):
         else:
             mel = per_item_frames(self.log_mel, wav, lengths, hop)  # (B, M, F)
         x = self.normalize(mel)
-        tokens = (lengths // hop + 1) // self.config.patch_frames
+        tokens = latent_frames(lengths, hop, self.config.patch_frames)
         with autocast_for(precision, wav.device):
             return self.transformer(x, tokens).float(), x
 

@@ -129,7 +129,7 @@ class Tokenizer(nn.Module):
                 patches = semantic.new_zeros(b, semantic.shape[1], 0)
             else:
                 patches = self.injection.patches(wav, lengths, encoder_mel)  # (B, N, M * P)
-        frame_lengths = (lengths // self.config.frontend.hop_length + 1) // self.config.encoder.patch_frames
+        frame_lengths = self.config.num_frames(lengths)
         return Features(semantic=semantic, patches=patches, lengths=frame_lengths)
 
     def inject(self, feats: Features) -> torch.Tensor:

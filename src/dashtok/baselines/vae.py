@@ -26,7 +26,7 @@ from torch import nn
 from dashtok.atomic import save_safetensors
 from dashtok.checkpoint import CheckpointError, read_metadata, resolve_checkpoint, strict_load, weights_hash
 from dashtok.codec import ArrayLike, Codec, DecodeOutput, EncodeOutput, prepare_audio, validate_latents
-from dashtok.config import DecoderConfig, FrontendConfig, dataclass_from_dict
+from dashtok.config import DecoderConfig, FrontendConfig, dataclass_from_dict, latent_frames
 from dashtok.decoder import ConvNeXtBlock, VocosDecoder
 from dashtok.frontend import AmplitudeToDB, MelSpectrogram
 from dashtok.head import ISTFTHead
@@ -69,7 +69,7 @@ class VAEConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
     def num_frames(self, num_samples: int) -> int:
-        return (num_samples // self.frontend.hop_length + 1) // self.patch_frames
+        return latent_frames(num_samples, self.frontend.hop_length, self.patch_frames)
 
 
 class MelVAE(nn.Module):
@@ -109,7 +109,7 @@ class MelVAE(nn.Module):
         b, t = wav.shape
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=wav.device)
-        frames = (lengths // self.config.frontend.hop_length + 1) // self.config.patch_frames
+        frames = latent_frames(lengths, self.config.frontend.hop_length, self.config.patch_frames)
         with torch.autocast(wav.device.type, enabled=False):
             mel = self.front_end(wav.float())  # (B, M, F)
         x = self.patch_embed(self.norm(mel))  # (B, d, N)
