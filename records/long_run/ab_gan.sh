@@ -7,6 +7,10 @@
 #   G1: G0 with complex-spectrum multi-resolution discriminators and 32-channel multi-period ones
 #   G2: G0 with feature matching summed over the 32 feature maps (weight 2 x 32 = 64) and D lr = G lr (5e-4)
 #   G3: G0 with the STFT log-magnitude L1 on the head's grid (1280/320, weight 15)
+# The start file was written from arm C's checkpoint with
+#   m = build_tokenizer(TrainConfig.load("configs/tokenizer_long_mel.toml"))   (dashtok.train.tokenizer_stage)
+#   m.load_state_dict(load_file("runs/ab_mel_C/checkpoints/step-0001200/model.safetensors")); m.save(
+#       "runs/ab_mel_C/raw_step1200.safetensors", training={"trained": True, "stage": "tokenizer", "steps": 1200})
 # Usage: records/long_run/ab_gan.sh G0 G1 G2 G3   (each arm on one thread; the arms named run at once)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
