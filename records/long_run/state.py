@@ -21,7 +21,6 @@ just run the training command again: that resumes bit for bit.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
@@ -33,9 +32,8 @@ from safetensors.torch import load_file, save_file
 from dashtok import Tokenizer
 from dashtok.train.__main__ import parse_set
 from dashtok.train.config import TrainConfig
-from dashtok.train.discriminators import Discriminators
-from dashtok.train.run import Run, config_dict
-from dashtok.train.tokenizer_stage import build_tokenizer
+from dashtok.train.run import EMA, Run, config_dict
+from dashtok.train.tokenizer_stage import build_discriminators, build_optimizers, build_tokenizer
 
 FROZEN = "encoder."
 
@@ -76,7 +74,7 @@ def restore(cfg: TrainConfig, packed: Path, force: bool) -> int:
     torch.manual_seed(cfg.seed)  # as the run itself: the model, then the discriminators
     model = build_tokenizer(cfg)
     t = cfg.tokenizer
-    disc = Discriminators(period_channels=t.disc_period_channels, complex_spectra=t.disc_complex)
+    disc = build_discriminators(t)
     state = shipped.state_dict()
     for key, value in model.state_dict().items():
         if key.startswith(FROZEN) and not torch.equal(value, state[key]):
@@ -88,10 +86,8 @@ def restore(cfg: TrainConfig, packed: Path, force: bool) -> int:
         disc.load_state_dict(load_file(str(disc_path(packed))), strict=True)
     modules: dict[str, torch.nn.Module] = {"model": model, "disc": disc}
     if t.ema_decay:
-        modules["ema"] = copy.deepcopy(model)  # the average goes on from itself, the raw weights from it too
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt_g = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=t.disc_lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
+        modules["ema"] = EMA(model, t.ema_decay).module  # the average goes on from itself, the raw weights from it too
+    opt_g, opt_d = build_optimizers(model, disc, cfg)
     train_state = {"opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step,
                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}, "rank_checksums": [],
                    "restored_from": str(packed), "optimizer": "re-warmed (empty AdamW state)"}

@@ -34,6 +34,11 @@ def valid_bank():
     return AudioBank.from_config(TrainConfig.load(CFG).data, valid=True)
 
 
+def valid_clips():
+    bank = valid_bank()
+    return [bank.audio(i) for i in range(len(bank))]
+
+
 def excess(inp: metrics.AverageSpectrum, out: metrics.AverageSpectrum):
     return metrics.peakiness_db(out.db()) - metrics.peakiness_db(inp.db())
 

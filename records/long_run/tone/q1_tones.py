@@ -4,8 +4,7 @@ sys.path.insert(0, '/work/tone')
 from common import *
 
 names = sys.argv[1:] or list(MODELS)
-bank = valid_bank()
-clips = [bank.audio(i) for i in range(len(bank))]
+clips = valid_clips()
 res = {}
 for name in names:
     m = load(name)

@@ -37,8 +37,7 @@ def comb_share(sin, sout):
 
 def main():
     names = sys.argv[1:] or list(MODELS)
-    bank = valid_bank()
-    clips = [bank.audio(i) for i in range(len(bank))]
+    clips = valid_clips()
     res = {}
     for name in names:
         m = load(name)

@@ -7,8 +7,7 @@ from common import *
 from q2_locate import head_spec, input_stft
 
 names = sys.argv[1:] or list(MODELS)
-bank = valid_bank()
-clips = [bank.audio(i) for i in range(len(bank))]
+clips = valid_clips()
 res = {}
 for name in names:
     m = load(name)

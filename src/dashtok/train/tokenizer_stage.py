@@ -170,16 +170,28 @@ def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
     return Tokenizer.with_encoder(load_encoder(source), decoder, t.injection, t.name)
 
 
+def build_discriminators(t: TokenizerStageConfig) -> Discriminators:
+    return Discriminators(period_channels=t.disc_period_channels, complex_spectra=t.disc_complex)
+
+
+def build_optimizers(model: Tokenizer, disc: Discriminators, cfg: TrainConfig
+                     ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """AdamW for the trainable path (injection + decoder) and for the discriminators."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt_g = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.tokenizer.disc_lr, betas=(0.8, 0.9),
+                              weight_decay=cfg.weight_decay)
+    return opt_g, opt_d
+
+
 def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     torch.manual_seed(cfg.seed)
     device = device_for(rank)
     run = Run(cfg.out, rank)
     t = cfg.tokenizer
     model = build_tokenizer(cfg).to(device).train()
-    disc = Discriminators(period_channels=t.disc_period_channels, complex_spectra=t.disc_complex).to(device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt_g = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
-    opt_d = torch.optim.AdamW(disc.parameters(), lr=t.disc_lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
+    disc = build_discriminators(t).to(device)
+    opt_g, opt_d = build_optimizers(model, disc, cfg)
     ema = EMA(model, t.ema_decay) if t.ema_decay else None
     modules: dict[str, nn.Module] = {"model": model, "disc": disc, **({"ema": ema.module} if ema else {})}
     step = run.resume(modules, {"opt_g": opt_g, "opt_d": opt_d}, "tokenizer")
@@ -187,7 +199,7 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     valid = AudioBank.from_config(cfg.data, valid=True) if cfg.data.valid_manifests else None
     t_cache = time.perf_counter()
     cache = FeatureCache(model, bank, t.segment_frames)
-    n_train = sum(p.numel() for p in trainable)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(rank, f"tokenizer: {len(bank)} clips, {bank.hours:.2f} h, features cached in "
                f"{time.perf_counter() - t_cache:.0f} s; {n_train / 1e6:.2f} M trainable parameters "
                f"(injection {'on' if t.injection else 'off'})")
