@@ -97,9 +97,11 @@ def test_tokenizer_stage_trains_only_injection_and_decoder(tmp_path: Path, audio
 
 
 def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_run: Path) -> None:
-    # with the long run's additions: the weights' moving average, the STFT loss and a raised magnitude cap
+    # with the long run's additions: the weights' moving average, the STFT loss, a raised magnitude cap, the
+    # complex-spectrum discriminators with wider period ones, and the discriminators' own learning rate
     init = {"init": str(mae_run), "gan_start": 2, "ema_decay": 0.5, "decoder_overrides": {"max_magnitude": 1000.0},
-            "loss_weights": {"mel/l1": 45.0, "stft/l1": 10.0, "adv/gen": 1.0, "adv/feat": 2.0}}
+            "loss_weights": {"mel/l1": 45.0, "stft/l1": 10.0, "adv/gen": 1.0, "adv/feat": 64.0},
+            "disc_complex": True, "disc_period_channels": 32, "disc_lr": 1e-3}
     straight = tmp_path / "straight"
     train(config(straight, audio_dir, "tokenizer", steps=4, tokenizer=init))
     resumed = tmp_path / "resumed"
@@ -159,7 +161,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, audio: str, init: st
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     cfg = config(Path(out), Path(audio), "tokenizer", steps=3, batch_size=4, save_every=3,
-                 tokenizer={"init": init, "gan_start": 1})
+                 tokenizer={"init": init, "gan_start": 1, "disc_complex": True, "ema_decay": 0.5})
     from dashtok.train import loop
 
     loop.train(cfg)  # closes the process group itself, after a barrier
