@@ -1,5 +1,5 @@
 """Curves of tokenizer runs, overlaid: training mel loss (smoothed) and validation PESQ-WB / STOI (real and synthetic
-speech apart) / mel distance, raw weights dashed and their moving average (EMA) solid.
+speech apart) / mel distance / artifact tone, raw weights dashed and their moving average (EMA) solid.
 
     python records/long_run/plot.py OUT.png RUN_DIR[=LABEL] [RUN_DIR[=LABEL] ...] [--csv OUT.csv]
 
@@ -19,7 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 PANELS = (("pesq_wb/real", "PESQ-WB, real speech"), ("pesq_wb/synthetic", "PESQ-WB, synthetic speech"),
-          ("stoi/real", "STOI, real speech"), ("mel_distance", "mel distance, all validation clips"))
+          ("stoi/real", "STOI, real speech"), ("mel_distance", "mel distance, all validation clips"),
+          ("artifact_tone_db", "artifact tone (dB), all validation clips"))
 
 
 def rows(path: Path) -> list[dict[str, str]]:

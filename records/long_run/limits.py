@@ -1,0 +1,115 @@
+"""What limits a tokenizer's reconstruction of real speech: its magnitude or its phase (issue 14).
+
+For each held-out real-speech clip, the decoder's head spectrum H (on the head's 1280/320 grid) and the input's STFT X
+on the same grid are resynthesised by the model's own iSTFT in four ways:
+    model        : |H|, angle(H)  (the reconstruction itself)
+    oracle phase : |H|, angle(X)  (what a perfect phase would give the model's magnitude)
+    oracle mag   : |X|, angle(H)  (what the model's phase gives a perfect magnitude)
+    input        : |X|, angle(X)  (the grid's round trip: the ceiling)
+and scored with PESQ-WB, STOI and the mel distance against the input. Also the log-spectral distance of |H| to |X|
+(dB, frames and bins with input energy within 60 dB of the clip's peak). Then the level: the reconstruction of
+the same clips scaled by each of ``--gains-db`` (the training data has no gain augmentation; the frozen encoder's
+features are cached per clip), scored against the scaled input.
+
+    python records/long_run/limits.py MODEL.safetensors [--manifest data/corpus/test.jsonl] [--per-source 20]
+        [--gains-db -30 -20 -10] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dashtok import Tokenizer, metrics
+from dashtok.audio_io import load_audio
+from dashtok.codec import reconstruct
+from dashtok.data.manifest import read_manifest
+from dashtok.data.recordings import REAL_SPEECH_SOURCES
+
+
+def head_spectrum(model: Tokenizer, x: np.ndarray) -> torch.Tensor:
+    """The complex spectrum the head hands to its iSTFT, (F, L), for one clip."""
+    seen: dict[str, torch.Tensor] = {}
+    hook = model.head.istft.register_forward_hook(lambda mod, args, out: seen.__setitem__("spec", args[0][0]))
+    try:
+        with torch.no_grad():
+            model.decode(model.encode(x).latents)
+    finally:
+        hook.remove()
+    return seen["spec"]
+
+
+def grid_stft(x: np.ndarray, n_fft: int, hop: int) -> torch.Tensor:
+    """The input's STFT on the head's frame grid (frame t centred where the head's frame t is)."""
+    pad = (n_fft - hop) // 2
+    t = torch.nn.functional.pad(torch.from_numpy(x).float(), (pad, pad + n_fft))
+    return torch.stft(t, n_fft, hop, window=torch.hann_window(n_fft), center=False, return_complex=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--manifest", default="data/corpus/test.jsonl")
+    parser.add_argument("--per-source", type=int, default=20)
+    parser.add_argument("--gains-db", type=float, nargs="*", default=[-30.0, -20.0, -10.0])
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = Tokenizer.load(args.model).eval()
+    n_fft, hop = model.config.decoder.n_fft, model.config.decoder.hop_length
+    manifest = Path(args.manifest)
+    rows = [r for r in read_manifest(manifest) if r.source in REAL_SPEECH_SOURCES]
+    picked = [r for s in REAL_SPEECH_SOURCES for r in [r for r in rows if r.source == s][:args.per_source]]
+    scores: dict[str, dict[str, list[float]]] = {}
+    lsd = []
+    levels: dict[float, dict[str, list[float]]] = {g: {"pesq_wb": [], "stoi": []} for g in args.gains_db}
+    for row in picked:
+        x = load_audio(manifest.parent / row.path, 16000)
+        h = head_spectrum(model, x)
+        s = grid_stft(x, n_fft, hop)
+        frames = min(h.shape[1], s.shape[1])
+        h, s = h[:, :frames], s[:, :frames]
+        n = min(frames * hop, len(x))
+        ref = x[:n]
+        for name, spec in (("model", h), ("oracle phase", torch.polar(h.abs(), s.angle())),
+                           ("oracle mag", torch.polar(s.abs(), h.angle())), ("input", s)):
+            y = model.head.istft(spec[None])[0].numpy()[:n]
+            row_scores = scores.setdefault(name, {"pesq_wb": [], "stoi": [], "mel": []})
+            for key, value in (("pesq_wb", metrics.pesq_wb(ref, y)), ("stoi", metrics.stoi(ref, y)),
+                               ("mel", float(metrics.mel_distance(ref, y)))):
+                if value is not None:
+                    row_scores[key].append(value)
+        db_h = 20 * torch.log10(h.abs() + 1e-7)
+        db_s = 20 * torch.log10(s.abs() + 1e-7)
+        keep = db_s > db_s.max() - 60
+        lsd.append(float((db_h - db_s)[keep].abs().mean()))
+        for gain in args.gains_db:
+            scaled = (x * 10 ** (gain / 20)).astype(np.float32)
+            with torch.no_grad():
+                y = reconstruct(model, scaled)
+            for key, value in (("pesq_wb", metrics.pesq_wb(scaled, y)), ("stoi", metrics.stoi(scaled, y))):
+                if value is not None:
+                    levels[gain][key].append(value)
+    result = {"model": args.model, "clips": len(picked), "sources": list(REAL_SPEECH_SOURCES),
+              "log_spectral_distance_db": round(float(np.mean(lsd)), 2),
+              "rows": {name: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for name, d in scores.items()},
+              "gains_db": {str(g): {k: round(float(np.mean(v)), 3) for k, v in d.items()} for g, d in levels.items()}}
+    print(f"{len(picked)} real-speech clips of {manifest}; |H| vs |X| log-spectral distance "
+          f"{result['log_spectral_distance_db']} dB")
+    print("| resynthesis | PESQ-WB | STOI | mel distance |\n|---|---|---|---|")
+    for name, d in result["rows"].items():
+        print(f"| {name} | {d['pesq_wb']:.2f} | {d['stoi']:.3f} | {d['mel']:.3f} |")
+    print("| input gain | PESQ-WB | STOI |\n|---|---|---|")
+    print(f"| 0 dB | {result['rows']['model']['pesq_wb']:.2f} | {result['rows']['model']['stoi']:.3f} |")
+    for gain, d in result["gains_db"].items():
+        print(f"| {float(gain):+.0f} dB | {d['pesq_wb']:.2f} | {d['stoi']:.3f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
