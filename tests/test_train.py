@@ -18,7 +18,7 @@ from conftest import speechlike
 from dashtok import Tokenizer
 from dashtok.checkpoint import load_encoder
 from dashtok.train.config import TrainConfig
-from dashtok.train.data import AudioBank, sampling_weights
+from dashtok.train.data import AudioBank, sampling_weights, weighted_crops
 from dashtok.train.loop import train
 
 
@@ -278,6 +278,44 @@ def test_domain_shares_weight_the_sampler() -> None:
     with pytest.raises(ValueError, match="sum to at most 1"):
         sampling_weights(np.array(lengths), domains, {"speech": 0.7, "music": 0.5})
 
+
+
+def test_feature_cache_levels_are_the_encoder_at_that_level() -> None:
+    """gain_db: a crop at -20 dB carries the encoder's features of the audio at -20 dB and that audio; without
+    levels the batches are those of earlier runs, draw for draw."""
+    from conftest import make_tiny
+    from dashtok.train.tokenizer_stage import FeatureCache
+
+    model = make_tiny(0).eval()
+    clips = [speechlike(3.0, seed=0), speechlike(3.5, seed=1)]  # long enough to need no padding
+    bank = AudioBank(["a", "b"], clips)
+    plain = FeatureCache(model, bank, 8)
+    levels = FeatureCache(model, bank, 8, (-20.0,))
+    hop = model.hop_length
+    for i in range(2):
+        quiet = model.features(torch.from_numpy(bank.audio(i) * np.float32(0.1))[None])
+        n = plain.semantic[i].shape[1]
+        torch.testing.assert_close(levels.semantic[i][1], quiet.semantic[0, :n], rtol=0, atol=1e-6)
+        torch.testing.assert_close(levels.patches[i][1], quiet.patches[0, :n], rtol=0, atol=1e-6)
+        assert torch.equal(levels.semantic[i][0], plain.semantic[i][0])
+        assert not torch.allclose(levels.semantic[i][1], levels.semantic[i][0], atol=1e-3)
+    # each crop: a clip, a start, then (with levels) a level, all from the step's generator
+    feats, audio = levels.batch(torch.Generator().manual_seed(0), 32, 8, hop)
+    gen = torch.Generator().manual_seed(0)
+    crops = weighted_crops(levels.frames, 32, 8, gen)
+    drawn = torch.randint(0, 2, (32,), generator=gen).tolist()
+    assert 0 < sum(drawn) < 32  # both levels occur
+    for k, ((i, s), level) in enumerate(zip(crops, drawn, strict=True)):
+        assert torch.equal(feats.semantic[k], levels.semantic[i][level, s:s + 8])
+        gain = 0.1 if level else 1.0
+        torch.testing.assert_close(audio[k], plain.audio[i][s * hop:(s + 8) * hop] * gain, rtol=1e-6, atol=0)
+    # no levels: no level draw, the crops of earlier runs
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    feats, audio = plain.batch(g1, 4, 8, hop)
+    for k, (i, s) in enumerate(weighted_crops(plain.frames, 4, 8, g2)):
+        assert torch.equal(feats.semantic[k], plain.semantic[i][0, s:s + 8])
+        assert torch.equal(audio[k], plain.audio[i][s * hop:(s + 8) * hop])
+    assert torch.equal(g1.get_state(), g2.get_state())
 
 
 def test_validation_reports_real_and_synthetic_speech_apart_and_the_artifact_tone() -> None:

@@ -56,6 +56,10 @@ class TokenizerStageConfig:
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mel/l1": 45.0, "adv/gen": 1.0,
                                                                      "adv/feat": 2.0})
     stft_resolutions: tuple[tuple[int, int], ...] = ((1280, 320), (512, 128), (128, 32))
+    # Input levels (dB, e.g. [-15, -30]) at which every clip's encoder features are also cached; each training crop
+    # takes one of 0 dB and these, uniformly, its audio scaled to match. The frozen encoder is not level-invariant,
+    # so a level is a cache of its own: memory and caching time grow by one cache per level.
+    gain_db: tuple[float, ...] = ()
     # An exponential moving average of the trained weights (0: none; its decay ramps up over the first steps:
     # ``run.EMA``). With it, validation scores both, and the exported model carries the average.
     ema_decay: float = 0.0

@@ -27,12 +27,17 @@ from dashtok.train.run import EMA, Run, config_dict, device_for, evaluate, lr_fa
 
 
 class FeatureCache:
-    """Frozen-encoder outputs (and injection inputs) of every training clip, computed once: they never change."""
+    """Frozen-encoder outputs (and injection inputs) of every training clip, computed once: they never change.
 
-    def __init__(self, model: Tokenizer, bank: AudioBank, min_frames: int) -> None:
-        self.semantic: list[torch.Tensor] = []
+    With ``gains_db``, each clip is also encoded at those input levels (the encoder is not level-invariant), and
+    every crop of ``batch`` takes one level, uniformly, with its audio scaled to match.
+    """
+
+    def __init__(self, model: Tokenizer, bank: AudioBank, min_frames: int, gains_db: tuple[float, ...] = ()) -> None:
+        self.gains = torch.tensor([1.0] + [10 ** (g / 20) for g in gains_db])
+        self.semantic: list[torch.Tensor] = []  # per clip: (levels, frames, dim)
         self.patches: list[torch.Tensor] = []
-        self.audio: list[torch.Tensor] = []
+        self.audio: list[torch.Tensor] = []  # per clip, at 0 dB
         hop = model.hop_length
         with torch.no_grad():
             for i in range(len(bank)):
@@ -40,22 +45,27 @@ class FeatureCache:
                 need = min_frames * hop + model.config.min_num_samples
                 if len(x) < need:  # short clips (drum hits) are padded with silence to one training crop
                     x = torch.nn.functional.pad(x, (0, need - len(x)))
-                feats = model.features(x[None].to(model.device))
-                n = int(feats.lengths[0])
-                self.semantic.append(feats.semantic[0, :n].cpu())
-                self.patches.append(feats.patches[0, :n].cpu())
+                feats = [model.features((x * gain)[None].to(model.device)) for gain in self.gains.tolist()]
+                n = int(feats[0].lengths[0])
+                self.semantic.append(torch.stack([f.semantic[0, :n] for f in feats]).cpu())
+                self.patches.append(torch.stack([f.patches[0, :n] for f in feats]).cpu())
                 # n frames can span up to 3 mel hops past the audio's end (1 + L // 160 frames): pad with zeros
                 self.audio.append(torch.nn.functional.pad(x, (0, max(0, n * hop - len(x))))[: n * hop])
-        self.frames = np.array([len(s) for s in self.semantic])
+        self.frames = np.array([s.shape[1] for s in self.semantic])
         # data.domain_shares: draw clips by the bank's weights; without shares, by frames, as runs always have
         self.weights = None if bank.weights is bank.lengths else bank.weights
 
     def batch(self, gen: torch.Generator, size: int, frames: int, hop: int) -> tuple[Features, torch.Tensor]:
+        crops = weighted_crops(self.frames, size, frames, gen, self.weights)
+        # only runs with levels draw them: the batches of runs without stay what they were
+        levels = [0] * size
+        if len(self.gains) > 1:
+            levels = torch.randint(0, len(self.gains), (size,), generator=gen).tolist()
         sem, pat, aud = [], [], []
-        for i, start in weighted_crops(self.frames, size, frames, gen, self.weights):
-            sem.append(self.semantic[i][start : start + frames])
-            pat.append(self.patches[i][start : start + frames])
-            aud.append(self.audio[i][start * hop : (start + frames) * hop])
+        for (i, start), level in zip(crops, levels, strict=True):
+            sem.append(self.semantic[i][level, start : start + frames])
+            pat.append(self.patches[i][level, start : start + frames])
+            aud.append(self.audio[i][start * hop : (start + frames) * hop] * self.gains[level])
         lengths = torch.full((size,), frames, dtype=torch.long)
         return Features(torch.stack(sem), torch.stack(pat), lengths), torch.stack(aud)
 
@@ -198,7 +208,7 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     bank = AudioBank.from_config(cfg.data)
     valid = AudioBank.from_config(cfg.data, valid=True) if cfg.data.valid_manifests else None
     t_cache = time.perf_counter()
-    cache = FeatureCache(model, bank, t.segment_frames)
+    cache = FeatureCache(model, bank, t.segment_frames, t.gain_db)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(rank, f"tokenizer: {len(bank)} clips, {bank.hours:.2f} h, features cached in "
                f"{time.perf_counter() - t_cache:.0f} s; {n_train / 1e6:.2f} M trainable parameters "
@@ -243,7 +253,8 @@ def export(model: Tokenizer, cache: FeatureCache, cfg: TrainConfig, path: Path, 
     """The shipped checkpoint: weights, per-channel latent statistics of the training data, and the record."""
     model.eval()
     with torch.no_grad():
-        lat = torch.cat([model.inject(Features(s[None], p[None], torch.tensor([len(s)])))[0]
+        # the clips at their own level (level 0 of the cache)
+        lat = torch.cat([model.inject(Features(s[:1], p[:1], torch.tensor([s.shape[1]])))[0]
                          for s, p in zip(cache.semantic, cache.patches, strict=True)])
         model.latent_mean.copy_(lat.mean(0))
         model.latent_std.copy_(lat.std(0).clamp(min=1e-5))
