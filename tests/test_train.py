@@ -280,6 +280,30 @@ def test_domain_shares_weight_the_sampler() -> None:
 
 
 
+def test_phase_lr_scale_moves_the_phase_rows_that_many_times_as_far() -> None:
+    from dataclasses import replace
+
+    from conftest import make_tiny
+    from dashtok.train.tokenizer_stage import build_discriminators, build_optimizers
+
+    base = TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "lr": 1e-3})
+    moved = []
+    for scale in (1.0, 4.0):
+        model = make_tiny(0).train()
+        before = model.head.out.weight.detach().clone()
+        cfg = replace(base, tokenizer=replace(base.tokenizer, phase_lr_scale=scale))
+        opt, _ = build_optimizers(model, build_discriminators(cfg.tokenizer), cfg)
+        torch.manual_seed(1)
+        opt.zero_grad()
+        model.synthesize(torch.randn(1, 4, model.latent_dim)).square().mean().backward()
+        opt.step()
+        moved.append(model.head.out.weight.detach() - before)
+    rows = moved[0].shape[0] // 2
+    assert torch.equal(moved[1][:rows], moved[0][:rows])  # the magnitude rows: untouched by the scale
+    assert moved[0][rows:].abs().max() > 0
+    torch.testing.assert_close(moved[1][rows:], 4.0 * moved[0][rows:], rtol=1e-4, atol=1e-7)
+
+
 def test_feature_cache_levels_are_the_encoder_at_that_level() -> None:
     """gain_db: a crop at -20 dB carries the encoder's features of the audio at -20 dB and that audio; without
     levels the batches are those of earlier runs, draw for draw."""

@@ -56,6 +56,9 @@ class TokenizerStageConfig:
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mel/l1": 45.0, "adv/gen": 1.0,
                                                                      "adv/feat": 2.0})
     stft_resolutions: tuple[tuple[int, int], ...] = ((1280, 320), (512, 128), (128, 32))
+    # The head's phase rows (the second half of head.out) take this many times the generator's AdamW step: the phase
+    # output starts near-constant and the losses move it slowly (records/long_run/README.md). 1: as every parameter.
+    phase_lr_scale: float = 1.0
     # Input levels (dB, e.g. [-15, -30]) at which every clip's encoder features are also cached; each training crop
     # takes one of 0 dB and these, uniformly, its audio scaled to match. The frozen encoder is not level-invariant,
     # so a level is a cache of its own: memory and caching time grow by one cache per level.
@@ -78,6 +81,8 @@ class TokenizerStageConfig:
         if unknown:
             raise ValueError(f"unknown tokenizer.loss_weights {sorted(unknown)}; known: mel/l1, stft/l1, adv/gen, "
                              "adv/feat")
+        if self.phase_lr_scale <= 0:
+            raise ValueError(f"tokenizer.phase_lr_scale must be positive, not {self.phase_lr_scale}")
         if self.disc_crop_seconds < 0:
             raise ValueError(f"tokenizer.disc_crop_seconds must be >= 0, not {self.disc_crop_seconds}")
 

@@ -191,7 +191,27 @@ def build_optimizers(model: Tokenizer, disc: Discriminators, cfg: TrainConfig
     opt_g = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.8, 0.9), weight_decay=cfg.weight_decay)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.tokenizer.disc_lr, betas=(0.8, 0.9),
                               weight_decay=cfg.weight_decay)
+    if cfg.tokenizer.phase_lr_scale != 1.0:
+        scale_phase_steps(opt_g, model.head.out, cfg.tokenizer.phase_lr_scale)
     return opt_g, opt_d
+
+
+def scale_phase_steps(opt: torch.optim.Optimizer, out: nn.Linear, scale: float) -> None:
+    """Make every step of ``opt`` move the phase half of the head's output layer ``scale`` times as far (for AdamW,
+    whose step does not depend on the gradient's scale, the same as ``scale`` times the learning rate there)."""
+    rows = out.out_features // 2
+    before: list[torch.Tensor] = []
+
+    def remember(*_: object) -> None:
+        before[:] = [out.weight.detach()[rows:].clone(), out.bias.detach()[rows:].clone()]
+
+    def stretch(*_: object) -> None:
+        with torch.no_grad():
+            for param, old in zip((out.weight, out.bias), before, strict=True):
+                param[rows:] = old + scale * (param[rows:] - old)
+
+    opt.register_step_pre_hook(remember)
+    opt.register_step_post_hook(stretch)
 
 
 def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
