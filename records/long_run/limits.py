@@ -6,6 +6,7 @@ on the same grid are resynthesised by the model's own iSTFT in four ways:
     oracle phase : |H|, angle(X)  (what a perfect phase would give the model's magnitude)
     oracle mag   : |X|, angle(H)  (what the model's phase gives a perfect magnitude)
     input        : |X|, angle(X)  (the grid's round trip: the ceiling)
+    Griffin-Lim  : (with ``--gla-iters N``) |H| with the phase of N Griffin-Lim iterations from angle(H)
 and scored with PESQ-WB, STOI and the mel distance against the input. Also the log-spectral distance of |H| to |X|
 (dB, frames and bins with input energy within 60 dB of the clip's peak). Then the level: the reconstruction of
 the same clips scaled by each of ``--gains-db`` (the training data has no gain augmentation; the frozen encoder's
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--manifest", default="data/corpus/test.jsonl")
     parser.add_argument("--per-source", type=int, default=20)
+    parser.add_argument("--gla-iters", type=int, default=0, help="also score a Griffin-Lim phase (0: no)")
     parser.add_argument("--gains-db", type=float, nargs="*", default=[-30.0, -20.0, -10.0])
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -75,8 +77,15 @@ def main() -> None:
         h, s = h[:, :frames], s[:, :frames]
         n = min(frames * hop, len(x))
         ref = x[:n]
-        for name, spec in (("model", h), ("oracle phase", torch.polar(h.abs(), s.angle())),
-                           ("oracle mag", torch.polar(s.abs(), h.angle())), ("input", s)):
+        gla = h
+        for _ in range(args.gla_iters):  # Griffin-Lim: keep |H|, take the phase of the signal it makes
+            made = model.head.istft(gla[None])[0].numpy()
+            gla = torch.polar(h.abs(), grid_stft(made, n_fft, hop)[:, :frames].angle())
+        variants = [("model", h), ("oracle phase", torch.polar(h.abs(), s.angle())),
+                    ("oracle mag", torch.polar(s.abs(), h.angle())), ("input", s)]
+        if args.gla_iters:
+            variants.append((f"Griffin-Lim phase ({args.gla_iters} iterations from the model's)", gla))
+        for name, spec in variants:
             y = model.head.istft(spec[None])[0].numpy()[:n]
             row_scores = scores.setdefault(name, {"pesq_wb": [], "stoi": [], "mel": []})
             for key, value in (("pesq_wb", metrics.pesq_wb(ref, y)), ("stoi", metrics.stoi(ref, y)),
