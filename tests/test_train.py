@@ -101,7 +101,9 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_r
     # complex-spectrum discriminators with wider period ones, and the discriminators' own learning rate
     init = {"init": str(mae_run), "gan_start": 2, "ema_decay": 0.5, "decoder_overrides": {"max_magnitude": 1000.0},
             "loss_weights": {"mel/l1": 45.0, "stft/l1": 10.0, "adv/gen": 1.0, "adv/feat": 64.0},
-            "disc_complex": True, "disc_period_channels": 32, "disc_lr": 1e-3}
+            "disc_complex": True, "disc_period_channels": 32, "disc_lr": 1e-3,
+            # and the two options its A/B runs tried: crops at other input levels, a faster phase
+            "gain_db": [-20.0], "phase_lr_scale": 4.0}
     straight = tmp_path / "straight"
     train(config(straight, audio_dir, "tokenizer", steps=4, tokenizer=init))
     resumed = tmp_path / "resumed"
@@ -161,7 +163,8 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, audio: str, init: st
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     cfg = config(Path(out), Path(audio), "tokenizer", steps=3, batch_size=4, save_every=3,
-                 tokenizer={"init": init, "gan_start": 1, "disc_complex": True, "ema_decay": 0.5})
+                 tokenizer={"init": init, "gan_start": 1, "disc_complex": True, "ema_decay": 0.5,
+                            "gain_db": [-20.0], "phase_lr_scale": 4.0})
     from dashtok.train import loop
 
     loop.train(cfg)  # closes the process group itself, after a barrier
@@ -287,10 +290,11 @@ def test_phase_lr_scale_moves_the_phase_rows_that_many_times_as_far() -> None:
     from dashtok.train.tokenizer_stage import build_discriminators, build_optimizers
 
     base = TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "lr": 1e-3})
-    moved = []
+    moved, moved_bias = [], []
     for scale in (1.0, 4.0):
         model = make_tiny(0).train()
         before = model.head.out.weight.detach().clone()
+        before_bias = model.head.out.bias.detach().clone()
         cfg = replace(base, tokenizer=replace(base.tokenizer, phase_lr_scale=scale))
         opt, _ = build_optimizers(model, build_discriminators(cfg.tokenizer), cfg)
         torch.manual_seed(1)
@@ -298,10 +302,15 @@ def test_phase_lr_scale_moves_the_phase_rows_that_many_times_as_far() -> None:
         model.synthesize(torch.randn(1, 4, model.latent_dim)).square().mean().backward()
         opt.step()
         moved.append(model.head.out.weight.detach() - before)
+        moved_bias.append(model.head.out.bias.detach() - before_bias)
     rows = moved[0].shape[0] // 2
-    assert torch.equal(moved[1][:rows], moved[0][:rows])  # the magnitude rows: untouched by the scale
-    assert moved[0][rows:].abs().max() > 0
-    torch.testing.assert_close(moved[1][rows:], 4.0 * moved[0][rows:], rtol=1e-4, atol=1e-7)
+    for a, b in ((moved[0], moved[1]), (moved_bias[0], moved_bias[1])):
+        assert torch.equal(b[:rows], a[:rows])  # the magnitude rows: untouched by the scale
+        assert a[rows:].abs().max() > 0
+        torch.testing.assert_close(b[rows:], 4.0 * a[rows:], rtol=1e-4, atol=1e-7)
+    for bad in ({"phase_lr_scale": float("nan")}, {"gain_db": -20.0}, {"gain_db": [0.0]}, {"gain_db": [-6.0, -6.0]}):
+        with pytest.raises(ValueError, match="phase_lr_scale|gain_db"):
+            TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "tokenizer": bad})
 
 
 def test_feature_cache_levels_are_the_encoder_at_that_level() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,14 @@ class TokenizerStageConfig:
         if unknown:
             raise ValueError(f"unknown tokenizer.loss_weights {sorted(unknown)}; known: mel/l1, stft/l1, adv/gen, "
                              "adv/feat")
-        if self.phase_lr_scale <= 0:
-            raise ValueError(f"tokenizer.phase_lr_scale must be positive, not {self.phase_lr_scale}")
+        if not (math.isfinite(self.phase_lr_scale) and self.phase_lr_scale > 0):
+            raise ValueError(f"tokenizer.phase_lr_scale must be a positive number, not {self.phase_lr_scale}")
+        if not isinstance(self.gain_db, tuple) or not all(isinstance(g, int | float) for g in self.gain_db):
+            raise ValueError(f"tokenizer.gain_db must be a list of levels in dB (e.g. [-15.0, -30.0]), not "
+                             f"{self.gain_db!r}")
+        if not all(math.isfinite(g) and g < 0 for g in self.gain_db) or len(set(self.gain_db)) < len(self.gain_db):
+            raise ValueError(f"tokenizer.gain_db must hold distinct negative levels (0 dB is always drawn), not "
+                             f"{list(self.gain_db)}")
         if self.disc_crop_seconds < 0:
             raise ValueError(f"tokenizer.disc_crop_seconds must be >= 0, not {self.disc_crop_seconds}")
 

@@ -274,7 +274,8 @@ def export(model: Tokenizer, cache: FeatureCache, cfg: TrainConfig, path: Path, 
     model.eval()
     with torch.no_grad():
         # the clips at their own level (level 0 of the cache)
-        lat = torch.cat([model.inject(Features(s[:1], p[:1], torch.tensor([s.shape[1]])))[0]
+        lat = torch.cat([model.inject(Features(s[:1].to(model.device), p[:1].to(model.device),
+                                               torch.tensor([s.shape[1]], device=model.device)))[0].cpu()
                          for s, p in zip(cache.semantic, cache.patches, strict=True)])
         model.latent_mean.copy_(lat.mean(0))
         model.latent_std.copy_(lat.std(0).clamp(min=1e-5))
