@@ -92,6 +92,8 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from dataclasses import replace
+
     from dashtok import Tokenizer
     from dashtok.tokenizer import Features
     from dashtok.train.config import TrainConfig
@@ -108,6 +110,8 @@ def worker(args: argparse.Namespace) -> None:
         cfg = TrainConfig.from_dict(d)
     else:
         cfg = TrainConfig.load(args.config, {f"tokenizer.{k}": v for k, v in changes.items()})
+        autocast = loop.training_autocast(cfg.tokenizer.autocast, torch.device("cpu"))  # "auto" -> bf16 | fp32
+        cfg = replace(cfg, tokenizer=replace(cfg.tokenizer, autocast=autocast))
     batch = torch.load(args.batch)
     torch.manual_seed(0)
     model = Tokenizer.from_pretrained().train()

@@ -37,7 +37,7 @@ def config(out: Path, audio: Path, stage: str, **changes: object) -> TrainConfig
         "mae": {"encoder_preset": "tiny", "decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2},
         # the discriminators judge a random 0.16 s window of each 0.32 s segment, in bf16 (the default levers)
         "tokenizer": {"decoder_preset": "tiny", "segment_frames": 8, "gan_start": 2, "name": "dashtok-test",
-                      "disc_crop_seconds": 0.16},
+                      "disc_crop_seconds": 0.16, "autocast": "bf16"},
     }
     for key, value in changes.items():
         if isinstance(value, dict):
@@ -128,6 +128,47 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_r
     assert torch.equal(shipped.state_dict()[key], ema[key]) and not torch.equal(ema[key], last[key])
     assert shipped.config.decoder.max_magnitude == 1000.0
     assert shipped.training_record["weights"] == "exponential moving average"
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_the_same_command_continues(
+        tmp_path: Path, audio_dir: Path, mae_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """max_minutes: past the budget the run saves the step it reached and exits without exporting; starting it
+    again continues to the same weights as the run that never stopped."""
+    import time as time_module
+
+    init = {"init": str(mae_run), "gan_start": 2, "ema_decay": 0.5}
+    straight = tmp_path / "straight"
+    train(config(straight, audio_dir, "tokenizer", steps=5, tokenizer=init))
+    real_clock = time_module.perf_counter
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(time_module, "perf_counter", lambda: 20.0 * next(ticks))  # 20 s a reading
+    stopped = tmp_path / "stopped"
+    train(config(stopped, audio_dir, "tokenizer", steps=5, save_every=100, max_minutes=1.0, tokenizer=init))
+    monkeypatch.setattr(time_module, "perf_counter", real_clock)
+    saved = sorted(p.name for p in (stopped / "checkpoints").glob("step-*"))
+    assert len(saved) == 1 and 0 < int(saved[0].removeprefix("step-")) < 5, saved  # a step of its own, not a save
+    assert not (stopped / "model.safetensors").exists()
+    train(config(stopped, audio_dir, "tokenizer", steps=5, save_every=100, tokenizer=init))
+    for name in ("model", "ema", "disc"):
+        a = load_file(str(straight / "checkpoints" / "step-0000005" / f"{name}.safetensors"))
+        b = load_file(str(stopped / "checkpoints" / "step-0000005" / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "max_minutes": -1})
+
+
+def test_autocast_auto_is_bf16_only_where_bf16_runs_in_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashtok.train.tokenizer_stage import training_autocast
+
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+        assert training_autocast("auto", cpu) == ("bf16" if native else "fp32")
+        assert training_autocast("bf16", cpu) == "bf16" and training_autocast("fp32", cpu) == "fp32"  # as asked
+    assert TrainConfig.from_dict({"stage": "tokenizer", "out": "unused"}).tokenizer.autocast == "auto"
+    with pytest.raises(ValueError, match="autocast"):
+        TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "tokenizer": {"autocast": "fp16"}})
 
 
 def test_ema_is_the_exponential_average_of_the_trained_weights() -> None:

@@ -71,11 +71,13 @@ class TokenizerStageConfig:
     disc_crop_seconds: float = 0.64  # the discriminators see this random window of each segment (0: all of it)
     disc_reuse_real: bool = True  # feature matching reuses the real-audio features of the discriminator step
     disc_frozen_in_gen: bool = True  # no discriminator weight gradients during the generator pass
-    autocast: str = "bf16"  # "fp32" | "bf16": decoder blocks and discriminators; iSTFT, spectra and losses stay fp32
+    # "fp32" | "bf16" | "auto": decoder blocks and discriminators; iSTFT, spectra and losses stay fp32. "auto": bf16
+    # where it runs in hardware (GPUs, CPUs with AVX-512 BF16 or AMX: ``precision.native_bf16``), else fp32.
+    autocast: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.autocast not in ("fp32", "bf16"):
-            raise ValueError(f"tokenizer.autocast must be 'fp32' or 'bf16', not {self.autocast!r}")
+        if self.autocast not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"tokenizer.autocast must be 'fp32', 'bf16' or 'auto', not {self.autocast!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"tokenizer.ema_decay must be in [0, 1), not {self.ema_decay}")
         unknown = set(self.loss_weights) - {"mel/l1", "stft/l1", "adv/gen", "adv/feat"}
@@ -144,6 +146,9 @@ class TrainConfig:
     eval_every: int = 500
     save_every: int = 200
     threads: int = 0  # 0: torch's default
+    # Wall-clock budget of the training loop of one invocation of the tokenizer stage (0: none): past it the run saves
+    # a checkpoint and exits without exporting; the same command continues it (as after a kill, but losing no steps).
+    max_minutes: float = 0.0
     data: DataConfig = field(default_factory=DataConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
     tokenizer: TokenizerStageConfig = field(default_factory=TokenizerStageConfig)
@@ -154,6 +159,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', not {self.schedule!r}")
+        if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
+            raise ValueError(f"max_minutes must be a number >= 0, not {self.max_minutes}")
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:

@@ -182,7 +182,8 @@ def wrap_ddp(module: nn.Module, world: int) -> nn.Module:
 def rank_checksums(module: nn.Module, world: int) -> list[float]:
     """A checksum of the trainable weights from every rank; DDP must keep them identical, so we check it."""
     params = [p.detach().double().flatten() for p in module.parameters() if p.requires_grad]
-    mine = torch.cat(params).mul(torch.arange(1, sum(p.numel() for p in params) + 1, dtype=torch.float64) % 7 + 1)
+    mine = torch.cat(params)
+    mine = mine.mul(torch.arange(1, mine.numel() + 1, dtype=torch.float64, device=mine.device) % 7 + 1)
     value = torch.tensor([float(mine.sum())], dtype=torch.float64)
     if world == 1:
         return [float(value)]

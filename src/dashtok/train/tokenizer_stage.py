@@ -16,7 +16,7 @@ from torch import nn
 
 from dashtok.checkpoint import FORMAT, LEGACY_FORMATS, load_encoder, read_metadata
 from dashtok.config import DecoderConfig, dataclass_from_dict
-from dashtok.precision import autocast_for
+from dashtok.precision import autocast_for, native_bf16
 from dashtok.release import official_dir
 from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import TokenizerStageConfig, TrainConfig
@@ -214,11 +214,22 @@ def scale_phase_steps(opt: torch.optim.Optimizer, out: nn.Linear, scale: float) 
     opt.register_step_post_hook(stretch)
 
 
+def training_autocast(name: str, device: torch.device, rank: int = 0) -> str:
+    """``tokenizer.autocast`` on ``device``: "auto" is bf16 where bf16 runs in hardware, else fp32; an explicit bf16
+    where it is emulated is kept, with a warning."""
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if name == "bf16" and not native_bf16(device):
+        say(rank, f"tokenizer: warning: tokenizer.autocast = 'bf16' on a {device.type} without bf16 hardware "
+                  f"({torch.backends.cpu.get_cpu_capability()}): emulated, many times slower than 'fp32' or 'auto'")
+    return name
+
+
 def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     torch.manual_seed(cfg.seed)
     device = device_for(rank)
     run = Run(cfg.out, rank)
-    t = cfg.tokenizer
+    t = replace(cfg.tokenizer, autocast=training_autocast(cfg.tokenizer.autocast, device, rank))
     model = build_tokenizer(cfg).to(device).train()
     disc = build_discriminators(t).to(device)
     opt_g, opt_d = build_optimizers(model, disc, cfg)
@@ -232,11 +243,19 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(rank, f"tokenizer: {len(bank)} clips, {bank.hours:.2f} h, features cached in "
                f"{time.perf_counter() - t_cache:.0f} s; {n_train / 1e6:.2f} M trainable parameters "
-               f"(injection {'on' if t.injection else 'off'})")
+               f"(injection {'on' if t.injection else 'off'}); {device.type}, autocast {t.autocast}")
     gen_net, disc_net = wrap_ddp(Generator(model, t.autocast), world), wrap_ddp(disc, world)
     per_rank = cfg.batch_size // world
+    if cfg.max_minutes and world > 1:
+        raise ValueError("max_minutes is for single-process runs (ranks could stop at different steps)")
     t0 = time.perf_counter()
     while step < cfg.steps:
+        if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
+            if run.latest() is None or run.latest().name != f"step-{step:07d}":  # type: ignore[union-attr]
+                run.checkpoint(step, modules, {"opt_g": opt_g, "opt_d": opt_d}, world, model)
+            say(rank, f"tokenizer: stopped at step {step} after max_minutes={cfg.max_minutes}; the same command "
+                      "continues the run")
+            return run.ckpts / f"step-{step:07d}"
         gen = batch_generator(cfg.seed, step, rank)
         feats, real = cache.batch(gen, per_rank, t.segment_frames, model.hop_length)
         crop = disc_crop(gen, real.shape, t)
