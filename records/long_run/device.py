@@ -47,10 +47,11 @@ FROZEN = "encoder."
 PART = 15 * 2**20
 
 
-def bundle(packed: Path, corpus: Path, mb: float) -> None:
+def bundle(packed: Path, corpus: Path, mb: float, part: int = 0) -> None:
     """``gpu_bundle/``: the packed state with its trained weights in float16, and FLAC clips of the corpus's train
     split up to ``mb`` MB, taken in a fixed shuffled order (by clip id hash): a random subset, every domain in about
-    its share of the whole (the run's ``data.domain_shares`` still weigh the draws)."""
+    its share of the whole (the run's ``data.domain_shares`` still weigh the draws). ``part`` k > 0 fills from the clips
+    that parts 0..k-1 left, so that successive calls train on disjoint subsets instead of the same one again."""
     shutil.rmtree(BUNDLE, ignore_errors=True)
     (BUNDLE / "corpus").mkdir(parents=True)
     with safe_open(str(packed), "pt") as f:
@@ -61,15 +62,17 @@ def bundle(packed: Path, corpus: Path, mb: float) -> None:
     shutil.copy(disc_path(packed), BUNDLE / "state.disc.safetensors")
     clips = read_manifest(corpus / "train.jsonl")
 
-    budget, kept = mb * 1e6, []
-    for c in sorted(clips, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest()):
-        size = (corpus / c.path).stat().st_size
-        if size > budget:
-            continue
-        budget -= size
+    left = sorted(clips, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest())
+    for _ in range(part + 1):  # each part fills greedily from the clips the earlier parts left
+        budget, kept, rest = mb * 1e6, [], []
+        for c in left:
+            size = (corpus / c.path).stat().st_size
+            (kept if size <= budget else rest).append(c)
+            budget -= size if size <= budget else 0
+        left = rest
+    for c in kept:
         (BUNDLE / "corpus" / c.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(corpus / c.path, BUNDLE / "corpus" / c.path)
-        kept.append(c)
     write_manifest(BUNDLE / "corpus" / "train.jsonl", kept)
     hours: dict[str, float] = {}
     for c in kept:
@@ -78,7 +81,7 @@ def bundle(packed: Path, corpus: Path, mb: float) -> None:
     total = sum(c.duration for c in clips) / 3600
     summary = {"clips": len(kept), "of": len(clips), "hours": round(sum(hours.values()), 3),
                "of_hours": round(total, 3), "hours_by_domain": {k: round(v, 3) for k, v in sorted(hours.items())},
-               "real_speech_hours": round(real, 3), "packed": str(packed),
+               "real_speech_hours": round(real, 3), "packed": str(packed), "part": part,
                "step": json.loads(metadata["training"])["steps"]}
     (BUNDLE / "bundle.json").write_text(json.dumps(summary, indent=1) + "\n")
     size = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file()) / 2**20
@@ -152,7 +155,8 @@ def main() -> int:
     b = sub.add_parser("bundle")
     b.add_argument("packed", type=Path)
     b.add_argument("--corpus", type=Path, default=Path("data/corpus"))
-    b.add_argument("--mb", type=float, default=30.0, help="MB of FLAC clips")
+    b.add_argument("--mb", type=float, default=31.0, help="MB of FLAC clips")
+    b.add_argument("--part", type=int, default=0, help="which disjoint subset of that size (0: the first)")
     r = sub.add_parser("run")
     r.add_argument("--minutes", type=float, required=True)
     r.add_argument("--out", type=Path, required=True)
@@ -163,7 +167,7 @@ def main() -> int:
     j.add_argument("--base", type=Path, default=HERE / "gan_stage.safetensors", help="gives the frozen encoder")
     args = parser.parse_args()
     if args.command == "bundle":
-        bundle(args.packed, args.corpus, args.mb)
+        bundle(args.packed, args.corpus, args.mb, args.part)
     elif args.command == "run":
         args.out.mkdir(parents=True, exist_ok=True)
         run(args.minutes, args.out, args.parts)
