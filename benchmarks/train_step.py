@@ -212,7 +212,8 @@ matching; the mel-only rows: the generator step with the mel loss alone):
 - **bf16** (`tokenizer.autocast = "bf16"`): CPU autocast (AVX-512 BF16 here) over the decoder blocks and the
   discriminators' convolutions; the injection, the head's spectrum and iSTFT, the discriminators' STFTs and all
   losses stay float32, as do the weights and the optimizer.
-- **default**: all four levers (the new defaults of `TokenizerStageConfig` and `configs/tokenizer_small.toml`).
+- **default**: all four levers (the defaults of `TokenizerStageConfig` and `configs/tokenizer_small.toml`; since
+  `autocast = "auto"`, bf16 only on CPUs with bf16 hardware, float32 elsewhere).
 """
 
 

@@ -169,6 +169,18 @@ def test_autocast_auto_is_bf16_only_where_bf16_runs_in_hardware(monkeypatch: pyt
     assert TrainConfig.from_dict({"stage": "tokenizer", "out": "unused"}).tokenizer.autocast == "auto"
     with pytest.raises(ValueError, match="autocast"):
         TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "tokenizer": {"autocast": "fp16"}})
+    # the stage's pieces take "auto" as it comes, resolved where they run (here: the probes' answer is restored)
+    monkeypatch.undo()
+    from conftest import make_tiny
+    from dashtok.train.tokenizer_stage import Generator
+
+    model = make_tiny(0).eval()
+    with torch.no_grad():
+        f = model.features(torch.from_numpy(speechlike(1.0, seed=0))[None])
+        resolved = Generator(model, training_autocast("auto", cpu))(f.semantic, f.patches)
+        assert torch.equal(Generator(model, "auto")(f.semantic, f.patches), resolved)
+    with pytest.raises(ValueError, match="max_minutes"):
+        TrainConfig.from_dict({"stage": "mae", "out": "unused", "max_minutes": 5})
 
 
 def test_ema_is_the_exponential_average_of_the_trained_weights() -> None:

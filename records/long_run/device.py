@@ -70,6 +70,8 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0) -> None:
             (kept if size <= budget else rest).append(c)
             budget -= size if size <= budget else 0
         left = rest
+    if not kept:
+        raise SystemExit(f"part {part} of {mb} MB subsets is past the end of {corpus / 'train.jsonl'}")
     for c in kept:
         (BUNDLE / "corpus" / c.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(corpus / c.path, BUNDLE / "corpus" / c.path)
@@ -156,7 +158,8 @@ def main() -> int:
     b.add_argument("packed", type=Path)
     b.add_argument("--corpus", type=Path, default=Path("data/corpus"))
     b.add_argument("--mb", type=float, default=31.0, help="MB of FLAC clips")
-    b.add_argument("--part", type=int, default=0, help="which disjoint subset of that size (0: the first)")
+    b.add_argument("--part", type=int, default=0,
+                   help="which disjoint subset of that size (0: the first; disjoint for the same --mb and train.jsonl)")
     r = sub.add_parser("run")
     r.add_argument("--minutes", type=float, required=True)
     r.add_argument("--out", type=Path, required=True)

@@ -58,11 +58,13 @@ def anti_wrap(d: torch.Tensor) -> torch.Tensor:
     return torch.abs(d - 2 * torch.pi * torch.round(d / (2 * torch.pi)))
 
 
-def phase_loss(pred: torch.Tensor, true: torch.Tensor, weight: torch.Tensor) -> dict[str, torch.Tensor]:
-    """pred, true (F, L) phases; weight (F, L) >= 0, summing to 1."""
+def phase_loss(pred: torch.Tensor, true: torch.Tensor, weight: torch.Tensor,
+               within: torch.Tensor) -> dict[str, torch.Tensor]:
+    """pred, true (F, L) phases; weight (F, L) >= 0, summing to 1; within (L - 1,) 1 where frames t and t + 1 are of
+    the same clip (the IF term differences frames)."""
     return {"ip": (weight * anti_wrap(pred - true)).sum(),
             "gd": (weight[1:] * anti_wrap(torch.diff(pred, dim=0) - torch.diff(true, dim=0))).sum(),
-            "if": (weight[:, 1:] * anti_wrap(torch.diff(pred, dim=1) - torch.diff(true, dim=1))).sum()}
+            "if": (weight[:, 1:] * within * anti_wrap(torch.diff(pred, dim=1) - torch.diff(true, dim=1))).sum()}
 
 
 def clips(manifest: str, n: int, real_only: bool) -> list[np.ndarray]:
@@ -112,7 +114,7 @@ def main() -> int:
     history = []
     for step in range(args.steps + 1):
         pred = (h @ w.T + b).T
-        parts = phase_loss(pred, true.angle(), weight * torch.cat([torch.ones(1), bounds.float()])[None, :])
+        parts = phase_loss(pred, true.angle(), weight, bounds.float())
         loss = sum(parts[k] for k in keys)
         if step % 50 == 0:
             row = {"step": step, **{k: round(float(v.detach()), 4) for k, v in parts.items()}}

@@ -28,11 +28,12 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 matrix products run in hardware on ``device``: any CUDA GPU, or a CPU with AVX-512 BF16 or AMX.
+    """Whether bf16 matrix products run in hardware on ``device``: a CUDA GPU that has them (Ampere and later), or a
+    CPU with AVX-512 BF16 or AMX.
     Elsewhere torch emulates them and bf16 autocast is many times slower than float32 (a GAN step of the long run
     on a 2-core AVX2 EPYC: 63 s in bf16, 5.8 s in float32). Unknown (an older torch): assumed native."""
     if device.type != "cpu":
-        return device.type == "cuda"
+        return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     known = [probe for probe in probes if probe is not None]
     return not known or any(probe() for probe in known)

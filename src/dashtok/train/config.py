@@ -161,6 +161,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'constant', not {self.schedule!r}")
         if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
             raise ValueError(f"max_minutes must be a number >= 0, not {self.max_minutes}")
+        if self.max_minutes and self.stage != "tokenizer":
+            raise ValueError(f"max_minutes is a setting of the tokenizer stage, not of {self.stage!r}")
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:

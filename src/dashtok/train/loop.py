@@ -26,6 +26,8 @@ def train(cfg: TrainConfig) -> Path:
 def _train_stage(cfg: TrainConfig, rank: int, world: int) -> Path:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if cfg.max_minutes and world > 1:
+        raise ValueError("max_minutes is for single-process runs (ranks could stop at different steps)")
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
     if rank == 0:

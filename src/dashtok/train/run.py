@@ -184,7 +184,7 @@ def rank_checksums(module: nn.Module, world: int) -> list[float]:
     params = [p.detach().double().flatten() for p in module.parameters() if p.requires_grad]
     mine = torch.cat(params)
     mine = mine.mul(torch.arange(1, mine.numel() + 1, dtype=torch.float64, device=mine.device) % 7 + 1)
-    value = torch.tensor([float(mine.sum())], dtype=torch.float64)
+    value = mine.sum().reshape(1)  # on the weights' device: NCCL gathers CUDA tensors only
     if world == 1:
         return [float(value)]
     gathered = [torch.zeros_like(value) for _ in range(world)]

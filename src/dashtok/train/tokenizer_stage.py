@@ -85,7 +85,7 @@ class Generator(nn.Module):
     def forward(self, semantic: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         lengths = torch.full((semantic.shape[0],), semantic.shape[1], dtype=torch.long, device=semantic.device)
         latents = self.model.inject(Features(semantic, patches, lengths))
-        with autocast_for(self.autocast, latents.device):
+        with autocast_for(training_autocast(self.autocast, latents.device), latents.device):
             return self.model.synthesize(latents)  # (B, T) float32
 
 
@@ -116,13 +116,14 @@ def train_step(gen_net: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer
         losses["stft/l1"] = stft_loss(real, fake, t.stft_resolutions)
     if use_gan:
         real_w, fake_w = windows(real, crop), windows(fake, crop)  # (B, L)
-        with autocast_for(t.autocast, real.device):
+        precision = training_autocast(t.autocast, real.device)
+        with autocast_for(precision, real.device):
             real_out = disc(real_w)
             d_loss = disc_hinge(real_out, disc(fake_w.detach()))
         out["adv/disc"] = _update(opt_d, d_loss, disc, grad_clip)[0]
         # The generator pass calls the bare module: its discriminator gradients (if any) are never synchronised.
         plain = disc.module if isinstance(disc, nn.parallel.DistributedDataParallel) else disc
-        with autocast_for(t.autocast, real.device), frozen(plain, t.disc_frozen_in_gen):
+        with autocast_for(precision, real.device), frozen(plain, t.disc_frozen_in_gen):
             if not t.disc_reuse_real:  # else the real features of the D step (before its update) are reused
                 with torch.no_grad():
                     real_out = plain(real_w)
@@ -214,14 +215,11 @@ def scale_phase_steps(opt: torch.optim.Optimizer, out: nn.Linear, scale: float) 
     opt.register_step_post_hook(stretch)
 
 
-def training_autocast(name: str, device: torch.device, rank: int = 0) -> str:
-    """``tokenizer.autocast`` on ``device``: "auto" is bf16 where bf16 runs in hardware, else fp32; an explicit bf16
-    where it is emulated is kept, with a warning."""
+def training_autocast(name: str, device: torch.device) -> str:
+    """``tokenizer.autocast`` on ``device``: "auto" is bf16 where bf16 runs in hardware (``native_bf16``), else fp32;
+    "fp32" and "bf16" stay what they are (``run_tokenizer`` warns of an emulated bf16)."""
     if name == "auto":
         return "bf16" if native_bf16(device) else "fp32"
-    if name == "bf16" and not native_bf16(device):
-        say(rank, f"tokenizer: warning: tokenizer.autocast = 'bf16' on a {device.type} without bf16 hardware "
-                  f"({torch.backends.cpu.get_cpu_capability()}): emulated, many times slower than 'fp32' or 'auto'")
     return name
 
 
@@ -229,7 +227,11 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     torch.manual_seed(cfg.seed)
     device = device_for(rank)
     run = Run(cfg.out, rank)
-    t = replace(cfg.tokenizer, autocast=training_autocast(cfg.tokenizer.autocast, device, rank))
+    t = cfg.tokenizer
+    precision = training_autocast(t.autocast, device)
+    if precision == "bf16" and not native_bf16(device):
+        say(rank, f"tokenizer: warning: tokenizer.autocast = 'bf16' on a {device.type} without bf16 hardware "
+                  f"({torch.backends.cpu.get_cpu_capability()}): emulated, many times slower than 'fp32' or 'auto'")
     model = build_tokenizer(cfg).to(device).train()
     disc = build_discriminators(t).to(device)
     opt_g, opt_d = build_optimizers(model, disc, cfg)
@@ -243,11 +245,9 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(rank, f"tokenizer: {len(bank)} clips, {bank.hours:.2f} h, features cached in "
                f"{time.perf_counter() - t_cache:.0f} s; {n_train / 1e6:.2f} M trainable parameters "
-               f"(injection {'on' if t.injection else 'off'}); {device.type}, autocast {t.autocast}")
+               f"(injection {'on' if t.injection else 'off'}); {device.type}, autocast {precision}")
     gen_net, disc_net = wrap_ddp(Generator(model, t.autocast), world), wrap_ddp(disc, world)
     per_rank = cfg.batch_size // world
-    if cfg.max_minutes and world > 1:
-        raise ValueError("max_minutes is for single-process runs (ranks could stop at different steps)")
     t0 = time.perf_counter()
     while step < cfg.steps:
         if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
