@@ -100,7 +100,8 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_r
     # with the long run's additions: the weights' moving average, the STFT loss, a raised magnitude cap, the
     # complex-spectrum discriminators with wider period ones, and the discriminators' own learning rate
     init = {"init": str(mae_run), "gan_start": 2, "ema_decay": 0.5, "decoder_overrides": {"max_magnitude": 1000.0},
-            "loss_weights": {"mel/l1": 45.0, "stft/l1": 10.0, "adv/gen": 1.0, "adv/feat": 64.0},
+            "loss_weights": {"mel/l1": 45.0, "stft/l1": 10.0, "adv/gen": 1.0, "adv/feat": 64.0, "phase/gd": 1.0,
+                             "phase/if": 1.0}, "phase_resolution": [512, 128],
             "disc_complex": True, "disc_period_channels": 32, "disc_lr": 1e-3,
             # and the two options its A/B runs tried: crops at other input levels, a faster phase
             "gain_db": [-20.0], "phase_lr_scale": 4.0}
@@ -120,6 +121,7 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_r
         db = load_file(str(resumed / "checkpoints" / "step-0000004" / f"{name}.safetensors"))
         assert da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da), name
     assert all(v > 0 for v in losses(straight, "stft/l1"))  # logged and finite
+    assert all(0 < v < np.pi for key in ("phase/gd", "phase/if") for v in losses(straight, key))
     # the exported model is the average, not the last step's weights, and has the raised cap
     shipped = Tokenizer.load(straight / "model.safetensors")
     ema = load_file(str(straight / "checkpoints" / "step-0000004" / "ema.safetensors"))
@@ -210,6 +212,28 @@ def test_stft_loss_sees_a_tone_the_mel_loss_barely_sees() -> None:
     res = ((1280, 320), (512, 128), (128, 32))
     assert float(stft_loss(x, x, res)) == 0.0
     assert float(stft_loss(x, y, res)) > 1.5 * float(mel_loss(x, y))
+
+
+def test_phase_losses_see_the_phase_structure_not_a_global_rotation() -> None:
+    """The Hilbert transform of a signal (every component rotated by a quarter turn) costs the instantaneous phase
+    pi / 2 and the group delay and instantaneous frequency almost nothing; identical signals cost nothing; a silent
+    fake passes finite gradients."""
+    from scipy.signal import hilbert
+
+    from dashtok.train.losses import phase_losses
+
+    x = speechlike(2.0, seed=3).astype(np.float64)
+    real = torch.from_numpy(x).float()[None]
+    rotated = torch.from_numpy(np.imag(hilbert(x))).float()[None]
+    assert all(float(v) == 0.0 for v in phase_losses(real, real, 1280, 320).values())
+    turn = phase_losses(real, rotated, 1280, 320)
+    assert abs(float(turn["phase/ip"]) - np.pi / 2) < 0.02
+    assert float(turn["phase/gd"]) < 0.05 and float(turn["phase/if"]) < 0.05
+    silent = torch.zeros_like(real, requires_grad=True)
+    sum(phase_losses(real, silent, 1280, 320).values()).backward()  # type: ignore[union-attr]
+    assert silent.grad is not None and torch.isfinite(silent.grad).all()
+    with pytest.raises(ValueError, match="phase/gd"):  # the error lists the known terms
+        TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "tokenizer": {"loss_weights": {"phase/x": 1.0}}})
 
 
 def _ddp_worker(rank: int, world: int, port: int, out: str, audio: str, init: str) -> None:

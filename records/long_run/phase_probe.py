@@ -31,6 +31,7 @@ from dashtok import Tokenizer, metrics  # noqa: E402
 from dashtok.audio_io import load_audio  # noqa: E402
 from dashtok.data.manifest import read_manifest  # noqa: E402
 from dashtok.data.recordings import REAL_SPEECH_SOURCES  # noqa: E402
+from dashtok.train.losses import anti_wrap  # noqa: E402
 
 MAX_SECONDS = 8.0  # one decoding window
 
@@ -51,11 +52,6 @@ def hidden_and_target(model: Tokenizer, x: np.ndarray) -> tuple[torch.Tensor, to
     spec = grid_stft(x, model.head.istft.n_fft, model.head.istft.hop_length)
     n = min(h.shape[0], spec.shape[1])
     return h[:n], log_mag[:, :n], spec[:, :n]
-
-
-def anti_wrap(d: torch.Tensor) -> torch.Tensor:
-    """|d| folded into [0, pi]: the distance of two angles."""
-    return torch.abs(d - 2 * torch.pi * torch.round(d / (2 * torch.pi)))
 
 
 def phase_loss(pred: torch.Tensor, true: torch.Tensor, weight: torch.Tensor,

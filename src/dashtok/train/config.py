@@ -57,6 +57,10 @@ class TokenizerStageConfig:
     loss_weights: dict[str, float] = field(default_factory=lambda: {"mel/l1": 45.0, "adv/gen": 1.0,
                                                                      "adv/feat": 2.0})
     stft_resolutions: tuple[tuple[int, int], ...] = ((1280, 320), (512, 128), (128, 32))
+    # "phase/ip", "phase/gd", "phase/if" (optional): APNet's anti-wrapped phase losses (``losses.phase_losses``) on
+    # the (n_fft, hop) grid ``phase_resolution``, the head's own by default: the phase is what limits the long run
+    # (records/long_run/README.md).
+    phase_resolution: tuple[int, int] = (1280, 320)
     # The head's phase rows (the second half of head.out) take this many times the generator's AdamW step: the phase
     # output starts near-constant and the losses move it slowly (records/long_run/README.md). 1: as every parameter.
     phase_lr_scale: float = 1.0
@@ -80,10 +84,10 @@ class TokenizerStageConfig:
             raise ValueError(f"tokenizer.autocast must be 'fp32', 'bf16' or 'auto', not {self.autocast!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"tokenizer.ema_decay must be in [0, 1), not {self.ema_decay}")
-        unknown = set(self.loss_weights) - {"mel/l1", "stft/l1", "adv/gen", "adv/feat"}
+        known = ("mel/l1", "stft/l1", "phase/ip", "phase/gd", "phase/if", "adv/gen", "adv/feat")
+        unknown = set(self.loss_weights) - set(known)
         if unknown:
-            raise ValueError(f"unknown tokenizer.loss_weights {sorted(unknown)}; known: mel/l1, stft/l1, adv/gen, "
-                             "adv/feat")
+            raise ValueError(f"unknown tokenizer.loss_weights {sorted(unknown)}; known: {', '.join(known)}")
         if not (math.isfinite(self.phase_lr_scale) and self.phase_lr_scale > 0):
             raise ValueError(f"tokenizer.phase_lr_scale must be a positive number, not {self.phase_lr_scale}")
         if not isinstance(self.gain_db, tuple) or not all(isinstance(g, int | float) for g in self.gain_db):

@@ -1,4 +1,5 @@
-"""Losses of the tokenizer stage: multi-resolution mel L1, linear-STFT log-magnitude L1, hinge GAN, feature matching.
+"""Losses of the tokenizer stage: multi-resolution mel L1, linear-STFT log-magnitude L1, anti-wrapped phase losses,
+hinge GAN, feature matching.
 
 All are computed in float32: discriminator outputs may come in bf16 (autocast) and are cast first.
 """
@@ -27,6 +28,32 @@ def stft_loss(real: torch.Tensor, fake: torch.Tensor, resolutions: tuple[tuple[i
                 for x in (real, fake)]
         total = total + (spec[0] - spec[1]).abs().mean()
     return total / len(resolutions)
+
+
+PHASE_TERMS = ("phase/ip", "phase/gd", "phase/if")
+
+
+def anti_wrap(d: torch.Tensor) -> torch.Tensor:
+    """|d| folded into [0, pi]: the distance of two angles."""
+    return torch.abs(d - 2 * torch.pi * torch.round(d / (2 * torch.pi)))
+
+
+def phase_losses(real: torch.Tensor, fake: torch.Tensor, n_fft: int, hop: int) -> dict[str, torch.Tensor]:
+    """The anti-wrapped phase losses of APNet (Ai & Ling, 2023) on one STFT grid (Hann window of n_fft), each an
+    average weighted by the real audio's magnitude (per item, then over the batch): ``phase/ip`` the instantaneous
+    phase itself, ``phase/gd`` its difference across bins (group delay), ``phase/if`` across frames (instantaneous
+    frequency). A phase rotation of the whole signal (a sine for a cosine) costs ``ip`` alone; the differences see the
+    phase's structure, which a decoder can infer from magnitudes. Bins where the fake has no energy pass no gradient."""
+    window = torch.hann_window(n_fft, device=real.device)
+    spec = [torch.stft(x, n_fft, hop, window=window, return_complex=True) for x in (real, fake)]
+    weight = spec[0].abs()
+    weight = weight / weight.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)
+    some = spec[1].abs() > 1e-7
+    phase = [spec[0].angle(), torch.where(some, spec[1], torch.ones_like(spec[1])).angle()]
+    terms = {"phase/ip": (weight, anti_wrap(phase[1] - phase[0])),
+             "phase/gd": (weight[:, 1:], anti_wrap(torch.diff(phase[1], dim=1) - torch.diff(phase[0], dim=1))),
+             "phase/if": (weight[:, :, 1:], anti_wrap(torch.diff(phase[1], dim=2) - torch.diff(phase[0], dim=2)))}
+    return {k: (w * d).sum(dim=(1, 2)).mean() for k, (w, d) in terms.items()}
 
 
 def disc_hinge(real: Outputs, fake: Outputs) -> torch.Tensor:

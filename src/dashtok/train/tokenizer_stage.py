@@ -22,7 +22,7 @@ from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import TokenizerStageConfig, TrainConfig
 from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator, weighted_crops
 from dashtok.train.discriminators import Discriminators, frozen, windows
-from dashtok.train.losses import disc_hinge, feature_matching, gen_hinge, mel_loss, stft_loss
+from dashtok.train.losses import PHASE_TERMS, disc_hinge, feature_matching, gen_hinge, mel_loss, phase_losses, stft_loss
 from dashtok.train.run import EMA, Run, config_dict, device_for, evaluate, lr_factor, say, wrap_ddp
 
 
@@ -114,6 +114,10 @@ def train_step(gen_net: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer
     losses = {"mel/l1": mel_loss(real, fake)}  # the whole segment, float32
     if t.loss_weights.get("stft/l1", 0.0):
         losses["stft/l1"] = stft_loss(real, fake, t.stft_resolutions)
+    phase_terms = [k for k in PHASE_TERMS if t.loss_weights.get(k, 0.0)]
+    if phase_terms:
+        phase = phase_losses(real, fake, *t.phase_resolution)
+        losses.update({k: phase[k] for k in phase_terms})
     if use_gan:
         real_w, fake_w = windows(real, crop), windows(fake, crop)  # (B, L)
         precision = training_autocast(t.autocast, real.device)
