@@ -105,8 +105,9 @@ def run(minutes: float, out: Path, parts: int) -> None:
     if parts not in (1, 2):
         raise SystemExit("--parts is 1 or 2 (what the device returns fits one float32 model and one float16 one)")
     with safe_open(str(BUNDLE / "state.safetensors"), "pt") as f:  # the carried bundle replaces an earlier init
-        save_file({k: f.get_tensor(k).float() if f.get_tensor(k).dtype == torch.float16 else f.get_tensor(k)
-                   for k in f.keys()}, str(BUNDLE / "init.safetensors"), metadata=f.metadata())  # noqa: SIM118
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        save_file({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()},
+                  str(BUNDLE / "init.safetensors"), metadata=f.metadata())
     shutil.copy(BUNDLE / "state.disc.safetensors", BUNDLE / "init.disc.safetensors")
     sets = overrides(minutes / parts)
     cfg = TrainConfig.load(CONFIG, parse_set(sets))

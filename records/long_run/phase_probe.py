@@ -31,7 +31,7 @@ from dashtok import Tokenizer, metrics  # noqa: E402
 from dashtok.audio_io import load_audio  # noqa: E402
 from dashtok.data.manifest import read_manifest  # noqa: E402
 from dashtok.data.recordings import REAL_SPEECH_SOURCES  # noqa: E402
-from dashtok.train.losses import anti_wrap  # noqa: E402
+from dashtok.train.losses import phase_distances  # noqa: E402
 
 MAX_SECONDS = 8.0  # one decoding window
 
@@ -52,15 +52,6 @@ def hidden_and_target(model: Tokenizer, x: np.ndarray) -> tuple[torch.Tensor, to
     spec = grid_stft(x, model.head.istft.n_fft, model.head.istft.hop_length)
     n = min(h.shape[0], spec.shape[1])
     return h[:n], log_mag[:, :n], spec[:, :n]
-
-
-def phase_loss(pred: torch.Tensor, true: torch.Tensor, weight: torch.Tensor,
-               within: torch.Tensor) -> dict[str, torch.Tensor]:
-    """pred, true (F, L) phases; weight (F, L) >= 0, summing to 1; within (L - 1,) 1 where frames t and t + 1 are of
-    the same clip (the IF term differences frames)."""
-    return {"ip": (weight * anti_wrap(pred - true)).sum(),
-            "gd": (weight[1:] * anti_wrap(torch.diff(pred, dim=0) - torch.diff(true, dim=0))).sum(),
-            "if": (weight[:, 1:] * within * anti_wrap(torch.diff(pred, dim=1) - torch.diff(true, dim=1))).sum()}
 
 
 def clips(manifest: str, n: int, real_only: bool) -> list[np.ndarray]:
@@ -97,8 +88,7 @@ def main() -> int:
     print(f"features of {len(fit)} + {len(held)} clips in {time.perf_counter() - t0:.0f} s", flush=True)
     h = torch.cat([f[0] for f in fit])  # (N, dim)
     true = torch.cat([f[2] for f in fit], dim=1)  # (F, N)
-    mag = true.abs()
-    weight = mag / mag.sum()
+    true_phase, mag = true.angle()[None], true.abs()[None]
     w = model.head.out.weight.detach()[rows:].clone().requires_grad_(True)
     b = model.head.out.bias.detach()[rows:].clone().requires_grad_(True)
     opt = torch.optim.Adam([w, b], lr=args.lr)
@@ -110,7 +100,8 @@ def main() -> int:
     history = []
     for step in range(args.steps + 1):
         pred = (h @ w.T + b).T
-        parts = phase_loss(pred, true.angle(), weight, bounds.float())
+        parts = {k.removeprefix("phase/"): v
+                 for k, v in phase_distances(pred[None], true_phase, mag, bounds.float()[None]).items()}
         loss = sum(parts[k] for k in keys)
         if step % 50 == 0:
             row = {"step": step, **{k: round(float(v.detach()), 4) for k, v in parts.items()}}

@@ -46,13 +46,21 @@ def phase_losses(real: torch.Tensor, fake: torch.Tensor, n_fft: int, hop: int) -
     phase's structure, which a decoder can infer from magnitudes. Bins where the fake has no energy pass no gradient."""
     window = torch.hann_window(n_fft, device=real.device)
     spec = [torch.stft(x, n_fft, hop, window=window, return_complex=True) for x in (real, fake)]
-    weight = spec[0].abs()
-    weight = weight / weight.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)
     some = spec[1].abs() > 1e-7
-    phase = [spec[0].angle(), torch.where(some, spec[1], torch.ones_like(spec[1])).angle()]
-    terms = {"phase/ip": (weight, anti_wrap(phase[1] - phase[0])),
-             "phase/gd": (weight[:, 1:], anti_wrap(torch.diff(phase[1], dim=1) - torch.diff(phase[0], dim=1))),
-             "phase/if": (weight[:, :, 1:], anti_wrap(torch.diff(phase[1], dim=2) - torch.diff(phase[0], dim=2)))}
+    fake_phase = torch.where(some, spec[1], torch.ones_like(spec[1])).angle()
+    return phase_distances(fake_phase, spec[0].angle(), spec[0].abs())
+
+
+def phase_distances(fake: torch.Tensor, real: torch.Tensor, magnitude: torch.Tensor,
+                    within: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The three terms of :func:`phase_losses` from phases (B, F, L) and the real magnitude (B, F, L) that weighs
+    them (normalised per item); ``within`` (B, L - 1), optional, is 0 where frames t and t + 1 are not of one signal
+    (the instantaneous-frequency term differences frames)."""
+    weight = magnitude / magnitude.sum(dim=(1, 2), keepdim=True).clamp(min=1e-12)
+    if_weight = weight[:, :, 1:] if within is None else weight[:, :, 1:] * within[:, None, :]
+    terms = {"phase/ip": (weight, anti_wrap(fake - real)),
+             "phase/gd": (weight[:, 1:], anti_wrap(torch.diff(fake, dim=1) - torch.diff(real, dim=1))),
+             "phase/if": (if_weight, anti_wrap(torch.diff(fake, dim=2) - torch.diff(real, dim=2)))}
     return {k: (w * d).sum(dim=(1, 2)).mean() for k, (w, d) in terms.items()}
 
 

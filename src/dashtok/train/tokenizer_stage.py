@@ -231,8 +231,8 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     torch.manual_seed(cfg.seed)
     device = device_for(rank)
     run = Run(cfg.out, rank)
-    t = cfg.tokenizer
-    precision = training_autocast(t.autocast, device)
+    t = replace(cfg.tokenizer, autocast=training_autocast(cfg.tokenizer.autocast, device))  # resolved once
+    precision = t.autocast
     if precision == "bf16" and not native_bf16(device):
         say(rank, f"tokenizer: warning: tokenizer.autocast = 'bf16' on a {device.type} without bf16 hardware "
                   f"({torch.backends.cpu.get_cpu_capability()}): emulated, many times slower than 'fp32' or 'auto'")
@@ -255,7 +255,8 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     t0 = time.perf_counter()
     while step < cfg.steps:
         if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
-            if run.latest() is None or run.latest().name != f"step-{step:07d}":  # type: ignore[union-attr]
+            latest = run.latest()
+            if latest is None or latest.name != f"step-{step:07d}":  # unless this step was just saved
                 run.checkpoint(step, modules, {"opt_g": opt_g, "opt_d": opt_d}, world, model)
             say(rank, f"tokenizer: stopped at step {step} after max_minutes={cfg.max_minutes}; the same command "
                       "continues the run")
