@@ -47,7 +47,7 @@ FROZEN = "encoder."
 PART = 15 * 2**20
 
 
-def bundle(packed: Path, corpus: Path, mb: float, part: int = 0) -> None:
+def bundle(packed: Path, corpus: Path, mb: float, part: int = 0, disc: Path | None = None) -> None:
     """``gpu_bundle/``: the packed state with its trained weights in float16, and FLAC clips of the corpus's train
     split up to ``mb`` MB, taken in a fixed shuffled order (by clip id hash): a random subset, every domain in about
     its share of the whole (the run's ``data.domain_shares`` still weigh the draws). ``part`` k > 0 fills from the clips
@@ -59,7 +59,7 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0) -> None:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     small = {k: v if k.startswith(FROZEN) or not v.is_floating_point() else v.half() for k, v in state.items()}
     save_file(small, str(BUNDLE / "state.safetensors"), metadata=metadata)
-    shutil.copy(disc_path(packed), BUNDLE / "state.disc.safetensors")
+    shutil.copy(disc or disc_path(packed), BUNDLE / "state.disc.safetensors")
     clips = read_manifest(corpus / "train.jsonl")
 
     left = sorted(clips, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest())
@@ -111,14 +111,15 @@ def run(minutes: float, out: Path, parts: int) -> None:
     shutil.copy(BUNDLE / "state.disc.safetensors", BUNDLE / "init.disc.safetensors")
     sets = overrides(minutes / parts)
     cfg = TrainConfig.load(CONFIG, parse_set(sets))
-    if not (Path(cfg.out) / "checkpoints" / "latest").is_file() and restore(cfg, BUNDLE / "init.safetensors", False):
+    started = (Path(cfg.out) / "checkpoints" / "latest").is_file()
+    if not started and restore(cfg, BUNDLE / "init.safetensors", False, None):
         raise SystemExit("restore failed")
     for part in range(parts):
         last = part == parts - 1
         if train_main([CONFIG, "--set", *sets]):
             raise SystemExit("training failed")
         packed = BUNDLE / ("final.safetensors" if last else "half.safetensors")
-        if pack(cfg, packed):
+        if pack(cfg, packed, False, None):
             raise SystemExit("pack failed")
         if not last:
             trained = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(packed)).items()
@@ -161,6 +162,7 @@ def main() -> int:
     b.add_argument("--mb", type=float, default=31.0, help="MB of FLAC clips")
     b.add_argument("--part", type=int, default=0,
                    help="which disjoint subset of that size (0: the first; disjoint for the same --mb and train.jsonl)")
+    b.add_argument("--disc", type=Path, help="the discriminators (default: beside the packed file)")
     r = sub.add_parser("run")
     r.add_argument("--minutes", type=float, required=True)
     r.add_argument("--out", type=Path, required=True)
@@ -168,10 +170,11 @@ def main() -> int:
     j = sub.add_parser("join")
     j.add_argument("files", type=Path)
     j.add_argument("dest", type=Path)
-    j.add_argument("--base", type=Path, default=HERE / "gan_stage.safetensors", help="gives the frozen encoder")
+    j.add_argument("--base", type=Path, default=HERE.parents[1] / "src/dashtok/assets/default.safetensors",
+                   help="gives the frozen encoder")
     args = parser.parse_args()
     if args.command == "bundle":
-        bundle(args.packed, args.corpus, args.mb, args.part)
+        bundle(args.packed, args.corpus, args.mb, args.part, args.disc)
     elif args.command == "run":
         args.out.mkdir(parents=True, exist_ok=True)
         run(args.minutes, args.out, args.parts)

@@ -32,8 +32,15 @@ from safetensors.torch import load_file, save_file
 from dashtok import Tokenizer
 from dashtok.train.__main__ import parse_set
 from dashtok.train.config import TrainConfig
+from dashtok.train.data import AudioBank
 from dashtok.train.run import EMA, Run, config_dict
-from dashtok.train.tokenizer_stage import build_discriminators, build_optimizers, build_tokenizer
+from dashtok.train.tokenizer_stage import (
+    FeatureCache,
+    build_discriminators,
+    build_optimizers,
+    build_tokenizer,
+    set_latent_statistics,
+)
 
 FROZEN = "encoder."
 
@@ -42,7 +49,7 @@ def disc_path(packed: Path) -> Path:
     return packed.with_name(packed.name.removesuffix(".safetensors") + ".disc.safetensors")
 
 
-def pack(cfg: TrainConfig, out: Path) -> int:
+def pack(cfg: TrainConfig, out: Path, stats: bool, disc_out: Path | None) -> int:
     latest = Run(cfg.out).latest()
     if latest is None:
         print(f"{cfg.out}: no checkpoint to pack", file=sys.stderr)
@@ -51,19 +58,24 @@ def pack(cfg: TrainConfig, out: Path) -> int:
     weights = "ema" if (latest / "ema.safetensors").is_file() else "model"
     model = build_tokenizer(cfg)
     model.load_state_dict(load_file(str(latest / f"{weights}.safetensors")), strict=True)
-    model.save(out, training={"trained": True, "stage": "tokenizer", "steps": step, "seed": cfg.seed,
-                              "weights": "exponential moving average" if weights == "ema" else "last step",
-                              "intermediate": f"step {step} of the {cfg.steps}-step run {cfg.out}",
-                              "config": config_dict(cfg)})
+    record = {"trained": True, "stage": "tokenizer", "steps": step, "seed": cfg.seed,
+              "weights": "exponential moving average" if weights == "ema" else "last step",
+              "intermediate": f"step {step} of the {cfg.steps}-step run {cfg.out}", "config": config_dict(cfg)}
+    if stats:  # as the run's own export at its end: over the training clips the run caches
+        bank = AudioBank.from_config(cfg.data)
+        set_latent_statistics(model, FeatureCache(model, bank, cfg.tokenizer.segment_frames, cfg.tokenizer.gain_db))
+        record["latent_statistics"] = f"{len(bank)} training clips, {bank.hours:.2f} h"
+    model.save(out, training=record)
     line = f"{out}: step {step} ({weights} weights), {out.stat().st_size / 1e6:.1f} MB"
     if step > cfg.tokenizer.gan_start:
-        save_file(load_file(str(latest / "disc.safetensors")), str(disc_path(out)), metadata={"step": str(step)})
-        line += f"; discriminators: {disc_path(out)} ({disc_path(out).stat().st_size / 1e6:.1f} MB)"
+        disc_out = disc_out or disc_path(out)
+        save_file(load_file(str(latest / "disc.safetensors")), str(disc_out), metadata={"step": str(step)})
+        line += f"; discriminators: {disc_out} ({disc_out.stat().st_size / 1e6:.1f} MB)"
     print(line)
     return 0
 
 
-def restore(cfg: TrainConfig, packed: Path, force: bool) -> int:
+def restore(cfg: TrainConfig, packed: Path, force: bool, disc_in: Path | None) -> int:
     shipped = Tokenizer.load(packed)
     step = int(shipped.training_record["steps"])
     run = Run(cfg.out)
@@ -82,8 +94,9 @@ def restore(cfg: TrainConfig, packed: Path, force: bool) -> int:
             return 1
     model.load_state_dict({k: v for k, v in state.items() if not k.startswith("latent_")}
                           | {k: v for k, v in model.state_dict().items() if k.startswith("latent_")}, strict=True)
-    if disc_path(packed).is_file():
-        disc.load_state_dict(load_file(str(disc_path(packed))), strict=True)
+    disc_in = disc_in or disc_path(packed)
+    if disc_in.is_file():
+        disc.load_state_dict(load_file(str(disc_in)), strict=True)
     modules: dict[str, torch.nn.Module] = {"model": model, "disc": disc}
     if t.ema_decay:
         modules["ema"] = EMA(model, t.ema_decay).module  # the average goes on from itself, the raw weights from it too
@@ -104,11 +117,16 @@ def main() -> int:
     parser.add_argument("file", type=Path, help="the tokenizer file to write (pack) or read (restore)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="the run's overrides")
     parser.add_argument("--force", action="store_true", help="restore over an existing checkpoint")
+    parser.add_argument("--stats", action="store_true",
+                        help="pack: compute the latent statistics over the run's training clips (as its final export "
+                             "does), for a file that generators and enhancers train on")
+    parser.add_argument("--disc", type=Path,
+                        help="where the discriminators go (pack) or come from (restore); default: beside the file")
     args = parser.parse_args()
     cfg = TrainConfig.load(args.config, parse_set(args.set))
     if args.command == "pack":
-        return pack(cfg, args.file)
-    return restore(cfg, args.file, args.force)
+        return pack(cfg, args.file, args.stats, args.disc)
+    return restore(cfg, args.file, args.force, args.disc)
 
 
 if __name__ == "__main__":

@@ -292,17 +292,22 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     return final
 
 
-def export(model: Tokenizer, cache: FeatureCache, cfg: TrainConfig, path: Path, hours: float,
-           valid: AudioBank | None) -> None:
-    """The shipped checkpoint: weights, per-channel latent statistics of the training data, and the record."""
+def set_latent_statistics(model: Tokenizer, cache: FeatureCache) -> None:
+    """``latent_mean``/``latent_std``: per channel, over every frame of the cached training clips at their own level
+    (level 0 of the cache); what ``normalize_latents`` uses and generators and enhancers train on."""
     model.eval()
     with torch.no_grad():
-        # the clips at their own level (level 0 of the cache)
         lat = torch.cat([model.inject(Features(s[:1].to(model.device), p[:1].to(model.device),
                                                torch.tensor([s.shape[1]], device=model.device)))[0].cpu()
                          for s, p in zip(cache.semantic, cache.patches, strict=True)])
         model.latent_mean.copy_(lat.mean(0))
         model.latent_std.copy_(lat.std(0).clamp(min=1e-5))
+
+
+def export(model: Tokenizer, cache: FeatureCache, cfg: TrainConfig, path: Path, hours: float,
+           valid: AudioBank | None) -> None:
+    """The shipped checkpoint: weights, per-channel latent statistics of the training data, and the record."""
+    set_latent_statistics(model, cache)
     record = {"trained": True, "stage": "tokenizer", "steps": cfg.steps, "seed": cfg.seed,
               "weights": "exponential moving average" if cfg.tokenizer.ema_decay else "last step",
               "data_hours": round(hours, 3), "command": " ".join(sys.argv), "config": config_dict(cfg),
