@@ -33,18 +33,28 @@ def test_wiener_baseline_improves_white_noise() -> None:
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="audio tools missing")
 def test_enhance_stage_cli_and_report(tmp_path: Path, tiny_ckpt: Path) -> None:
-    from dashtok.data.build import build
+    from dashtok.data.build import SNRS_DB, build, draw_mixtures
     from dashtok.train.config import TrainConfig
     from dashtok.train.loop import train
 
     corpus = tmp_path / "corpus"
     build(corpus, preset="tiny", seed=0, log=False)
+    # drawn mixtures: seeded, clean speech plus noise at one of the corpus's SNRs
+    drawn = list(draw_mixtures(corpus / "train.jsonl", 6, seed=3))
+    again = list(draw_mixtures(corpus / "train.jsonl", 6, seed=3))
+    for (noisy, clean), (noisy2, clean2) in zip(drawn, again, strict=True):
+        np.testing.assert_array_equal(noisy, noisy2)
+        np.testing.assert_array_equal(clean, clean2)
+        snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((noisy - clean).astype(np.float64) ** 2))
+        assert min(abs(snr - s) for s in SNRS_DB) < 0.05 and np.abs(noisy).max() <= 0.99
     cfg = TrainConfig.from_dict({
         "stage": "enhance", "out": str(tmp_path / "run"), "steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 1,
         "log_every": 1, "save_every": 2, "data": {"manifests": [str(corpus / "train.jsonl")]},
-        "enhance": {"tokenizer": str(tiny_ckpt), "dim": 16, "depth": 1, "heads": 2, "segment_frames": 20}})
+        "enhance": {"tokenizer": str(tiny_ckpt), "dim": 16, "depth": 1, "heads": 2, "segment_frames": 20,
+                    "extra_mixtures": 3}})
     path = train(cfg)
-    assert LatentEnhancer.load(path).training_record["steps"] == 4
+    record = LatentEnhancer.load(path).training_record
+    assert record["steps"] == 4 and record["pairs"] == record["corpus_pairs"] + 3
     noisy = tmp_path / "noisy.wav"
     sf.write(noisy, speechlike(1.3) + 0.05 * np.random.default_rng(0).standard_normal(20800), 16000)
     assert main(["enhance", str(noisy), "-e", str(path), "-c", str(tiny_ckpt), "-o", str(tmp_path / "out.wav")]) == 0

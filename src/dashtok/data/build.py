@@ -20,6 +20,7 @@ import os
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import soundfile as sf
 
 from dashtok.atomic import atomic_write
 from dashtok.audio_io import load_audio, resample
-from dashtok.data.manifest import SPLITS, Clip, write_manifest
+from dashtok.data.manifest import SPLITS, Clip, read_manifest, write_manifest
 from dashtok.data.music import FluidRenderer, plan_music, write_midi
 from dashtok.data.recordings import (
     ASTERISK_LICENSE,
@@ -47,6 +48,7 @@ MIN_SECONDS = 0.3
 SILENCE_RMS = 1e-4  # -80 dBFS
 SNRS_DB = (-5, 0, 5, 10, 15, 20)
 NOISE_TYPES = ("white", "pink", "brown", "music", "sound", "babble")
+COLORED = ("white", "pink", "brown")  # drawn, not taken from clips
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def plan_mixtures(n: int, seed: int, clips: list[Clip]) -> list[Clip]:
             if not pools["speech"]:
                 continue
             clean = rng.choice(pools["speech"])
-        noise_type = rng.choice([t for t in NOISE_TYPES if t in ("white", "pink", "brown")
+        noise_type = rng.choice([t for t in NOISE_TYPES if t in COLORED
                                  or pools["speech" if t == "babble" else t]])
         snr = rng.choice(SNRS_DB)
         if noise_type == "babble":
@@ -175,6 +177,53 @@ def colored_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     f = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
     spectrum /= np.sqrt(f) if kind == "pink" else f
     return np.fft.irfft(spectrum, n)
+
+
+def mix_at_snr(clean: np.ndarray, noise_type: str, parts: list[np.ndarray], snr_db: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """``clean`` plus noise at ``snr_db``: coloured noise drawn here, or the noise clips ``parts``, each looped to the
+    clean clip's length from a random offset, summed."""
+    if noise_type in COLORED:
+        noise = colored_noise(noise_type, len(clean), rng)
+    else:
+        noise = np.zeros(len(clean))
+        for part in parts:
+            reps = np.tile(part, int(np.ceil((len(clean) + len(part)) / len(part))))
+            start = rng.integers(0, len(part))
+            noise += reps[start : start + len(clean)]
+    gain = np.sqrt(np.mean(clean**2) / (np.mean(noise**2) + 1e-12) / 10 ** (snr_db / 10))
+    return (clean + gain * noise).astype(np.float32)
+
+
+def draw_mixtures(manifest: str | Path, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``n`` more (noisy, clean) training pairs, mixed on the fly from one split's clips as the corpus mixes its own:
+    clean speech (the real Asterisk prompts too, which the corpus's mixtures leave out), one of the noise types at one
+    of the SNRs, babble from three other speech clips, music and sounds from their clips. Seeded; a mixture that would
+    clip is scaled down together with its clean target, as in the corpus."""
+    root = Path(manifest).parent
+    pools: dict[str, list[Clip]] = defaultdict(list)
+    for c in read_manifest(manifest):
+        if c.domain in ("speech", "music", "sound"):
+            pools[c.domain].append(c)
+    if len(pools["speech"]) < 4:
+        raise ValueError(f"{manifest}: too few speech clips to draw mixtures from ({len(pools['speech'])})")
+    rng = random.Random(f"draw-mixtures/{seed}")
+    types = [t for t in NOISE_TYPES if t in COLORED or pools["speech" if t == "babble" else t]]
+    for i in range(n):
+        clean_clip = rng.choice(pools["speech"])
+        noise_type = rng.choice(types)
+        if noise_type == "babble":
+            noise_clips = rng.sample([c for c in pools["speech"] if c.id != clean_clip.id], 3)
+        elif noise_type in COLORED:
+            noise_clips = []
+        else:
+            noise_clips = [rng.choice(pools[noise_type])]
+        clean = load_audio(root / clean_clip.path, SAMPLE_RATE)
+        parts = [load_audio(root / c.path, SAMPLE_RATE) for c in noise_clips]
+        noisy = mix_at_snr(clean, noise_type, parts, rng.choice(SNRS_DB), np.random.default_rng([seed, i]))
+        peak = float(np.abs(noisy).max())
+        scale = 0.95 / peak if peak > 0.99 else 1.0
+        yield noisy * scale, (clean * scale).astype(np.float32)
 
 
 class Renderer:
@@ -228,19 +277,12 @@ class Renderer:
             raise RuntimeError(f"clean clip {p['clean']} was not built")
         clean = load_audio(self.root / index[p["clean"]], SAMPLE_RATE)
         rng = np.random.default_rng(clip.seed(self.seed))
-        if p["noise_type"] in ("white", "pink", "brown"):
-            noise = colored_noise(p["noise_type"], len(clean), rng)
-        else:
+        parts = []
+        if p["noise_type"] not in COLORED:
             parts = [load_audio(self.root / index[i], SAMPLE_RATE) for i in p["noise"] if i in index]
             if not parts:
                 raise RuntimeError(f"noise clips {p['noise']} were not built")
-            noise = np.zeros(len(clean))
-            for part in parts:  # loop each noise clip to the clean clip's length, from a random offset
-                reps = np.tile(part, int(np.ceil((len(clean) + len(part)) / len(part))))
-                start = rng.integers(0, len(part))
-                noise += reps[start : start + len(clean)]
-        gain = np.sqrt(np.mean(clean**2) / (np.mean(noise**2) + 1e-12) / 10 ** (p["snr"] / 10))
-        return (clean + gain * noise).astype(np.float32)
+        return mix_at_snr(clean, p["noise_type"], parts, p["snr"], rng)
 
 
 _RENDERER: Renderer | None = None  # per worker process, set by _init_worker

@@ -1,8 +1,9 @@
 """Stage 4: speech enhancement in latent space, trained on the corpus mixtures (noisy speech, its clean source).
 
 The clean target of a mixture is its clean clip times the mixture's render gain (mixtures that would have clipped
-were scaled down as a whole). Latents of both, normalised per channel, are cached once; the loss is the MSE between
-enhanced and clean latents on random crops.
+were scaled down as a whole). ``enhance.extra_mixtures`` adds pairs mixed at the start of the run from the training
+clips (``dashtok.data.build.draw_mixtures``). Latents of both, normalised per channel, are cached once; the loss is
+the MSE between enhanced and clean latents on random crops.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from dashtok.audio_io import load_audio
+from dashtok.data.build import draw_mixtures
 from dashtok.data.manifest import mixture_pairs
 from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
 from dashtok.masking import lengths_to_mask
@@ -36,17 +38,24 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     t0 = time.perf_counter()
     noisy_z: list[torch.Tensor] = []
     clean_z: list[torch.Tensor] = []
+
+    def add(noisy: np.ndarray, clean: np.ndarray) -> None:
+        if len(noisy) >= tokenizer.config.min_num_samples:
+            noisy_z.append(tokenizer.normalize_latents(tokenizer.encode(noisy).latents[0]).cpu())
+            clean_z.append(tokenizer.normalize_latents(tokenizer.encode(clean).latents[0]).cpu())
+
     for noisy_path, clean_path, gain in mixture_pairs(cfg.data.manifests):
         noisy = load_audio(noisy_path, tokenizer.sample_rate)
-        clean = load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain
-        if len(noisy) < tokenizer.config.min_num_samples:
-            continue
-        noisy_z.append(tokenizer.normalize_latents(tokenizer.encode(noisy).latents[0]).cpu())
-        clean_z.append(tokenizer.normalize_latents(tokenizer.encode(clean).latents[0]).cpu())
+        add(noisy, load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain)
+    corpus_pairs = len(noisy_z)
+    if e.extra_mixtures:
+        for noisy, clean in draw_mixtures(cfg.data.manifests[0], e.extra_mixtures, cfg.seed):
+            add(noisy, clean)
     if not noisy_z:
         raise ValueError("no (mixture, clean) pairs found in the manifests")
     frames = np.array([len(z) for z in noisy_z])
-    say(rank, f"enhance: {len(noisy_z)} noisy/clean pairs cached in {time.perf_counter() - t0:.0f} s; "
+    say(rank, f"enhance: {len(noisy_z)} noisy/clean pairs ({corpus_pairs} from the corpus, "
+               f"{len(noisy_z) - corpus_pairs} drawn) cached in {time.perf_counter() - t0:.0f} s; "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     net = wrap_ddp(model, world)
     per_rank = cfg.batch_size // world
@@ -71,5 +80,6 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     final = run.out / "enhancer.safetensors"
     if rank == 0:
         model.save(final, training={"trained": True, "stage": "enhance", "steps": cfg.steps, "seed": cfg.seed,
-                                    "tokenizer": tokenizer.model_id, "pairs": len(noisy_z)})
+                                    "tokenizer": tokenizer.model_id, "pairs": len(noisy_z),
+                                    "corpus_pairs": corpus_pairs})
     return final
