@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Make a finished tokenizer run the bundled default model, with its commands, configs, logs and curves beside it.
-#   bash scripts/ship_default.sh runs/tokenizer_small runs/mae_small
+# Make a finished tokenizer run the bundled default model, with its commands, configs, logs and curves beside it
+# (in DEST: by default records/long_run/final, the long run's; records/default_tokenizer holds the previous default's).
+#   bash scripts/ship_default.sh runs/tokenizer_long_gan "" records/long_run/final
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOK=${1:?tokenizer run folder}
 MAE=${2:-}
-DEST=records/default_tokenizer
+DEST=${3:-records/long_run/final}
 test -f "$TOK/model.safetensors" || { echo "ship: $TOK/model.safetensors missing (finish or export the run)"; exit 1; }
 mkdir -p "$DEST"
 cp "$TOK/model.safetensors" src/dashtok/assets/default.safetensors

@@ -9,7 +9,8 @@ subset) for a wall-clock budget, in one or two stretches: the first stretch's av
 the last's in float32 (a tokenizer file in 15 MiB parts), with the discriminators and the training log. The tracked
 tree itself must fit too: the checkpoints that git tracks travel unless they are untracked for the call (README).
 
-    python records/long_run/device.py bundle records/long_run/gan_stage.safetensors --corpus data/corpus --mb 31
+    python records/long_run/device.py bundle src/dashtok/assets/default.safetensors \
+        --disc records/long_run/gan_stage.disc.safetensors --corpus data/corpus --mb 31
     # on the device, with gpu_bundle and .whl carried (the command: records/long_run/README.md):
     python records/long_run/device.py run --minutes 7 --out $OUT        # 2 parts; --parts 1 to go on, machine warm
     python records/long_run/device.py join FILES_AT records/long_run/gan_gpu.safetensors
@@ -83,7 +84,8 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0, disc: Path | No
     total = sum(c.duration for c in clips) / 3600
     summary = {"clips": len(kept), "of": len(clips), "hours": round(sum(hours.values()), 3),
                "of_hours": round(total, 3), "hours_by_domain": {k: round(v, 3) for k, v in sorted(hours.items())},
-               "real_speech_hours": round(real, 3), "packed": str(packed), "part": part,
+               "real_speech_hours": round(real, 3), "packed": str(packed),
+               "disc": str(disc or disc_path(packed)), "part": part,
                "step": json.loads(metadata["training"])["steps"]}
     (BUNDLE / "bundle.json").write_text(json.dumps(summary, indent=1) + "\n")
     size = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file()) / 2**20

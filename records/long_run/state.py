@@ -5,14 +5,16 @@
 
 ``pack`` writes the run's latest checkpoint as a tokenizer file that every command takes (``dashtok eval recon
 --checkpoint OUT``): the moving average of the trained weights (the raw weights where the run keeps no average), the
-training record naming the run, its step and its resolved config; its latent statistics stay the neutral 0 / 1 (the
-run's own export computes them at its end). Once the discriminators have trained (step > ``gan_start``) their weights
-go beside it, ``OUT`` with ``.disc.safetensors`` for ``.safetensors``. Neither the raw weights beside their average nor
-the AdamW moments are kept: each would add the decoder's size again.
+training record naming the run, its step and its resolved config; its latent statistics stay the neutral 0 / 1 unless
+``--stats`` computes them over the run's training clips as the run's own export does at its end (a file that
+generators and enhancers can train on: the bundled default is one). Once the discriminators have trained (step >
+``gan_start``) their weights go beside it, ``OUT`` with ``.disc.safetensors`` for ``.safetensors``, or to ``--disc``.
+Neither the raw weights beside their average nor the AdamW moments are kept: each would add the decoder's size again.
 
 ``restore`` writes ``<out>/checkpoints/step-N/`` from such a file, the raw weights starting from their average, the
-discriminators from their file (or from their seeded initialisation if they had not trained) and the optimizers from
-empty states, after checking that the file's frozen encoder is the one the config's ``tokenizer.init`` gives. Then
+discriminators from their file (beside it or ``--disc``; it must be of the same step, or absent if they had not
+trained: then from their seeded initialisation) and the optimizers from empty states, after checking that the
+file's frozen encoder is the one the config's ``tokenizer.init`` gives. Then
 ``dashtok train CONFIG`` continues at step N with the same schedule and batches (a function of seed and step) while
 AdamW re-estimates its moments: not bit for bit the uninterrupted run. On the machine that still has the run folder,
 just run the training command again: that resumes bit for bit.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from dashtok import Tokenizer
@@ -63,7 +66,7 @@ def pack(cfg: TrainConfig, out: Path, stats: bool, disc_out: Path | None) -> int
               "intermediate": f"step {step} of the {cfg.steps}-step run {cfg.out}", "config": config_dict(cfg)}
     if stats:  # as the run's own export at its end: over the training clips the run caches
         bank = AudioBank.from_config(cfg.data)
-        set_latent_statistics(model, FeatureCache(model, bank, cfg.tokenizer.segment_frames, cfg.tokenizer.gain_db))
+        set_latent_statistics(model, FeatureCache(model, bank, cfg.tokenizer.segment_frames))  # level 0 only
         record["latent_statistics"] = f"{len(bank)} training clips, {bank.hours:.2f} h"
     model.save(out, training=record)
     line = f"{out}: step {step} ({weights} weights), {out.stat().st_size / 1e6:.1f} MB"
@@ -96,6 +99,11 @@ def restore(cfg: TrainConfig, packed: Path, force: bool, disc_in: Path | None) -
                           | {k: v for k, v in model.state_dict().items() if k.startswith("latent_")}, strict=True)
     disc_in = disc_in or disc_path(packed)
     if disc_in.is_file():
+        with safe_open(str(disc_in), "pt") as f:
+            disc_step = (f.metadata() or {}).get("step")
+        if disc_step != str(step):
+            print(f"{disc_in}: discriminators of step {disc_step}, but {packed} is of step {step}", file=sys.stderr)
+            return 1
         disc.load_state_dict(load_file(str(disc_in)), strict=True)
     modules: dict[str, torch.nn.Module] = {"model": model, "disc": disc}
     if t.ema_decay:

@@ -198,8 +198,9 @@ def mix_at_snr(clean: np.ndarray, noise_type: str, parts: list[np.ndarray], snr_
 def draw_mixtures(manifest: str | Path, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``n`` more (noisy, clean) training pairs, mixed on the fly from one split's clips as the corpus mixes its own:
     clean speech (the real Asterisk prompts too, which the corpus's mixtures leave out), one of the noise types at one
-    of the SNRs, babble from three other speech clips, music and sounds from their clips. Seeded; a mixture that would
-    clip is scaled down together with its clean target, as in the corpus."""
+    of the SNRs, babble from three other speech clips, music and sounds from their clips (the sound scenes too, which
+    the corpus's mixtures do not use). Seeded; a mixture that would clip is scaled down together with its clean
+    target, as in the corpus."""
     root = Path(manifest).parent
     pools: dict[str, list[Clip]] = defaultdict(list)
     for c in read_manifest(manifest):

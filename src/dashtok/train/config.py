@@ -171,6 +171,10 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be a number >= 0, not {self.max_minutes}")
         if self.max_minutes and self.stage != "tokenizer":
             raise ValueError(f"max_minutes is a setting of the tokenizer stage, not of {self.stage!r}")
+        if self.enhance.extra_mixtures < 0:
+            raise ValueError(f"enhance.extra_mixtures must be >= 0, not {self.enhance.extra_mixtures}")
+        if self.enhance.extra_mixtures and self.stage == "enhance" and not self.data.manifests:
+            raise ValueError("enhance.extra_mixtures draws from the clips of data.manifests, which is empty")
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:
