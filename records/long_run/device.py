@@ -92,15 +92,17 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0, disc: Path | No
     print(f"{BUNDLE}: {size:.1f} MiB; {json.dumps(summary)}")
 
 
-def overrides(minutes: float) -> list[str]:
+def overrides(minutes: float, arm: str = "", extra: tuple[str, ...] = ()) -> list[str]:
     """The run as configured, but on the bundle's clips, without validation (the scoring is done back home), and
-    stopping after ``minutes`` of training."""
-    return ["out=\"runs/gpu_gan\"", f"data.manifests=[\"{BUNDLE}/corpus/train.jsonl\"]", "data.valid_manifests=[]",
+    stopping after ``minutes`` of training; an ``arm`` of an A/B trains in its own folder with its ``extra``
+    overrides (``KEY=VALUE`` as ``dashtok train --set`` takes them) after these."""
+    folder = f"runs/gpu_gan_{arm}" if arm else "runs/gpu_gan"
+    return [f"out=\"{folder}\"", f"data.manifests=[\"{BUNDLE}/corpus/train.jsonl\"]", "data.valid_manifests=[]",
             f"tokenizer.init=\"{BUNDLE}/init.safetensors\"", "eval_every=1000000000", "save_every=1000",
-            "threads=8", f"max_minutes={minutes}"]
+            "threads=8", f"max_minutes={minutes}", *extra]
 
 
-def run(minutes: float, out: Path, parts: int) -> None:
+def run(minutes: float, out: Path, parts: int, arm: str = "", extra: tuple[str, ...] = ()) -> None:
     """On the device: restore the bundle's state (unless the machine still holds the run folder from an earlier call),
     then train ``minutes`` in ``parts`` stretches, packing after each: the last comes back in float32 (``final.*``),
     one before it (``parts`` = 2) in float16 (``half.fp16.safetensors``)."""
@@ -111,7 +113,7 @@ def run(minutes: float, out: Path, parts: int) -> None:
         save_file({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()},
                   str(BUNDLE / "init.safetensors"), metadata=f.metadata())
     shutil.copy(BUNDLE / "state.disc.safetensors", BUNDLE / "init.disc.safetensors")
-    sets = overrides(minutes / parts)
+    sets = overrides(minutes / parts, arm, extra)
     cfg = TrainConfig.load(CONFIG, parse_set(sets))
     started = (Path(cfg.out) / "checkpoints" / "latest").is_file()
     if not started and restore(cfg, BUNDLE / "init.safetensors", False, None):
@@ -169,6 +171,9 @@ def main() -> int:
     r.add_argument("--minutes", type=float, required=True)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--parts", type=int, default=2, help="stretches of training, each packed (1 or 2)")
+    r.add_argument("--arm", default="", help="an A/B arm's name: its own run folder (runs/gpu_gan_ARM)")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="the arm's overrides of the run's config, e.g. 'lr=2e-4'")
     j = sub.add_parser("join")
     j.add_argument("files", type=Path)
     j.add_argument("dest", type=Path)
@@ -179,7 +184,7 @@ def main() -> int:
         bundle(args.packed, args.corpus, args.mb, args.part, args.disc)
     elif args.command == "run":
         args.out.mkdir(parents=True, exist_ok=True)
-        run(args.minutes, args.out, args.parts)
+        run(args.minutes, args.out, args.parts, args.arm, tuple(args.set))
     else:
         join(args.files, args.dest, args.base)
     return 0
