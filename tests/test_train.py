@@ -183,6 +183,10 @@ def test_autocast_auto_is_bf16_only_where_bf16_runs_in_hardware(monkeypatch: pyt
         assert torch.equal(Generator(model, "auto")(f.semantic, f.patches), resolved)
     with pytest.raises(ValueError, match="max_minutes"):
         TrainConfig.from_dict({"stage": "mae", "out": "unused", "max_minutes": 5})
+    with pytest.raises(ValueError, match="extra_mixtures must be >= 0"):
+        TrainConfig.from_dict({"stage": "enhance", "out": "unused", "enhance": {"extra_mixtures": -1}})
+    with pytest.raises(ValueError, match="data.manifests, which is empty"):
+        TrainConfig.from_dict({"stage": "enhance", "out": "unused", "enhance": {"extra_mixtures": 10}})
 
 
 def test_ema_is_the_exponential_average_of_the_trained_weights() -> None:
