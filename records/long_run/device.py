@@ -53,6 +53,7 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0, disc: Path | No
     split up to ``mb`` MB, taken in a fixed shuffled order (by clip id hash): a random subset, every domain in about
     its share of the whole (the run's ``data.domain_shares`` still weigh the draws). ``part`` k > 0 fills from the clips
     that parts 0..k-1 left, so that successive calls train on disjoint subsets instead of the same one again."""
+    disc = disc or disc_path(packed)
     shutil.rmtree(BUNDLE, ignore_errors=True)
     (BUNDLE / "corpus").mkdir(parents=True)
     with safe_open(str(packed), "pt") as f:
@@ -60,7 +61,7 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0, disc: Path | No
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     small = {k: v if k.startswith(FROZEN) or not v.is_floating_point() else v.half() for k, v in state.items()}
     save_file(small, str(BUNDLE / "state.safetensors"), metadata=metadata)
-    shutil.copy(disc or disc_path(packed), BUNDLE / "state.disc.safetensors")
+    shutil.copy(disc, BUNDLE / "state.disc.safetensors")
     clips = read_manifest(corpus / "train.jsonl")
 
     left = sorted(clips, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest())
@@ -85,7 +86,7 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0, disc: Path | No
     summary = {"clips": len(kept), "of": len(clips), "hours": round(sum(hours.values()), 3),
                "of_hours": round(total, 3), "hours_by_domain": {k: round(v, 3) for k, v in sorted(hours.items())},
                "real_speech_hours": round(real, 3), "packed": str(packed),
-               "disc": str(disc or disc_path(packed)), "part": part,
+               "disc": str(disc), "part": part,
                "step": json.loads(metadata["training"])["steps"]}
     (BUNDLE / "bundle.json").write_text(json.dumps(summary, indent=1) + "\n")
     size = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file()) / 2**20

@@ -147,8 +147,7 @@ def plan_mixtures(n: int, seed: int, clips: list[Clip]) -> list[Clip]:
             if not pools["speech"]:
                 continue
             clean = rng.choice(pools["speech"])
-        noise_type = rng.choice([t for t in NOISE_TYPES if t in COLORED
-                                 or pools["speech" if t == "babble" else t]])
+        noise_type = rng.choice(noise_types(pools))
         snr = rng.choice(SNRS_DB)
         if noise_type == "babble":
             noise_ids = [c.id for c in rng.sample(pools["speech"], min(3, len(pools["speech"])))]
@@ -177,6 +176,18 @@ def colored_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     f = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
     spectrum /= np.sqrt(f) if kind == "pink" else f
     return np.fft.irfft(spectrum, n)
+
+
+def noise_types(pools: dict[str, list[Clip]]) -> list[str]:
+    """The noise types that ``pools`` (clips by kind) can give: the coloured ones always, babble from speech, music
+    and sounds from their clips."""
+    return [t for t in NOISE_TYPES if t in COLORED or pools["speech" if t == "babble" else t]]
+
+
+def headroom_gain(x: np.ndarray) -> float:
+    """The gain that keeps a rendered clip from clipping: 0.95 / peak above a peak of 0.99, else 1."""
+    peak = float(np.abs(x).max())
+    return 0.95 / peak if peak > 0.99 else 1.0
 
 
 def mix_at_snr(clean: np.ndarray, noise_type: str, parts: list[np.ndarray], snr_db: float,
@@ -209,7 +220,7 @@ def draw_mixtures(manifest: str | Path, n: int, seed: int) -> Iterator[tuple[np.
     if len(pools["speech"]) < 4:
         raise ValueError(f"{manifest}: too few speech clips to draw mixtures from ({len(pools['speech'])})")
     rng = random.Random(f"draw-mixtures/{seed}")
-    types = [t for t in NOISE_TYPES if t in COLORED or pools["speech" if t == "babble" else t]]
+    types = noise_types(pools)
     for i in range(n):
         clean_clip = rng.choice(pools["speech"])
         noise_type = rng.choice(types)
@@ -222,8 +233,7 @@ def draw_mixtures(manifest: str | Path, n: int, seed: int) -> Iterator[tuple[np.
         clean = load_audio(root / clean_clip.path, SAMPLE_RATE)
         parts = [load_audio(root / c.path, SAMPLE_RATE) for c in noise_clips]
         noisy = mix_at_snr(clean, noise_type, parts, rng.choice(SNRS_DB), np.random.default_rng([seed, i]))
-        peak = float(np.abs(noisy).max())
-        scale = 0.95 / peak if peak > 0.99 else 1.0
+        scale = headroom_gain(noisy)
         yield noisy * scale, (clean * scale).astype(np.float32)
 
 
@@ -317,10 +327,10 @@ def _render_one(args: tuple[Clip, dict[str, str]]) -> tuple[str, float, dict[str
     if float(np.sqrt(np.mean(x**2))) < SILENCE_RMS:
         return clip.id, 0.0, {}, "silent"
     updates = {}
-    peak = float(np.abs(x).max())
-    if peak > 0.99:  # scale down rather than clip; a mixture's clean target must be scaled alike
-        x = x * (0.95 / peak)
-        updates["gain"] = round(0.95 / peak, 6)
+    gain = headroom_gain(x)
+    if gain != 1.0:  # scale down rather than clip; a mixture's clean target must be scaled alike
+        x = x * gain
+        updates["gain"] = round(gain, 6)
     path.parent.mkdir(parents=True, exist_ok=True)
     if updates:
         sidecar.write_text(json.dumps(updates))
