@@ -230,7 +230,8 @@ def write(args: argparse.Namespace, info: dict[str, Any], times: dict[str, list[
         "# Cost of one tokenizer training step (issue 13)", "", head, "",
         f"- config `{args.config}`: batch {info['batch_size']} x {info['segment_seconds']:.2f} s "
         f"({info['segment_frames']} latent frames); data: {info['source']}",
-        f"- torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}; "
+        f"- torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()} "
+        f"(CPU capability {torch.backends.cpu.get_cpu_capability()}); "
         f"{args.rounds} fresh processes per variant, {args.warmup} warm-up + {args.steps} timed steps each; "
         "median of all timed steps",
         f"- contention: {args.note or 'see loads in the JSON'}", "",

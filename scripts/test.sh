@@ -7,4 +7,17 @@ bash scripts/setup.sh
 bash scripts/install_audio_tools.sh || echo "test: could not install the audio tools; corpus tests will be skipped"
 .venv/bin/ruff check src tests scripts
 .venv/bin/mypy src/dashtok --ignore-missing-imports
+native=$(.venv/bin/python -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')
+echo "test: CPU capability $native (ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-unset})"
 .venv/bin/python -m pytest -q tests "$@"
+# The golden-fixture tests again on every other CPU kernel path this machine has: fixtures made by reference code or
+# on another CPU must hold within float32 rounding anywhere, so one that only some CPUs can meet fails here.
+case "$native" in
+  AVX512*) paths="avx2:AVX2 default:SSE4_2" ;;
+  AVX2) paths="default:SSE4_2" ;;
+  *) paths="" ;;  # no SIMD dispatch to switch off (or not x86)
+esac
+for p in $paths; do
+  echo "test: golden fixtures under ATEN_CPU_CAPABILITY=${p%%:*} (this CPU: $native)"
+  ATEN_CPU_CAPABILITY=${p%%:*} MKL_ENABLE_INSTRUCTIONS=${p##*:} .venv/bin/python -m pytest -q -m golden tests
+done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,32 @@ import torch
 from dashtok import Tokenizer, TokenizerConfig
 
 SR = 16000
+
+
+# Golden fixtures (tests/fixtures) were written by reference code (torchaudio, the official release, upstream dasheng)
+# or an earlier dashtok on one machine. float32 results of another kernel path (AVX-512, AVX2 or no SIMD, MKL or not,
+# another CPU) differ from them by rounding, so they are compared relative to the tensor's scale, never bit for bit;
+# exact equality is kept for two sides computed in one process (batch == single, chunked == whole, save == load).
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max |expected|; inf when the shapes differ."""
+    if actual.shape != expected.shape:
+        return float("inf")
+    return float((actual.double() - expected.double()).abs().max() / expected.double().abs().max())
+
+
+def assert_golden(actual: torch.Tensor, expected: torch.Tensor, rel: float) -> None:
+    """``actual`` equals the golden ``expected`` within ``rel`` of its scale (see above)."""
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)} vs golden {tuple(expected.shape)}"
+    err = relative_error(actual, expected)
+    assert err <= rel, f"relative difference {err:.3g} > {rel:.3g}"
+
+
+def pytest_report_header() -> str:
+    """The kernel path the tests ran on: golden tolerances, bf16 and int8 results depend on it."""
+    from dashtok.precision import native_bf16
+
+    return (f"CPU capability {torch.backends.cpu.get_cpu_capability()} (ATEN_CPU_CAPABILITY="
+            f"{os.environ.get('ATEN_CPU_CAPABILITY', 'unset')}), bf16 in hardware: {native_bf16(torch.device('cpu'))}")
 
 
 def tiny_config(**changes: object) -> TokenizerConfig:

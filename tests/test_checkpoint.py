@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import make_tiny
+from conftest import assert_golden, make_tiny, relative_error
 from dashtok import Tokenizer
 from dashtok.checkpoint import CheckpointError, read_metadata
 
@@ -71,6 +71,10 @@ def test_bundled_default_model_loads_offline() -> None:
     assert enc.latents.shape == (1, 25, model.latent_dim)
 
 
+V1_TOL = 1e-5
+
+
+@pytest.mark.golden
 def test_dashtok_v1_checkpoints_load_and_compute_what_they_computed() -> None:
     """Format dashtok/1 (the encoder-mel injection, the upsampler to the decoder width, the log-magnitude cap 4.6)
     is migrated on load to today's fields and reproduces the outputs that the old code wrote."""
@@ -79,9 +83,13 @@ def test_dashtok_v1_checkpoints_load_and_compute_what_they_computed() -> None:
     assert model.config.injection.front_end == "encoder_mel" and model.config.decoder.upsampler_width == "decoder"
     assert abs(model.config.decoder.max_magnitude - 99.484) < 1e-3
     golden = load_file(str(fixtures / "legacy_tiny_v1_outputs.safetensors"))
+    # written by the old code on one CPU: within float32 rounding of another kernel path (2.4e-7 / 4.5e-7 of the
+    # scale measured without SIMD), while a cap of 100 instead of the old 99.484 already fails by far more
     latents = model.encode(golden["wav"]).latents
-    torch.testing.assert_close(latents, golden["latents"], rtol=0, atol=1e-6)
+    assert_golden(latents, golden["latents"], V1_TOL)
     audio = model.decode(golden["latents"]).audio
-    torch.testing.assert_close(audio, golden["audio"], rtol=0, atol=1e-6)
+    assert_golden(audio, golden["audio"], V1_TOL)
     capped = model.head.out(model.decoder(golden["latents"])).chunk(2, dim=-1)[0]
     assert bool((capped > 4.6).any())  # the cap is exercised
+    model.head.max_magnitude = 100.0
+    assert relative_error(model.decode(golden["latents"]).audio, golden["audio"]) > 100 * V1_TOL

@@ -268,8 +268,20 @@ def read_official(directory: str | os.PathLike[str], top_db_scope: TopDbScope = 
 
 def to_dashtok_state(model: nn.Module, files: OfficialFiles) -> dict[str, torch.Tensor]:
     """The official tensors renamed by ``KEY_TABLE`` for ``model`` (built from ``files.config``), checked: every
-    missing, unexpected or mis-shaped key and every derived buffer that differs is named in one CheckpointError."""
+    missing, unexpected or mis-shaped key and every derived buffer that differs is named in one CheckpointError.
+    A stored float32 filterbank or window within ``derived_buffer_tolerance`` of dashtok's is the one used (the
+    model then computes what its authors' code computes on any CPU); those dashtok keeps out of its state dict are
+    written into ``model``'s buffers here."""
     return _to_dashtok_state(model, files.state, files.metadata, files.weights)
+
+
+def derived_buffer_tolerance(derived: torch.Tensor, stored_dtype: torch.dtype) -> float:
+    """How far a stored filterbank or window may be from the one dashtok derives from the config and still be the
+    same front end: float32 rounding of the derivation on another kernel path reaches 1.4e-5 of the buffer's scale
+    (measured: ATEN_CPU_CAPABILITY=default against AVX-512), a file stored in bf16 or fp16 one rounding of its
+    precision; another bin count, scale, range or window type moves the buffer by more than 1e-3 of its scale."""
+    eps = torch.finfo(stored_dtype).eps if stored_dtype.is_floating_point else 0.0
+    return max(1e-4, 2.0 * eps) * float(derived.abs().max())
 
 
 def _to_dashtok_state(model: nn.Module, state: dict[str, torch.Tensor], meta: dict[str, str],
@@ -296,12 +308,19 @@ def _to_dashtok_state(model: nn.Module, state: dict[str, torch.Tensor], meta: di
             if expected is None or expected.shape != value.shape:
                 problems.append(f"{key}: shape {tuple(value.shape)}, dashtok derives "
                                 f"{None if expected is None else tuple(expected.shape)} from the config")
-            elif not torch.allclose(value, expected.to(dtype).float(), rtol=0, atol=1e-6):  # at the file's precision
-                problems.append(f"{key}: differs from the buffer dashtok derives from the config (max abs "
-                                f"difference {float((value - expected).abs().max()):.3g}): a different front end")
-            if ours not in own:  # non-persistent in dashtok: checked, then not loaded
+                if ours in own:
+                    out[ours] = own[ours]
                 continue
-            value = own[ours]  # dashtok's own float32 values, never a lower-precision copy
+            difference = float((value - expected).abs().max())
+            if difference > derived_buffer_tolerance(expected, dtype):
+                problems.append(f"{key}: differs from the buffer dashtok derives from the config (max abs "
+                                f"difference {difference:.3g}): a different front end")
+            if dtype != torch.float32 or difference > derived_buffer_tolerance(expected, dtype):
+                value = expected.detach().clone()  # dashtok's float32 values, never a bf16 copy's rounded ones
+            if ours not in own:  # non-persistent in dashtok: the file's values go into the model's buffer
+                with torch.no_grad():
+                    own_buffers[ours].copy_(value)
+                continue
         out[ours] = value
     for key in OPTIONAL_BUFFERS:  # absent from this file: take dashtok's (derived or the neutral counter)
         if key in own and key not in out:

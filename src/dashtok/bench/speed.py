@@ -226,7 +226,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     device = torch.device(cfg.device)
     report: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "device": str(device),
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
         "config": {k: v for k, v in cfg.__dict__.items()}, "throughput_gflops": {}, "results": [], "_flops": {},
         "_latents": {}, "_official": {}}
@@ -324,7 +325,8 @@ def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     tp = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["throughput_gflops"].items())
     lines = ["# dashtok bench", "",
-             f"Machine: {m['processor']} ({m['platform']}), torch {m['torch']}, {m['threads']} threads, "
+             f"Machine: {m['processor']} ({m['platform']}, CPU capability {m.get('cpu_capability', '?')}), "
+             f"torch {m['torch']}, {m['threads']} threads, "
              f"device {m['device']}{' (' + m['gpu'] + ')' if m['gpu'] else ''}. Matmul throughput: {tp}.", "",
              "RTF = compute seconds per second of audio (all items). Floor = FLOPs / matmul throughput; "
              "'x floor' = measured / floor. Memory = peak added by the call.", "",

@@ -233,6 +233,8 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     run = Run(cfg.out, rank)
     t = replace(cfg.tokenizer, autocast=training_autocast(cfg.tokenizer.autocast, device))  # resolved once
     precision = t.autocast
+    say(rank, f"tokenizer: autocast {precision} (configured '{cfg.tokenizer.autocast}'; {device.type}"
+              f"{', CPU capability ' + torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else ''})")
     if precision == "bf16" and not native_bf16(device):
         say(rank, f"tokenizer: warning: tokenizer.autocast = 'bf16' on a {device.type} without bf16 hardware "
                   f"({torch.backends.cpu.get_cpu_capability()}): emulated, many times slower than 'fp32' or 'auto'")
