@@ -140,3 +140,124 @@ def test_installed_entry_point(tmp_path: Path, wav: Path) -> None:
     assert "mel distance" in proc.stdout and (tmp_path / "r" / "metrics.json").is_file()
     proc = subprocess.run([str(exe), "decode", str(tmp_path / "nothing.safetensors")], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no such file" in proc.stderr
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str], *argv: object) -> str:
+    """Run a command that must be refused: exit code 2, exactly one line on stderr, no traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        run(*argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dashtok") and ": error: " in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("device, needle", [("foo", "not a torch device"), ("cuda", "--device cuda: "),
+                                            ("tpu", "not a torch device")])
+def test_unusable_devices_are_one_line_before_any_work(tmp_path: Path, wav: Path, tiny_ckpt: Path, device: str,
+                                                       needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if device == "cuda" and __import__("torch").cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    for command in (["encode", wav, "-o", tmp_path / "x.safetensors"], ["reconstruct", wav, "-o", tmp_path / "r"],
+                    ["generate", "a dog barks", "-o", tmp_path / "g.wav"]):
+        assert needle in one_error_line(capsys, *command, "-c", tiny_ckpt, "--device", device)
+    assert list(tmp_path.iterdir()) == [wav]  # nothing was written
+
+
+def test_outputs_the_command_cannot_write_are_refused_by_name(tmp_path: Path, wav: Path, tiny_ckpt: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    lat = tmp_path / "one.safetensors"
+    assert run("encode", wav, "-o", lat, "-c", tiny_ckpt) == 0
+    assert "not .mp3" in one_error_line(capsys, "decode", lat, "-o", tmp_path / "x.mp3", "-c", tiny_ckpt)
+    assert not (tmp_path / "x.mp3").exists()  # once a directory called x.mp3
+    assert "not .ogg" in one_error_line(capsys, "encode", wav, "-o", tmp_path / "x.ogg", "-c", tiny_ckpt)
+    assert "not .wav" in one_error_line(capsys, "reconstruct", wav, "-o", tmp_path / "r.wav", "-c", tiny_ckpt)
+    assert not (tmp_path / "x.ogg").exists() and not (tmp_path / "r.wav").exists()
+
+
+def test_generate_checks_its_arguments_before_loading_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from dashtok.generate.model import TextToAudio
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(TextToAudio, "from_pretrained", never)
+    for argv, needle in ((["--seconds", "0"], "--seconds 0: must be in (0, 60]"),
+                         (["--seconds", "61"], "--seconds 61: must be in (0, 60]"),
+                         (["--steps", "0"], "--steps 0: must be at least 1"),
+                         (["-o", tmp_path / "z.mp3"], "not .mp3"),
+                         (["-o", tmp_path / "z.txt"], "a .wav or .flac file")):
+        out = [] if "-o" in argv else ["-o", tmp_path / "g.wav"]
+        assert needle in one_error_line(capsys, "generate", "a piano", *out, *argv)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_batch_size_must_be_a_positive_integer(wav: Path, tiny_ckpt: Path, value: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--batch-size" in one_error_line(capsys, "encode", wav, "-c", tiny_ckpt, "--batch-size", value)
+
+
+def test_outputs_past_full_scale_are_reported_or_rescaled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dashtok.cli import write_output
+
+    loud = 1.28 * np.sin(np.linspace(0, 200 * np.pi, 16000)).astype(np.float32)
+    write_output(tmp_path / "clipped.wav", loud, 16000, rescale=False)
+    err = capsys.readouterr().err
+    assert "clipped.wav" in err and "peak 1.28" in err and "--rescale" in err
+    assert np.abs(sf.read(tmp_path / "clipped.wav")[0]).max() == pytest.approx(1.0, abs=1e-4)
+    write_output(tmp_path / "scaled.wav", loud, 16000, rescale=True)
+    assert capsys.readouterr().err == ""
+    scaled = sf.read(tmp_path / "scaled.wav")[0]
+    assert np.abs(scaled).max() == pytest.approx(0.99, abs=1e-4)
+    np.testing.assert_allclose(scaled, loud * 0.99 / np.abs(loud).max(), atol=1 / 32767 + 1e-6)
+
+
+def test_reconstruct_scores_what_it_can_and_writes_metrics_as_it_goes(tmp_path: Path, tiny_ckpt: Path) -> None:
+    """Digital silence (which PESQ refuses) is written with PESQ n/a, not reported as a failed file."""
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a_speech.wav", speechlike(1.0), 16000)
+    sf.write(src / "b_silence.wav", np.zeros(16000), 16000)
+    (src / "c_broken.wav").write_bytes(b"RIFFnope")
+    assert run("reconstruct", src, "-o", tmp_path / "rec", "-c", tiny_ckpt, "-q") == 1  # the broken file
+    rows = {Path(r["input"]).name: r for r in json.loads((tmp_path / "rec" / "metrics.json").read_text())["files"]}
+    assert set(rows) == {"a_speech.wav", "b_silence.wav"} and rows["b_silence.wav"]["pesq_wb"] is None
+    assert (tmp_path / "rec" / "b_silence.wav").is_file()
+
+
+def test_failure_summaries_read_as_english(tmp_path: Path, tiny_ckpt: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFFnope")
+    assert run("encode", bad, "-c", tiny_ckpt) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "dashtok: the file failed; nothing was written for it"
+    bad.write_bytes(b"")
+    assert run("encode", bad, "-c", tiny_ckpt) == 1
+    assert f"{bad}: empty file (0 bytes)" in capsys.readouterr().err
+    for name in ("a.safetensors", "b.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    sf.write(tmp_path / "a.wav", speechlike(1.0), 16000)
+    sf.write(tmp_path / "b.wav", speechlike(1.0), 16000)
+    msg = one_error_line(capsys, "encode", tmp_path / "a.wav", tmp_path / "b.wav", "-c", tiny_ckpt)
+    assert msg.endswith("a.safetensors and 1 more output(s) already exist; pass --force to overwrite")
+
+
+def test_info_describes_every_file_the_project_writes(tmp_path: Path, wav: Path, tiny_ckpt: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    lat = tmp_path / "one.safetensors"
+    assert run("encode", wav, "-o", lat, "-c", tiny_ckpt) == 0
+    capsys.readouterr()
+    assert run("info", lat, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["shape"] == [25, 32] and info["seconds"] == [1.0] and info["model_id"].startswith("dashtok-tiny@")
+    assert "read_latents" in info["read_in_python"]
+    assets = Path(__import__("dashtok").__file__).parent / "assets"
+    for name, kind in (("generator.safetensors", "text-to-audio generator"),
+                       ("enhancer.safetensors", "latent speech enhancer")):
+        assert run("info", assets / name) == 0
+        out = capsys.readouterr().out
+        assert kind in out and "tokenizer_id" in out and "training:\n  {" in out  # the record indented, not one line
+    assert run("info", tiny_ckpt) == 0
+    assert "latent_dim       32" in capsys.readouterr().out  # a tokenizer, as before

@@ -24,6 +24,18 @@ def test_identical_signals_score_best() -> None:
     assert metrics.pesq_nb(x, x) == pytest.approx(4.55, abs=0.01)  # P.862 MOS-LQO's ceiling
 
 
+def test_pesq_scores_long_inputs_in_windows_without_crashing() -> None:
+    """The pesq package segfaults past ~150 s: a 190 s pair is the length-weighted mean of 7 windows of 27.1 s."""
+    speech, _ = sf.read(Path(metrics.__file__).parent / "assets" / "demo_speech.flac", dtype="float32")
+    x = np.tile(speech, int(np.ceil(190 * 16000 / len(speech))))[: 190 * 16000]  # 190 s of the bundled real speech
+    y = (x + 0.02 * np.random.default_rng(0).standard_normal(len(x))).astype(np.float32)
+    bounds = np.linspace(0, len(x), 8).astype(int)
+    windows = [(metrics.pesq_wb(x[a:b], y[a:b]), b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    expected = sum(float(s) * n for s, n in windows) / len(x)  # type: ignore[arg-type]
+    assert metrics.pesq_wb(x, y) == pytest.approx(expected, abs=1e-9)
+    assert 1.0 < expected < 4.64
+
+
 @pytest.mark.parametrize("snr", [0.0, 10.0, 20.0])
 def test_si_sdr_of_added_noise_equals_the_snr(snr: float) -> None:
     """With zero-mean noise orthogonal to the signal, SI-SDR is exactly the SNR."""
@@ -56,10 +68,13 @@ def test_mel_distance_is_differentiable() -> None:
     assert y.grad is not None and torch.isfinite(y.grad).all()
 
 
-def test_confidence_interval() -> None:
+def test_confidence_interval_is_students_t() -> None:
     r = mean_ci([1.0, 2.0, 3.0, 4.0])
     assert r["mean"] == 2.5 and r["n"] == 4
-    assert r["ci95"] == pytest.approx(1.96 * np.std([1, 2, 3, 4], ddof=1) / 2, abs=1e-4)
+    assert r["ci95"] == pytest.approx(3.1824 * np.std([1, 2, 3, 4], ddof=1) / 2, abs=1e-4)  # t(0.975, 3)
+    for n, t in ((6, 2.5706), (11, 2.2281), (20, 2.0930), (30, 2.0452), (201, 1.9719)):  # t(0.975, n - 1)
+        values = np.arange(n, dtype=np.float64)
+        assert mean_ci(list(values))["ci95"] == pytest.approx(t * values.std(ddof=1) / np.sqrt(n), rel=2e-4)
 
 
 def test_eval_recon_report(tmp_path: Path, tiny_ckpt: Path) -> None:
@@ -68,12 +83,16 @@ def test_eval_recon_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     music.mkdir()
     for i in range(3):
         sf.write(speech / f"{i}.wav", speechlike(1.5, seed=i), 16000)
+    sf.write(speech / "truncated.wav", speechlike(1.5), 16000)
+    (speech / "truncated.wav").write_bytes((speech / "truncated.wav").read_bytes()[:30])  # a cut-off download
     out = tmp_path / "report"
     assert main(["eval", "recon", "--folder", str(speech), "-o", str(out), "-c", str(tiny_ckpt)]) == 0
     report = json.loads((out / "recon.json").read_text())
     group = report["groups"]["voices"]
     assert group["mel_distance"]["n"] == 3 and "pesq_wb" in group and "stoi" in group
+    assert [Path(s["path"]).name for s in report["skipped"]] == ["truncated.wav"]
     assert "| voices | 3 |" in (out / "recon.md").read_text()
+    assert "truncated.wav" in (out / "recon.md").read_text().split("Skipped 1 unreadable file(s):")[1]
     assert set(group["artifact_tone"]) == {"db", "hz"}
     if opus_available():  # the reference codec rows, scored on the same clips
         assert set(report["references"]) == {"opus 6 kbit/s", "opus 12 kbit/s", "opus 24 kbit/s"}

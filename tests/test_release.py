@@ -361,3 +361,16 @@ def test_filterbanks_that_differ_by_float32_rounding_load_and_are_used(tmp_path:
     assert torch.equal(model.encoder.front_end[0].mel_scale.fb, stored[keys[0]])
     assert torch.equal(model.injection.front_end.mel_spec.mel_scale.fb, stored[keys[1]])
     assert torch.equal(model.head.istft.window, stored[keys[2]])
+
+
+def test_save_pretrained_writes_what_from_pretrained_loads(tmp_path: Path) -> None:
+    """The official layout where it can express the model, dashtok's file in the directory where it cannot."""
+    for name, model in (("releasable", make_tiny(seed=5)),
+                        ("capped_1000", make_tiny(seed=5, config=tiny_config(
+                            decoder={**tiny_config().decoder.__dict__, "max_magnitude": 1000.0})))):
+        d = model.save_pretrained(tmp_path / name)
+        assert (d / "config.json").is_file() == (name == "releasable") and (d / "model.safetensors").is_file()
+        back = Tokenizer.from_pretrained(d)
+        assert back.config.decoder == model.config.decoder
+        a, b = model.state_dict(), back.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

@@ -152,11 +152,38 @@ def test_numpy_multichannel_and_resampled_input(tiny: Tokenizer) -> None:
         (np.zeros(479, dtype=np.float32), "shorter than one 40 ms frame"),
         (np.full(16000, np.nan, dtype=np.float32), "NaN or Inf"),
         (np.zeros((2, 2, 2, 16000), dtype=np.float32), "must be"),
+        (np.zeros((223950, 2), dtype=np.float32), r"reads as 223950 items of 2 samples.*\(wav\.T\)"),
+        (np.zeros(16000, dtype=np.uint64), "integer dtype torch.uint64"),
+        (np.zeros(16000, dtype=np.complex64), "real numbers"),
     ],
 )
 def test_bad_audio_is_rejected_clearly(tiny: Tokenizer, bad: np.ndarray, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match) as err:
         tiny.encode(bad)
+    assert len(str(err.value)) < 300  # however large the input
+
+
+def test_messages_about_many_items_stay_short(tiny: Tokenizer) -> None:
+    x = np.zeros((5000, 600), dtype=np.float32)
+    x[::2, 7] = np.nan
+    with pytest.raises(ValueError, match=r"items?\(s\) \[0, 2, 4, 6, 8, \.\.\. \(2500 in all\)\] contain NaN") as err:
+        tiny.encode(x)
+    assert len(str(err.value)) < 200
+
+
+def test_integer_pcm_is_scaled_to_full_scale(tiny: Tokenizer) -> None:
+    """int16/int32/int8/uint8 arrays, as soundfile and WAV files give them, encode as the float audio they stand for."""
+    x = speechlike(1.0)
+    expected = tiny.encode(x).latents
+    for dtype, scale, offset in ((np.int16, 2**15, 0), (np.int32, 2**31, 0), (np.int8, 2**7, 0),
+                                 (np.uint8, 2**7, 128)):
+        pcm = np.round(x * scale + offset).clip(np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+        as_float = ((pcm.astype(np.float64) - offset) / scale).astype(np.float32)
+        torch.testing.assert_close(tiny.encode(pcm).latents, tiny.encode(as_float).latents, rtol=0, atol=1e-6)
+        torch.testing.assert_close(tiny.encode(torch.from_numpy(pcm)).latents, tiny.encode(as_float).latents,
+                                   rtol=0, atol=1e-6)
+    pcm16 = np.round(x * 2**15).astype(np.int16)
+    torch.testing.assert_close(tiny.encode(pcm16).latents, expected, rtol=0, atol=1e-3 * float(expected.abs().max()))
 
 
 def test_encoded_latents_can_feed_a_trainable_model(tiny: Tokenizer) -> None:
@@ -233,3 +260,15 @@ def test_gradients_reach_only_injection_and_decoder() -> None:
             assert p.grad is None, name
         else:
             assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_calling_the_model_reconstructs_and_outputs_take_keys(tiny: Tokenizer) -> None:
+    x = speechlike(1.0)
+    enc = tiny.encode(x)
+    expected = tiny.decode(enc.latents, enc.lengths)
+    out = tiny(x)
+    assert torch.equal(out.audio, expected.audio) and torch.equal(out.lengths, expected.lengths)
+    assert out["audio"] is out.audio and enc["latents"] is enc.latents and enc.keys() == ["latents", "lengths",
+                                                                                           "semantic"]
+    with pytest.raises(KeyError):
+        enc["audio"]

@@ -60,6 +60,8 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int = 16000, ma
     p = Path(path)
     if not p.is_file():
         raise AudioError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: empty file (0 bytes)")
     try:
         f = sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
@@ -123,10 +125,12 @@ class AudioWriter:
         self.num_samples = num_samples
         self.written = 0
         self.clipped = 0
+        self.peak = 0.0
 
     def write(self, block: np.ndarray) -> None:
         x = np.asarray(block, dtype=np.float32).reshape(-1)[: self.num_samples - self.written]
         self.clipped += int((np.abs(x) > 1.0).sum())
+        self.peak = max(self.peak, float(np.abs(x).max()) if x.size else 0.0)
         self._handle.write(np.clip(x, -1.0, 1.0))
         self.written += len(x)
 

@@ -18,19 +18,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dashtok.atomic import atomic_write
 from dashtok.audio_io import audio_writer, fit_length, write_audio
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
 from dashtok.cli_common import (
     FILE_ERRORS,
     CliError,
     Job,
+    Parser,
     Progress,
     fail,
     jobs_for,
     load_model,
     model_options,
+    positive_int,
     refuse_overwrite,
+    report_clipping,
+    rescaled,
     run_jobs,
+    summarise_failures,
 )
 from dashtok.encode_files import encode_file, encode_file_to_file, latent_files, length_buckets, load_for_encoding
 from dashtok.latents_io import (
@@ -86,10 +92,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
             else:
                 write_latents(job.target, lf)
             progress.step(str(job.source))
-    if failed:
-        print(f"dashtok: {failed} of {len(jobs)} file(s) failed; the others were written", file=sys.stderr)
-        return 1
-    return 0
+    return summarise_failures(failed, len(jobs))
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -104,21 +107,29 @@ def cmd_decode(args: argparse.Namespace) -> int:
         if lf.sample_rate != model.sample_rate:
             raise LatentFileError(f"{job.source}: latents are for {lf.sample_rate} Hz, model is {model.sample_rate}")
         z, lengths = lf.batched()
-        if z.shape[0] == 1:  # one stream: decoded window by window straight into the file, bounded memory
+        if z.shape[0] == 1 and not args.rescale:  # one stream: decoded window by window straight into the file
             stream = StreamingDecoder(model, block_frames=model.decode_chunk_frames)
             with audio_writer(job.target, model.sample_rate, lf.original_num_samples[0]) as out:
                 for s in range(0, z.shape[1], model.decode_chunk_frames):
                     out.write(stream.push(z[:, s : s + model.decode_chunk_frames])[0].cpu().numpy())
                 out.write(stream.flush()[0].cpu().numpy())
+            report_clipping(job.target, out.clipped, out.peak)
             return
         dec = model.decode(z, lengths)
         for i, n in enumerate(lf.original_num_samples):
             audio = fit_length(dec.audio[i, : int(dec.lengths[i])].cpu().numpy(), n)
             target = job.target if z.shape[0] == 1 else \
                 job.target.with_name(f"{job.target.stem}_{i}{job.target.suffix}")
-            write_audio(target, audio, model.sample_rate)
+            write_output(target, audio, model.sample_rate, args.rescale)
 
     return run_jobs(jobs, "decode", work, args.quiet)
+
+
+def write_output(target: Path, audio: np.ndarray, sample_rate: int, rescale: bool) -> None:
+    """Write decoded audio; past full scale it is scaled to fit (``--rescale``) or clipped with a warning."""
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    clipped = write_audio(target, rescaled(audio) if rescale else audio, sample_rate)
+    report_clipping(target, clipped, peak)
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -132,6 +143,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, args.device, args.precision)
     rows: list[dict[str, object]] = []
 
+    def write_report() -> None:  # after every file: a crash later loses no finished file's scores
+        report = {"model_id": model.model_id, "trained": bool(model.training_record.get("trained", False)),
+                  "device": args.device, "torch_threads": torch.get_num_threads(), "files": rows}
+        with atomic_write(report_path) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+
     def work(job: Job) -> None:
         t0 = time.perf_counter()
         audio, lf = encode_file(model, job.source, args.max_seconds)
@@ -140,8 +157,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         recon = fit_length(dec.audio[0].cpu().numpy(), len(audio))
         t2 = time.perf_counter()
         write_latents(job.target.with_suffix(".safetensors"), lf)
-        write_audio(job.target, recon, model.sample_rate)
+        write_output(job.target, recon, model.sample_rate, args.rescale)
         seconds = len(audio) / model.sample_rate
+        speech = metrics.speech_scores(audio, recon, model.sample_rate)  # None where PESQ refuses (silence)
         rows.append({
             "input": str(job.source), "reconstruction": str(job.target),
             "latents": str(job.target.with_suffix(".safetensors")), "seconds": round(seconds, 3),
@@ -149,30 +167,86 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             "encode_rtf": (t1 - t0) / seconds, "decode_rtf": (t2 - t1) / seconds,
             "mel_distance": float(metrics.mel_distance(audio, recon)[0]),
             "si_sdr_db": float(metrics.si_sdr(audio, recon)[0]),
-            "pesq_wb": metrics.pesq_wb(audio, recon, model.sample_rate),
-            "stoi": metrics.stoi(audio, recon, model.sample_rate),
+            "pesq_wb": speech.get("pesq_wb"), "stoi": speech.get("stoi"),
         })
+        write_report()
+        if not args.quiet:
+            r = rows[-1]
+            pesq = "n/a" if r["pesq_wb"] is None else f"{r['pesq_wb']:.2f}"
+            stoi_s = "n/a" if r["stoi"] is None else f"{r['stoi']:.3f}"
+            print(f"{r['input']}: {r['seconds']:.2f} s -> {r['latent_frames']} x {r['latent_dim']} latents; "
+                  f"mel distance {r['mel_distance']:.3f}, SI-SDR {r['si_sdr_db']:.1f} dB, PESQ-WB {pesq}, "
+                  f"STOI {stoi_s}; encode RTF {r['encode_rtf']:.3f}, decode RTF {r['decode_rtf']:.3f}", flush=True)
 
     code = run_jobs(jobs, "reconstruct", work, args.quiet)
-    report = {"model_id": model.model_id, "trained": bool(model.training_record.get("trained", False)),
-              "device": args.device, "torch_threads": torch.get_num_threads(), "files": rows}
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    write_report()
     if not model.training_record.get("trained", False):
         print("note: this model is UNTRAINED (random weights); its reconstructions are noise", file=sys.stderr)
-    for r in rows:
-        pesq = "n/a" if r["pesq_wb"] is None else f"{r['pesq_wb']:.2f}"
-        stoi_s = "n/a" if r["stoi"] is None else f"{r['stoi']:.3f}"
-        print(f"{r['input']}: {r['seconds']:.2f} s -> {r['latent_frames']} x {r['latent_dim']} latents; "
-              f"mel distance {r['mel_distance']:.3f}, SI-SDR {r['si_sdr_db']:.1f} dB, PESQ-WB {pesq}, "
-              f"STOI {stoi_s}; encode RTF {r['encode_rtf']:.3f}, decode RTF {r['decode_rtf']:.3f}")
     print(f"wrote {report_path}")
     return code
+
+
+def describe_other_file(path: Path, meta: dict[str, str]) -> dict[str, object] | None:
+    """What ``info`` says of a file the project writes that is not a tokenizer: a latent file, or a generator,
+    enhancer or VAE-baseline checkpoint (None for anything else)."""
+    from safetensors import safe_open
+
+    from dashtok.latents_io import LATENT_FORMAT
+
+    fmt = meta.get("format", "")
+    size = round(path.stat().st_size / 2**20, 2)
+    if fmt == LATENT_FORMAT:
+        lf = read_latents(path)  # validated: a damaged or old file is one clear error
+        _, lengths = lf.batched()
+        seconds = [round(n / lf.sample_rate, 3) for n in lf.original_num_samples]
+        return {"file": str(path), "size_mb": size, "format": f"{fmt} version {meta.get('version')}",
+                "kind": lf.kind, "source": lf.source or None, "model_id": lf.model_id, "config_hash": lf.config_hash,
+                "shape": list(lf.latents.shape), "items": len(lf.original_num_samples),
+                "frames": lengths.tolist(), "latent_dim": lf.latent_dim, "frame_rate": lf.frame_rate,
+                "sample_rate": lf.sample_rate, "seconds": seconds,
+                "read_in_python": "from dashtok.latents_io import read_latents; lf = read_latents(path); "
+                                  "z, lengths = lf.batched()  # (B, N, D), (B,)"}
+    kinds = {"dashtok-generator/": "text-to-audio generator", "dashtok-enhancer/": "latent speech enhancer",
+             "dashtok-vae/": "mel-VAE baseline codec"}
+    kind = next((v for k, v in kinds.items() if fmt.startswith(k)), None)
+    if kind is None:
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        parameters = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    info: dict[str, object] = {"file": str(path), "size_mb": size, "format": fmt, "kind": kind,
+                               "parameters": parameters}
+    if "tokenizer_id" in meta:
+        info["tokenizer_id"] = meta["tokenizer_id"]
+    for key in ("config", "training"):
+        if key in meta:
+            info[key] = json.loads(meta[key])
+    return info
+
+
+def print_info(info: dict[str, object]) -> None:
+    """One line per field; nested records (config, training) as indented JSON, not a one-line dict."""
+    for key, value in info.items():
+        if isinstance(value, dict) and value:
+            print(f"{key}:")
+            print("  " + json.dumps(value, indent=2, sort_keys=True).replace("\n", "\n  "))
+        else:
+            print(f"{key:16s} {value}")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from dashtok.release import WEIGHTS_FILE, official_dir
 
+    if args.checkpoint and Path(args.checkpoint).is_file():  # a latent, generator or enhancer file, maybe
+        try:
+            other = describe_other_file(Path(args.checkpoint), read_metadata(args.checkpoint))
+        except (CheckpointError, LatentFileError) as err:
+            raise CliError(str(err)) from None
+        if other is not None:
+            if args.json:
+                print(json.dumps(other, indent=2))
+            else:
+                print_info(other)
+            return 0
     model = load_model(args.checkpoint, "cpu")
     try:
         official = official_dir(args.checkpoint) if args.checkpoint else None
@@ -204,8 +278,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key, value in info.items():
-        print(f"{key:16s} {value}")
+    print_info(info)
     if not info["trained"]:
         print("WARNING: this checkpoint is UNTRAINED (random weights): a placeholder, not a usable tokenizer")
     return 0
@@ -270,7 +343,9 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from dashtok import __version__
 
-    parser = argparse.ArgumentParser(prog="dashtok", description=__doc__.splitlines()[0])
+    parser = Parser(prog="dashtok", description="DashengTokenizer: 16 kHz audio to continuous 25 Hz latents and back "
+                                                "(encode, decode, reconstruct), and training, evaluation, generation "
+                                                "and enhancement on them. Every error is one line on stderr.")
     parser.add_argument("--version", action="version", version=f"dashtok {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -279,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output .safetensors (one input) or directory "
                                           "(default: beside each input)")
     p.add_argument("--semantic", action="store_true", help="write the frozen semantic features alone")
-    p.add_argument("--batch-size", type=int, default=1,
+    p.add_argument("--batch-size", type=positive_int, default=1,
                    help="encode files of similar length together, padded (default: 1, one at a time)")
     p.add_argument("--max-batch-seconds", type=float, default=600.0,
                    help="at most this much padded audio per batch (default: 600)")
@@ -292,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output .wav/.flac (one input) or directory (default: beside each input)")
     p.add_argument("--any-weights", action="store_true",
                    help="decode latents of another checkpoint of the same architecture")
+    p.add_argument("--rescale", action="store_true",
+                   help="scale an output that would clip to a peak of 0.99 (holds the whole decoded file in memory; "
+                        "default: clip, with a warning)")
     model_options(p)
     p.set_defaults(func=cmd_decode)
 
@@ -299,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files and/or directories")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    p.add_argument("--rescale", action="store_true",
+                   help="scale a reconstruction that would clip to a peak of 0.99 (default: clip, with a warning)")
     model_options(p)
     p.set_defaults(func=cmd_reconstruct)
 
@@ -331,8 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("info", help="describe a checkpoint (default: the bundled model)")
-    p.add_argument("checkpoint", nargs="?", help="dashtok checkpoint file or directory, official directory or hub id")
+    p = sub.add_parser("info", help="describe a checkpoint, latent, generator or enhancer file (default: the bundled "
+                                    "model)")
+    p.add_argument("checkpoint", nargs="?", help="dashtok checkpoint file or directory, official directory, hub id, "
+                                                 "latent file, generator or enhancer checkpoint")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
     return parser

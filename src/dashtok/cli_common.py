@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from dashtok.audio_io import AudioError, find_audio_files
+import numpy as np
+import torch
+
+from dashtok.audio_io import AUDIO_EXTENSIONS, AudioError, find_audio_files
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path
 from dashtok.latents_io import LatentFileError
 from dashtok.precision import PRECISIONS, set_precision
@@ -23,6 +26,68 @@ FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryErro
 
 class CliError(Exception):
     """A fatal, user-facing error: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (``dashtok encode: error: argument --batch-size: ...; see
+    dashtok encode --help``) like every other error; subparsers are of this class as well."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def check_device(device: str) -> torch.device:
+    """``--device`` as a torch device this installation can use; otherwise a CliError saying why (before any work)."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CliError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        why = "this PyTorch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise CliError(f"--device {device}: {why} (torch {torch.__version__}); use --device cpu")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise CliError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise CliError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    if d.type not in ("cpu", "cuda", "mps"):
+        raise CliError(f"--device {device}: dashtok runs on cpu, cuda or mps")
+    return d
+
+
+def check_audio_output(output: str | None, writable: tuple[str, ...]) -> None:
+    """Refuse an output named like an audio file the command does not write (``-o x.mp3`` would otherwise become a
+    directory called x.mp3, or fail after all the work)."""
+    if output is None:
+        return
+    suffix = Path(output).suffix.lower()
+    if suffix in AUDIO_EXTENSIONS and suffix not in writable:
+        kinds = " or ".join(writable) if writable else "a directory"
+        raise CliError(f"{output}: this command writes {kinds}, not {suffix} (convert afterwards, e.g. with ffmpeg)")
+
+
+def report_clipping(target: Path, clipped: int, peak: float) -> None:
+    """One warning line for an output whose samples went past full scale and were clipped in the file."""
+    if clipped:
+        print(f"dashtok: warning: {target}: {clipped} sample(s) above full scale (peak {peak:.2f}) were clipped; "
+              f"--rescale scales the output to fit instead", file=sys.stderr)
+
+
+def rescaled(audio: np.ndarray, limit: float = 0.99) -> np.ndarray:
+    """``audio`` scaled down so that its peak is at most ``limit`` (as encodec's --rescale); quieter audio as it is."""
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    return audio * (limit / peak) if peak > limit else audio
 
 
 def fail(msg: str, code: int = 2) -> NoReturn:
@@ -71,6 +136,7 @@ def jobs_for(inputs: list[str], output: str | None, suffix: str, single_ext: tup
             pairs += [(f, f.relative_to(root)) for f in files]
         else:
             pairs.append((root, Path(root.name)))
+    check_audio_output(output, single_ext)
     if output is None:
         jobs = [Job(f, f.with_suffix(suffix)) for f, _ in pairs]
     elif len(pairs) == 1 and Path(inputs[0]).is_file() and output.lower().endswith(single_ext):
@@ -88,8 +154,8 @@ def jobs_for(inputs: list[str], output: str | None, suffix: str, single_ext: tup
 def refuse_overwrite(paths: list[Path], force: bool) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise CliError(f"{existing[0]}{more} already exists; pass --force to overwrite")
+        what = existing[0] + (f" and {len(existing) - 1} more output(s)" if len(existing) > 1 else "")
+        raise CliError(f"{what} already exist{'s' if len(existing) == 1 else ''}; pass --force to overwrite")
 
 
 def run_jobs(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bool) -> int:
@@ -105,14 +171,25 @@ def run_jobs(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bo
                 msg = f"{job.source}: {msg}"
             print(f"dashtok: error: {msg}", file=sys.stderr)
         progress.step(str(job.source))
-    if failed:
-        print(f"dashtok: {failed} of {len(jobs)} file(s) failed; the others were written", file=sys.stderr)
-        return 1
-    return 0
+    return summarise_failures(failed, len(jobs))
+
+
+def summarise_failures(failed: int, total: int) -> int:
+    """The closing line of a multi-file run with failures, and its exit code (1 when any file failed)."""
+    if not failed:
+        return 0
+    if total == 1:
+        print("dashtok: the file failed; nothing was written for it", file=sys.stderr)
+    elif failed == total:
+        print(f"dashtok: all {total} files failed", file=sys.stderr)
+    else:
+        print(f"dashtok: {failed} of {total} files failed; the other {total - failed} were written", file=sys.stderr)
+    return 1
 
 
 def load_model(checkpoint: str | None, device: str, precision: str = "fp32") -> Tokenizer:
     """The bundled default, a dashtok checkpoint, an official-layout directory or a hub id (see from_pretrained)."""
+    check_device(device)
     try:
         if not checkpoint and not default_checkpoint_path().is_file():
             raise CheckpointError(f"{default_checkpoint_path()}: the bundled default model is missing from this "
@@ -131,4 +208,4 @@ def model_options(p: argparse.ArgumentParser) -> None:
                    help="inference precision: bf16 (CPU with AVX-512 BF16, GPU), fp16 (GPU), int8 (CPU); "
                         "front end and iSTFT stay float32 (default: fp32)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no per-file summary lines")

@@ -17,7 +17,7 @@ This module also holds the input validation every codec shares, and the one enco
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -30,15 +30,28 @@ from dashtok.masking import lengths_to_mask
 ArrayLike = torch.Tensor | np.ndarray
 
 
+class _Fields:
+    """Key access beside attribute access (``out["latents"]``, ``out.keys()``), as the ecosystem's codec outputs
+    allow."""
+
+    def __getitem__(self, key: str) -> torch.Tensor | None:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)  # type: ignore[no-any-return]
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self)]  # type: ignore[arg-type]
+
+
 @dataclass
-class EncodeOutput:
+class EncodeOutput(_Fields):
     latents: torch.Tensor  # (B, N, D); frames past a length are zeros
     lengths: torch.Tensor  # (B,) valid frames
     semantic: torch.Tensor | None = None  # (B, N, D) the frozen encoder's features, when asked for (tokenizer only)
 
 
 @dataclass
-class DecodeOutput:
+class DecodeOutput(_Fields):
     audio: torch.Tensor  # (B, T) at sample_rate; samples past a length are zeros
     lengths: torch.Tensor  # (B,) valid samples = frames * hop_length
 
@@ -74,14 +87,37 @@ class Codec(Protocol):
     def train(self, mode: bool = True) -> Codec: ...
 
 
+def _few(values: list[int], k: int = 5) -> str:
+    """A list for an error message, at most ``k`` values however many there are."""
+    return str(values) if len(values) <= k else f"{str(values[:k])[:-1]}, ... ({len(values)} in all)]"
+
+
+def as_float_audio(wav: ArrayLike) -> torch.Tensor:
+    """A float32 CPU tensor of ``wav``; integer PCM is scaled to [-1, 1) (int16 / 32768, int32 / 2**31, int8 / 128,
+    uint8 (x - 128) / 128, as WAV files store them); booleans and complex values are refused."""
+    x = wav if isinstance(wav, torch.Tensor) else torch.as_tensor(np.asarray(wav))
+    x = x.detach().cpu()
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"audio must be real numbers, got dtype {x.dtype}")
+    if x.dtype == torch.uint8:
+        return (x.float() - 128.0) / 128.0
+    if not x.is_floating_point():
+        full_scale = {torch.int8: 2.0**7, torch.int16: 2.0**15, torch.int32: 2.0**31}.get(x.dtype)
+        if full_scale is None:
+            raise ValueError(f"audio of integer dtype {x.dtype}: use float, or int8/int16/int32 PCM")
+        return (x.double() / full_scale).float()
+    return x.float()
+
+
 def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | None, model_rate: int,
                   min_num_samples: int, frame_ms: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate and normalise ``encode``'s audio input -> (wav (B, T) float32 at ``model_rate``, lengths (B,)).
 
-    Channels are averaged to mono, other sample rates resampled with soxr. Empty audio, badly shaped arrays,
-    NaN/Inf and items shorter than one frame (``min_num_samples``) raise a ``ValueError`` saying which.
+    Channels are averaged to mono, other sample rates resampled with soxr, integer PCM scaled (``as_float_audio``).
+    Empty audio, badly shaped arrays, NaN/Inf and items shorter than one frame (``min_num_samples``) raise a
+    ``ValueError`` of a few lines at most saying which.
     """
-    x = torch.as_tensor(np.asarray(wav) if not isinstance(wav, torch.Tensor) else wav).float().cpu()
+    x = as_float_audio(wav)
     if x.ndim == 1:
         x = x.unsqueeze(0)
     elif x.ndim == 3:
@@ -91,13 +127,17 @@ def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | 
     b, t = x.shape
     if b == 0 or t == 0:
         raise ValueError(f"audio is empty (shape {tuple(x.shape)})")
+    if t < min_num_samples and b >= min_num_samples:  # soundfile.read's (frames, channels), most likely
+        raise ValueError(f"audio of shape {tuple(x.shape)} reads as {b} items of {t} samples each; arrays are "
+                         f"(T,), (B, T) or (B, C, T), so pass soundfile's (frames, channels) layout transposed "
+                         f"(wav.T) or as mono (wav.mean(axis=1))")
     lens = torch.full((b,), t, dtype=torch.long) if lengths is None else \
         torch.as_tensor(lengths, dtype=torch.long).reshape(-1).cpu()
     if lens.shape[0] != b or bool((lens <= 0).any()) or bool((lens > t).any()):
-        raise ValueError(f"lengths must be {b} values in [1, {t}], got {lens.tolist()}")
-    for i in range(b):
-        if not bool(torch.isfinite(x[i, : lens[i]]).all()):
-            raise ValueError(f"audio item {i} contains NaN or Inf")
+        raise ValueError(f"lengths must be {b} values in [1, {t}], got {_few(lens.tolist())}")
+    bad = [i for i in range(b) if not bool(torch.isfinite(x[i, : lens[i]]).all())]
+    if bad:
+        raise ValueError(f"audio item(s) {_few(bad)} contain NaN or Inf")
     sr = model_rate if sample_rate is None else int(sample_rate)
     if sr != model_rate:
         items = [torch.from_numpy(resample(x[i, : lens[i]].numpy(), sr, model_rate)) for i in range(b)]
@@ -105,7 +145,7 @@ def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | 
         x = torch.stack([nn.functional.pad(it, (0, int(lens.max()) - len(it))) for it in items])
     short = [i for i in range(b) if int(lens[i]) < min_num_samples]
     if short:
-        raise ValueError(f"audio item(s) {short} shorter than one {frame_ms:.0f} ms frame "
+        raise ValueError(f"audio item(s) {_few(short)} shorter than one {frame_ms:.0f} ms frame "
                          f"(need >= {min_num_samples} samples at {model_rate} Hz)")
     return x.to(device), lens.to(device)
 
@@ -124,7 +164,7 @@ def validate_latents(latents: ArrayLike, lengths: ArrayLike | None, latent_dim: 
     lens = torch.full((b,), n, dtype=torch.long, device=device) if lengths is None else \
         torch.as_tensor(lengths, dtype=torch.long, device=device).reshape(-1)
     if lens.shape[0] != b or bool((lens < 0).any()) or bool((lens > n).any()):
-        raise ValueError(f"lengths must be {b} values in [0, {n}], got {lens.tolist()}")
+        raise ValueError(f"lengths must be {b} values in [0, {n}], got {_few(lens.tolist())}")
     valid = lengths_to_mask(lens, n).unsqueeze(-1)
     if not bool(torch.isfinite(z).logical_or(~valid).all()):
         raise ValueError("latents contain NaN or Inf")

@@ -9,7 +9,9 @@ check in :func:`check_onnx_decoder` runs the file with ONNX Runtime and reports 
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,13 +89,23 @@ def export_decoder_onnx(model: Tokenizer, path: str | Path, opset: int = 18) -> 
     example = torch.randn(1, 50, model.latent_dim)
     batch, frames = torch.export.Dim("batch", max=1024), torch.export.Dim("frames", min=2, max=1_000_000)
     p = Path(path)
-    with atomic_write(p) as tmp, torch.no_grad():
-        program = torch.onnx.export(module, (example,), input_names=["latents"], output_names=["audio"],
-                                    dynamic_shapes={"latents": {0: batch, 1: frames}}, opset_version=opset,
-                                    dynamo=True, verbose=False)
-        if program is None:
-            raise RuntimeError("torch.onnx.export returned no program")
-        program.save(str(tmp), external_data=False)
+    # The exporter logs a warning per torchvision operator it cannot register (torchvision is not a dependency and
+    # the decoder uses none of them) and torch's own pytree code raises a FutureWarning: noise for the user, so both
+    # are silenced for the export only.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with atomic_write(p) as tmp, torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            program = torch.onnx.export(module, (example,), input_names=["latents"], output_names=["audio"],
+                                        dynamic_shapes={"latents": {0: batch, 1: frames}}, opset_version=opset,
+                                        dynamo=True, verbose=False)
+            if program is None:
+                raise RuntimeError("torch.onnx.export returned no program")
+            program.save(str(tmp), external_data=False)
+    finally:
+        registration.setLevel(level)
     return p
 
 

@@ -171,6 +171,13 @@ class Tokenizer(nn.Module):
         return EncodeOutput(latents=latents, lengths=feats.lengths,
                             semantic=feats.semantic if return_semantic else None)
 
+    def forward(self, wav: ArrayLike, lengths: ArrayLike | None = None, sample_rate: int | None = None
+                ) -> DecodeOutput:
+        """``tok(wav)``: the reconstruction, ``decode(encode(wav))``, at the model's ``sample_rate`` (as the codecs of
+        Hugging Face and encodec do when called)."""
+        enc = self.encode(wav, lengths, sample_rate)
+        return self.decode(enc.latents, enc.lengths)
+
     @torch.no_grad()
     def decode(self, latents: ArrayLike, lengths: ArrayLike | None = None) -> DecodeOutput:
         """latents (N, D) or (B, N, D), lengths (B,) frames -> audio (B, N * hop_length) at ``sample_rate``.
@@ -232,6 +239,17 @@ class Tokenizer(nn.Module):
             raise CheckpointError("an int8-quantized model cannot be saved; convert the float32 model it was made "
                                   "from")
         return write_official(self, self.config, self.model_id, self.training_record, directory)
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """A directory that ``from_pretrained`` loads back (the Hugging Face convention): the official layout where
+        it can express this model (``save_official``), else dashtok's checkpoint as ``directory/model.safetensors``
+        (e.g. the bundled default, whose magnitude cap the release's head does not have)."""
+        d = Path(directory)
+        try:
+            return self.save_official(d)
+        except CheckpointError:
+            self.save(d / "model.safetensors")
+            return d
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu",

@@ -7,9 +7,20 @@ from pathlib import Path
 
 from dashtok.audio_io import load_audio, write_audio
 from dashtok.checkpoint import CheckpointError
-from dashtok.cli_common import CliError, Job, jobs_for, load_model, model_options, refuse_overwrite, run_jobs
+from dashtok.cli_common import (
+    CliError,
+    Job,
+    check_audio_output,
+    check_device,
+    jobs_for,
+    load_model,
+    model_options,
+    refuse_overwrite,
+    run_jobs,
+)
 from dashtok.codec import Codec
 from dashtok.generate.enhance import LatentEnhancer
+from dashtok.generate.model import MAX_SECONDS
 from dashtok.precision import set_precision
 from dashtok.tokenizer import Tokenizer
 
@@ -36,7 +47,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dashtok.generate.model import TextToAudio
     from dashtok.generate.text import TextEncoder
 
-    out = Path(args.output)
+    out = Path(args.output)  # everything that can be wrong with the arguments is said before any model loads
+    if not 0 < args.seconds <= MAX_SECONDS:
+        raise CliError(f"--seconds {args.seconds:g}: must be in (0, {MAX_SECONDS:g}]")
+    if args.steps < 1:
+        raise CliError(f"--steps {args.steps}: must be at least 1")
+    check_audio_output(str(out), (".wav", ".flac"))
+    if out.suffix.lower() not in (".wav", ".flac"):
+        raise CliError(f"{out}: the output is a .wav or .flac file")
+    check_device(args.device)
     refuse_overwrite([out], args.force)
     try:
         gen = TextToAudio.from_pretrained(args.generator)
@@ -55,8 +74,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def load_enhancer(path: str | None) -> LatentEnhancer:
-    from dashtok.generate.enhance import LatentEnhancer
-
     try:
         return LatentEnhancer.from_pretrained(path)
     except CheckpointError as err:
@@ -86,7 +103,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     """Register this package's subcommands on ``dashtok``'s parser."""
     p = sub.add_parser("generate", help="text-to-audio: sample dashtok latents from a caption and decode them")
     p.add_argument("caption", help='e.g. "a violin plays a slow melody"')
-    p.add_argument("--seconds", type=float, default=5.0, help="duration (default: 5)")
+    p.add_argument("--seconds", type=float, default=5.0, help=f"duration, at most {MAX_SECONDS:g} (default: 5)")
     p.add_argument("-o", "--output", required=True, help="output .wav/.flac")
     p.add_argument("--generator", "-g", help="generator checkpoint (from dashtok train, stage flow; default: the "
                                            "bundled generator, for the bundled default tokenizer)")

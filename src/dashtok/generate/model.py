@@ -21,6 +21,9 @@ FORMAT = "dashtok-generator/1"
 BUNDLED = "generator.safetensors"  # trained on the bundled default tokenizer's latents
 
 
+MAX_SECONDS = 60.0  # the longest clip generate() samples
+
+
 class TextToAudio(nn.Module):
     def __init__(self, config: VelocityNetConfig, tokenizer_id: str) -> None:
         super().__init__()
@@ -52,8 +55,8 @@ class TextToAudio(nn.Module):
         """Text tokens (B, L, E) + mask -> audio (B, round(seconds * 25) * 640) at 16 kHz, decoded by ``tokenizer``
         (the tokenizer or VAE the generator was trained on)."""
         require_tokenizer(tokenizer, self.tokenizer_id, "generator")
-        if not 0 < seconds <= 60:
-            raise ValueError(f"seconds must be in (0, 60], got {seconds}")
+        if not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds}")
         frames = max(1, round(seconds * tokenizer.frame_rate))
         gen = torch.Generator().manual_seed(seed)
         noise = torch.randn(text.shape[0], frames, tokenizer.latent_dim, generator=gen)

