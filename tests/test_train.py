@@ -442,3 +442,6 @@ def test_validation_reports_real_and_synthetic_speech_apart_and_the_artifact_ton
     for key in ("pesq_wb", "stoi"):  # the mean over all speech is the mean of the one real and one synthetic clip
         assert scores[key] == pytest.approx((scores[f"{key}/real"] + scores[f"{key}/synthetic"]) / 2, abs=1e-3)
     assert np.isfinite(scores["artifact_tone_db"]) and np.isfinite(scores["mel_distance"])
+    # phase errors on the speech clips, on the tiny model's head grid; an untrained decoder's are near chance:
+    # anti-wrapped differences of independent uniform angles average pi / 2
+    assert all(0.5 < scores[k] < np.pi for k in ("phase/ip", "phase/gd", "phase/if"))

@@ -17,6 +17,7 @@ import torch
 
 from dashtok.audio_io import AUDIO_EXTENSIONS, AudioError, find_audio_files
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path
+from dashtok.codec import Codec
 from dashtok.latents_io import LatentFileError
 from dashtok.precision import PRECISIONS, set_precision
 from dashtok.tokenizer import Tokenizer
@@ -196,6 +197,25 @@ def load_model(checkpoint: str | None, device: str, precision: str = "fp32") -> 
                                   f"installation")
         return set_precision(Tokenizer.from_pretrained(checkpoint or None, device=device), precision)
     except (CheckpointError, ValueError) as err:
+        raise CliError(str(err)) from None
+
+
+def load_codec(checkpoint: str | None, device: str, precision: str = "fp32") -> Codec:
+    """A tokenizer (as ``load_model``) or a VAE-baseline checkpoint, by its format: what generators decode with."""
+    from dashtok.baselines.vae import load_codec as load_any_codec
+
+    check_device(device)
+    try:
+        codec = load_any_codec(checkpoint, device)
+    except (CheckpointError, ValueError) as err:
+        raise CliError(str(err)) from None
+    if not isinstance(codec, Tokenizer):
+        if precision != "fp32":
+            raise CliError("--precision applies to tokenizers, not to the VAE baseline")
+        return codec
+    try:
+        return set_precision(codec, precision)
+    except ValueError as err:
         raise CliError(str(err)) from None
 
 

@@ -56,6 +56,22 @@ class DecodeOutput(_Fields):
     lengths: torch.Tensor  # (B,) valid samples = frames * hop_length
 
 
+class NormalizesLatents:
+    """``normalize_latents`` / ``denormalize_latents`` of a codec that keeps per-channel statistics of its latents
+    (buffers ``latent_mean`` and ``latent_std``, (D,)); the one implementation the tokenizer and the VAE share."""
+
+    latent_mean: torch.Tensor
+    latent_std: torch.Tensor
+
+    def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """(…, D) -> per-channel standardised latents (what generators are trained on)."""
+        return (latents - self.latent_mean) / self.latent_std
+
+    def denormalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``normalize_latents``."""
+        return latents * self.latent_std + self.latent_mean
+
+
 class Codec(Protocol):
     """Audio <-> continuous latents; see the module docstring for the shape contract."""
 

@@ -51,11 +51,13 @@ def latent_frames(num_samples: N, hop_length: int, patch_frames: int) -> N:
     return (num_samples // hop_length + 1) // patch_frames
 
 
+SAMPLE_RATE = 16000  # Hz: the rate of every dashtok model, corpus and training stage (Dasheng's)
+
 @dataclass(frozen=True)
 class FrontendConfig:
     """Log-mel front end of Dasheng (torchaudio MelSpectrogram + AmplitudeToDB semantics)."""
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 512
     win_length: int = 512
     hop_length: int = 160

@@ -27,7 +27,14 @@ from dashtok.checkpoint import (
     weights_hash,
     write_checkpoint,
 )
-from dashtok.codec import ArrayLike, DecodeOutput, EncodeOutput, prepare_audio, validate_latents
+from dashtok.codec import (
+    ArrayLike,
+    DecodeOutput,
+    EncodeOutput,
+    NormalizesLatents,
+    prepare_audio,
+    validate_latents,
+)
 from dashtok.config import DecoderConfig, InjectionConfig, TokenizerConfig, TopDbScope
 from dashtok.decoder import VocosDecoder
 from dashtok.encoder import DashengEncoder
@@ -50,7 +57,7 @@ class Features:
     lengths: torch.Tensor  # (B,) valid frames
 
 
-class Tokenizer(nn.Module):
+class Tokenizer(NormalizesLatents, nn.Module):
     """The whole model. ``encode``/``decode`` are the inference API; ``features``/``inject``/``synthesize`` are
     their differentiable parts, used by training."""
 
@@ -193,13 +200,6 @@ class Tokenizer(nn.Module):
             stream = StreamingDecoder(self, block_frames=self.decode_chunk_frames, lengths=lens)
             audio = torch.cat([stream.push(z), stream.flush()], dim=1)
         return DecodeOutput(audio=audio, lengths=lens * self.hop_length)
-
-    def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """(…, D) -> per-channel standardised latents (what generators are trained on)."""
-        return (latents - self.latent_mean) / self.latent_std
-
-    def denormalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        return latents * self.latent_std + self.latent_mean
 
     # ---- checkpoints ------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:

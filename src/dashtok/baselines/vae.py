@@ -25,7 +25,15 @@ from torch import nn
 
 from dashtok.atomic import save_safetensors
 from dashtok.checkpoint import CheckpointError, read_metadata, resolve_checkpoint, strict_load, weights_hash
-from dashtok.codec import ArrayLike, Codec, DecodeOutput, EncodeOutput, prepare_audio, validate_latents
+from dashtok.codec import (
+    ArrayLike,
+    Codec,
+    DecodeOutput,
+    EncodeOutput,
+    NormalizesLatents,
+    prepare_audio,
+    validate_latents,
+)
 from dashtok.config import DecoderConfig, FrontendConfig, dataclass_from_dict, latent_frames
 from dashtok.decoder import ConvNeXtBlock, VocosDecoder
 from dashtok.frontend import AmplitudeToDB, MelSpectrogram
@@ -72,7 +80,7 @@ class VAEConfig:
         return latent_frames(num_samples, self.frontend.hop_length, self.patch_frames)
 
 
-class MelVAE(nn.Module):
+class MelVAE(NormalizesLatents, nn.Module):
     latent_mean: torch.Tensor
     latent_std: torch.Tensor
 
@@ -138,12 +146,6 @@ class MelVAE(nn.Module):
         audio = self.synthesize(z)
         return DecodeOutput(audio=audio * lengths_to_mask(lens * self.hop_length, audio.shape[1]).to(audio.device),
                             lengths=lens * self.hop_length)
-
-    def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        return (latents - self.latent_mean) / self.latent_std
-
-    def denormalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        return latents * self.latent_std + self.latent_mean
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from dashtok.config import SAMPLE_RATE
 from dashtok.tokenizer import Tokenizer
 
-SR = 16000
+SR = SAMPLE_RATE
 
 
 def upstream_encoder(python: str, impls: tuple[str, ...], model: Tokenizer, wav: np.ndarray, repeats: int,

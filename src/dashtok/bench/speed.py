@@ -41,11 +41,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dashtok.bench.compare import official_code, upstream_encoder
 from dashtok.checkpoint import bundled_path
-from dashtok.config import TokenizerConfig
+from dashtok.config import SAMPLE_RATE, TokenizerConfig
 from dashtok.precision import autocast_for, set_precision
 from dashtok.tokenizer import Tokenizer
 
-SR = 16000
+SR = SAMPLE_RATE
 
 
 @dataclass

@@ -30,6 +30,7 @@ import soundfile as sf
 
 from dashtok.atomic import atomic_write
 from dashtok.audio_io import load_audio, resample
+from dashtok.config import SAMPLE_RATE
 from dashtok.data.manifest import SPLITS, Clip, read_manifest, write_manifest
 from dashtok.data.music import FluidRenderer, plan_music, write_midi
 from dashtok.data.recordings import (
@@ -43,7 +44,6 @@ from dashtok.data.recordings import (
 )
 from dashtok.data.speech import SentencePool, plan_espeak, plan_tts, render_speech
 
-SAMPLE_RATE = 16000
 MIN_SECONDS = 0.3
 SILENCE_RMS = 1e-4  # -80 dBFS
 SNRS_DB = (-5, 0, 5, 10, 15, 20)

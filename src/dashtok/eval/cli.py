@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from dashtok.checkpoint import CheckpointError
-from dashtok.cli_common import CliError, load_model, model_options, refuse_overwrite
-from dashtok.generate.cli import load_codec, load_enhancer
+from dashtok.cli_common import CliError, load_codec, load_model, model_options, refuse_overwrite
+from dashtok.generate.cli import load_enhancer
 
 
 def cmd_eval_recon(args: argparse.Namespace) -> int:

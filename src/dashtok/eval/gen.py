@@ -28,7 +28,7 @@ import torch
 from dashtok.audio_io import load_audio
 from dashtok.codec import Codec
 from dashtok.data.manifest import Clip, read_manifest
-from dashtok.eval.probe import TASKS, accuracy, fit_linear
+from dashtok.eval.probe import TASKS, accuracy, fit_linear, pooled_features
 from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
 from dashtok.tokenizer import Tokenizer
@@ -51,14 +51,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def judge_features(judge: Tokenizer, audio: np.ndarray) -> dict[str, np.ndarray]:
-    x = audio if len(audio) >= judge.config.min_num_samples else \
-        np.pad(audio, (0, judge.config.min_num_samples - len(audio)))
-    enc = judge.encode(x, return_semantic=True)
-    assert enc.semantic is not None
-    with torch.no_grad():
-        mel = judge.encoder.log_mel(torch.from_numpy(np.ascontiguousarray(x))[None].float())[0]
-    return {"logmel": torch.cat([mel.mean(1), mel.std(1)]).numpy(),
-            "semantic": enc.semantic[0, : int(enc.lengths[0])].mean(0).cpu().numpy()}
+    """The judges' representations of one clip (``probe.pooled_features``)."""
+    pooled = pooled_features(judge, audio)
+    return {j: pooled[j] for j in JUDGES}
 
 
 def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -54,22 +54,26 @@ TASKS = (
 )
 
 
+def pooled_features(model: Tokenizer, audio: np.ndarray) -> dict[str, np.ndarray]:
+    """One clip (T,) at the model's rate -> its pooled representations: ``semantic`` and ``latents`` (mean over
+    frames, (D,)) and ``logmel`` (the encoder's dB mel, mean and standard deviation over frames, (2 * n_mels,)).
+    A clip under one frame is zero-padded to one."""
+    x = np.ascontiguousarray(audio, dtype=np.float32)
+    if len(x) < model.config.min_num_samples:
+        x = np.pad(x, (0, model.config.min_num_samples - len(x)))
+    enc = model.encode(x, return_semantic=True)
+    n = int(enc.lengths[0])
+    assert enc.semantic is not None
+    with torch.inference_mode():
+        mel = model.encoder.log_mel(torch.from_numpy(x)[None])[0]
+    return {"semantic": enc.semantic[0, :n].mean(0).cpu().numpy(), "latents": enc.latents[0, :n].mean(0).cpu().numpy(),
+            "logmel": torch.cat([mel.mean(1), mel.std(1)]).numpy()}
+
+
 def extract(model: Tokenizer, clips: list[Clip], root: Path) -> dict[str, np.ndarray]:
     """Mean-pooled features of each clip: {representation: (n_clips, dim)}."""
-    out: dict[str, list[np.ndarray]] = {r: [] for r in REPRESENTATIONS}
-    for clip in clips:
-        x = load_audio(root / clip.path, model.sample_rate)
-        if len(x) < model.config.min_num_samples:
-            x = np.pad(x, (0, model.config.min_num_samples - len(x)))
-        enc = model.encode(x, return_semantic=True)
-        n = int(enc.lengths[0])
-        assert enc.semantic is not None
-        out["semantic"].append(enc.semantic[0, :n].mean(0).cpu().numpy())
-        out["latents"].append(enc.latents[0, :n].mean(0).cpu().numpy())
-        with torch.inference_mode():
-            mel = model.encoder.log_mel(torch.from_numpy(x)[None])[0]
-        out["logmel"].append(torch.cat([mel.mean(1), mel.std(1)]).numpy())
-    return {k: np.stack(v) for k, v in out.items()}
+    rows = [pooled_features(model, load_audio(root / clip.path, model.sample_rate)) for clip in clips]
+    return {r: np.stack([row[r] for row in rows]) for r in REPRESENTATIONS}
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray, n_classes: int, weight_decay: float) -> torch.nn.Linear:

@@ -13,34 +13,14 @@ from dashtok.cli_common import (
     check_audio_output,
     check_device,
     jobs_for,
+    load_codec,
     load_model,
     model_options,
     refuse_overwrite,
     run_jobs,
 )
-from dashtok.codec import Codec
 from dashtok.generate.enhance import LatentEnhancer
 from dashtok.generate.model import MAX_SECONDS
-from dashtok.precision import set_precision
-from dashtok.tokenizer import Tokenizer
-
-
-def load_codec(checkpoint: str | None, device: str, precision: str = "fp32") -> Codec:
-    """A tokenizer or a VAE-baseline checkpoint (what generators decode with)."""
-    from dashtok.baselines.vae import load_codec as load_any_codec
-
-    try:
-        codec = load_any_codec(checkpoint, device)
-    except (CheckpointError, ValueError) as err:
-        raise CliError(str(err)) from None
-    if not isinstance(codec, Tokenizer):
-        if precision != "fp32":
-            raise CliError("--precision applies to tokenizers, not to the VAE baseline")
-        return codec
-    try:
-        return set_precision(codec, precision)
-    except ValueError as err:
-        raise CliError(str(err)) from None
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

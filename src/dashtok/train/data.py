@@ -16,10 +16,9 @@ import soundfile as sf
 import torch
 
 from dashtok.audio_io import AUDIO_EXTENSIONS, AudioError, find_audio_files, load_audio, resample
+from dashtok.config import SAMPLE_RATE
 from dashtok.data.manifest import read_manifest
 from dashtok.train.config import DataConfig
-
-SAMPLE_RATE = 16000
 
 
 def batch_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:

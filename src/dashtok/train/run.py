@@ -218,8 +218,14 @@ def say(rank: int, msg: str) -> None:
 def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict[str, float]:
     """Reconstruction measures on the validation clips (PESQ-WB/STOI on speech clips only, also apart for real human
     speech, ``<key>/real``, and synthetic speech, ``<key>/synthetic``), and the artifact tone of all of them
-    (``metrics.artifact_tone``, dB); with ``out_dir``, the first three clips and their reconstructions (WAV +
-    spectrogram PNG) go there."""
+    (``metrics.artifact_tone``, dB), and on speech the magnitude-weighted phase errors (rad) on the head's STFT grid
+    (``losses.phase_losses``: instantaneous phase, group delay, instantaneous frequency; the last two are what a
+    decoder can learn, the first stays near chance even in good vocoders); with ``out_dir``, the first three clips and
+    their reconstructions (WAV + spectrogram PNG) go there."""
+    from dashtok.train.losses import phase_losses
+
+    decoder = getattr(getattr(model, "config", None), "decoder", None)
+    grid = (decoder.n_fft, decoder.hop_length) if decoder is not None else (1280, 320)
     model.eval()
     rows: dict[str, list[float]] = {"mel_distance": [], "si_sdr": [], "pesq_wb": [], "stoi": []}
     spectra = metrics.AverageSpectrum(), metrics.AverageSpectrum()  # inputs, reconstructions
@@ -236,6 +242,11 @@ def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict
             rows[key].append(value)
             if speech and key in ("pesq_wb", "stoi"):
                 rows.setdefault(f"{key}/{kind}", []).append(value)
+        if speech and len(x) > grid[0]:
+            with torch.no_grad():
+                errors = phase_losses(torch.from_numpy(x)[None], torch.from_numpy(y)[None], *grid)
+            for name, error in errors.items():
+                rows.setdefault(name, []).append(float(error))
         if out_dir is not None and i < 3:
             _save_sample(out_dir, bank.names[i], x, y)
     model.train()
