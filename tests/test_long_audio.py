@@ -11,7 +11,7 @@ from conftest import make_tiny, speechlike, tiny_config
 from dashtok.audio_io import load_audio
 from dashtok.cli import main
 from dashtok.latents_io import LatentFile, latent_writer, read_latents
-from dashtok.long_audio import SampleFile, encode_long
+from dashtok.long_audio import SampleFile
 
 
 def recording(seconds: float) -> torch.Tensor:
@@ -30,10 +30,16 @@ def test_encoding_in_chunk_groups_equals_whole(injection: dict) -> None:
     whole = model.encode(x, return_semantic=True)
     read = lambda a, b: x[a:b]  # noqa: E731
     for step in (1, 2):
-        parts = torch.cat(list(encode_long(model, read, len(x), chunks_per_step=step)))
+        parts = torch.cat(list(model.encode_stream(read, len(x), chunks_per_step=step)))
         torch.testing.assert_close(parts, whole.latents[0], rtol=0, atol=1e-6)
-    semantic = torch.cat(list(encode_long(model, read, len(x), semantic=True)))
+    semantic = torch.cat(list(model.encode_stream(read, len(x), semantic=True)))
     torch.testing.assert_close(semantic, whole.semantic[0], rtol=0, atol=1e-6)
+    # encode() of one recording is the same streaming loop: bit for bit; the padded-batch path (several items, and
+    # training's features()) computes the same within float rounding
+    assert torch.equal(torch.cat(list(model.encode_stream(read, len(x)))), whole.latents[0])
+    with torch.no_grad():
+        batched = model.inject(model.features(x[None]))
+    torch.testing.assert_close(batched, whole.latents, rtol=0, atol=1e-6)
 
 
 def test_only_the_needed_samples_are_read() -> None:
@@ -45,7 +51,7 @@ def test_only_the_needed_samples_are_read() -> None:
         spans.append((a, b))
         return x[a:b]
 
-    list(encode_long(model, read, len(x), chunks_per_step=1))
+    list(model.encode_stream(read, len(x), chunks_per_step=1))
     chunk = 1008 * 160
     assert len(spans) == 4 + 2 * 4  # 35 s = 4 chunks: the peak pass, then both front ends, a chunk at a time
     assert max(b - a for a, b in spans) <= chunk + 1024  # one chunk plus the STFT margins

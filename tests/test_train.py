@@ -445,3 +445,47 @@ def test_validation_reports_real_and_synthetic_speech_apart_and_the_artifact_ton
     # phase errors on the speech clips, on the tiny model's head grid; an untrained decoder's are near chance:
     # anti-wrapped differences of independent uniform angles average pi / 2
     assert all(0.5 < scores[k] < np.pi for k in ("phase/ip", "phase/gd", "phase/if"))
+
+
+def _toml(cfg: TrainConfig, path: Path) -> Path:
+    """A config as the TOML file ``dashtok train`` reads (the tables these tests set)."""
+    import json as _json
+    from dataclasses import asdict
+
+    d = asdict(cfg)
+    lines = [f"{k} = {_json.dumps(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for table in ("data", "tokenizer"):
+        lines.append(f"[{table}]")
+        lines += [f"{k} = {_json.dumps(v)}" for k, v in d[table].items()
+                  if v is not None and not isinstance(v, dict) and v != []]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_pack_and_resume_from_carry_a_run_to_another_folder(tmp_path: Path, audio_dir: Path, mae_run: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``dashtok train CONFIG --pack OUT`` writes the run's moving average (+ discriminators of that step) as a
+    tokenizer file; ``--resume-from`` starts another run folder at that step and trains on from there."""
+    from dashtok.cli import main
+    from dashtok.train.state import disc_path
+
+    tok = {"ema_decay": 0.9, "init": str(mae_run)}
+    first = config(tmp_path / "first", audio_dir, "tokenizer", tokenizer=tok)
+    train(first)  # 4 steps, discriminators trained from step 2
+    packed = tmp_path / "packed.safetensors"
+    assert main(["train", str(_toml(first, tmp_path / "first.toml")), "--pack", str(packed)]) == 0
+    model = Tokenizer.load(packed)
+    assert model.training_record["steps"] == 4 and model.training_record["weights"] == "exponential moving average"
+    ema = load_file(str(tmp_path / "first" / "checkpoints" / "step-0000004" / "ema.safetensors"))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in ema.items())
+    assert disc_path(packed).is_file()
+    second = config(tmp_path / "second", audio_dir, "tokenizer", steps=6, tokenizer=tok)
+    toml = str(_toml(second, tmp_path / "second.toml"))
+    assert main(["train", toml, "--resume-from", str(packed)]) == 0
+    assert [int(s) for s in losses(tmp_path / "second", "step")] == [5, 6]  # it went on from step 4
+    capsys.readouterr()
+    assert main(["train", toml, "--resume-from", str(packed)]) == 2  # the folder has its own checkpoints now
+    assert "already has" in capsys.readouterr().err
+    mae = _toml(config(tmp_path / "mae", audio_dir, "mae"), tmp_path / "mae.toml")
+    assert main(["train", str(mae), "--pack", str(tmp_path / "x.safetensors")]) == 2
+    assert "tokenizer stage" in capsys.readouterr().err

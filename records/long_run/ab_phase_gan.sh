@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Equal-step A/B of the phase losses inside the GAN (issue 29, "phase losses through the whole decoder"): both arms
 # continue part 2 of the long run from the bundled default (step 3200: averaged weights + the discriminators of that
-# step, records/long_run/state.py restore), same seed, data, batches and schedule (configs/tokenizer_long_gan.toml,
+# step, dashtok train --resume-from), same seed, data, batches and schedule (configs/tokenizer_long_gan.toml,
 # cosine over 30000 steps), one thread each, side by side, for the same wall-clock budget:
 #   C: the run as configured (mel 45, adversarial 1, feature matching 64, STFT log-magnitude 15)
 #   P: C + APNet's magnitude-weighted anti-wrapped group-delay and instantaneous-frequency losses on the head's grid
@@ -20,12 +20,10 @@ phase='tokenizer.loss_weights={"mel/l1": 45.0, "adv/gen": 1.0, "adv/feat": 64.0,
 for arm in C P; do
     extra=()
     [ "$arm" = P ] && extra=("$phase")
-    if [ ! -d "$runs/ab_pgan_$arm/checkpoints" ]; then  # a second call resumes bit for bit instead
-        OMP_NUM_THREADS=1 python records/long_run/state.py restore configs/tokenizer_long_gan.toml \
-            src/dashtok/assets/default.safetensors --disc records/long_run/gan_stage.disc.safetensors \
-            --set "out=$runs/ab_pgan_$arm" "${common[@]}" "${extra[@]}"
-    fi
-    OMP_NUM_THREADS=1 nohup dashtok train configs/tokenizer_long_gan.toml \
+    start=()  # the first call starts from the bundled default; a second one resumes the run folder bit for bit
+    [ -d "$runs/ab_pgan_$arm/checkpoints" ] || start=(--resume-from src/dashtok/assets/default.safetensors
+                                                      --disc records/long_run/gan_stage.disc.safetensors)
+    OMP_NUM_THREADS=1 nohup dashtok train configs/tokenizer_long_gan.toml "${start[@]}" \
         --set "out=$runs/ab_pgan_$arm" "${common[@]}" "${extra[@]}" >> "$runs/ab_pgan_$arm.log" 2>&1 &
 done
 wait

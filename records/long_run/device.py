@@ -1,7 +1,7 @@
 """Carry the long run's GAN stage to a lent accelerator for a few minutes and bring its weights back.
 
 The device machine takes at most 64 MiB of working tree and returns at most 8 files of 16 MiB, so the run travels as
-a bundle: the packed state (``state.py pack``: averaged weights + discriminators; the frozen encoder in float32, the
+a bundle: the packed state (``dashtok train CONFIG --pack``: averaged weights + discriminators; the frozen encoder in float32, the
 trained weights in float16, which the run takes up again in float32), a subset of the corpus's training clips as
 FLAC (a random subset: the whole split does not fit) and the wheels that machine lacks. There the run is restored at
 the packed step and goes on with the config's own schedule and batches (a function of seed and step, drawn from the
@@ -15,7 +15,7 @@ tree itself must fit too: the checkpoints that git tracks travel unless they are
     python records/long_run/device.py run --minutes 7 --out $OUT        # 2 parts; --parts 1 to go on, machine warm
     python records/long_run/device.py join FILES_AT records/long_run/gan_gpu.safetensors
 
-Everything here only moves files and calls ``state.py`` and ``dashtok train``; no training logic of its own.
+Everything here only moves files and calls ``dashtok.train.state`` (pack, restore) and ``dashtok train``; no training logic of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
@@ -32,8 +31,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from state import disc_path, pack, restore  # noqa: E402
 
 from dashtok import Tokenizer  # noqa: E402
 from dashtok.data.manifest import read_manifest, write_manifest  # noqa: E402
@@ -41,6 +38,7 @@ from dashtok.data.recordings import REAL_SPEECH_SOURCES  # noqa: E402
 from dashtok.train.__main__ import main as train_main  # noqa: E402
 from dashtok.train.__main__ import parse_set  # noqa: E402
 from dashtok.train.config import TrainConfig  # noqa: E402
+from dashtok.train.state import disc_path, pack, restore  # noqa: E402
 
 BUNDLE = Path("gpu_bundle")
 CONFIG = "configs/tokenizer_long_gan.toml"
@@ -117,15 +115,14 @@ def run(minutes: float, out: Path, parts: int, arm: str = "", extra: tuple[str, 
     sets = overrides(minutes / parts, arm, extra)
     cfg = TrainConfig.load(CONFIG, parse_set(sets))
     started = (Path(cfg.out) / "checkpoints" / "latest").is_file()
-    if not started and restore(cfg, BUNDLE / "init.safetensors", False, None):
-        raise SystemExit("restore failed")
+    if not started:
+        print(restore(cfg, BUNDLE / "init.safetensors"))
     for part in range(parts):
         last = part == parts - 1
         if train_main([CONFIG, "--set", *sets]):
             raise SystemExit("training failed")
         packed = BUNDLE / ("final.safetensors" if last else "half.safetensors")
-        if pack(cfg, packed, False, None):
-            raise SystemExit("pack failed")
+        print(pack(cfg, packed))
         if not last:
             trained = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(packed)).items()
                        if not k.startswith(FROZEN)}

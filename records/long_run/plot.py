@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 PANELS = (("pesq_wb/real", "PESQ-WB, real speech"), ("pesq_wb/synthetic", "PESQ-WB, synthetic speech"),
           ("stoi/real", "STOI, real speech"), ("mel_distance", "mel distance, all validation clips"),
-          ("artifact_tone_db", "artifact tone (dB), all validation clips"))
+          ("artifact_tone_db", "artifact tone (dB), all validation clips"),
+          ("phase/gd", "group-delay error (rad), speech"), ("phase/if", "inst.-frequency error (rad), speech"))
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -4,7 +4,7 @@ speech, mel distance, artifact tone), for checkpoints written before a measure w
 
     python records/long_run/score_checkpoint.py CONFIG RUN_DIR/checkpoints/step-N [--set key=value ...]
 
-(``state.py pack`` writes a run's latest checkpoint as a tokenizer file.)
+(``dashtok train CONFIG --pack OUT`` writes a run's latest checkpoint as a tokenizer file.)
 """
 
 from __future__ import annotations

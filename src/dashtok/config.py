@@ -53,6 +53,7 @@ def latent_frames(num_samples: N, hop_length: int, patch_frames: int) -> N:
 
 SAMPLE_RATE = 16000  # Hz: the rate of every dashtok model, corpus and training stage (Dasheng's)
 
+
 @dataclass(frozen=True)
 class FrontendConfig:
     """Log-mel front end of Dasheng (torchaudio MelSpectrogram + AmplitudeToDB semantics)."""

@@ -1,5 +1,6 @@
 """Encoding audio files into latent files: one file at a time, streamed file to file in bounded memory
-(``dashtok.long_audio``), or several files of similar length as one padded batch."""
+(``Tokenizer.encode_stream`` over a ``long_audio.SampleFile``), or several files of similar length as one padded
+batch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from dashtok.audio_io import AudioError, load_audio
 from dashtok.latents_io import LatentFile, latent_writer
-from dashtok.long_audio import SampleFile, encode_long
+from dashtok.long_audio import SampleFile
 from dashtok.tokenizer import Tokenizer
 
 STREAM_CHUNKS = 4  # encoder chunks (~10 s each) per step of file-to-file encoding: memory flat from 1 minute on
@@ -61,7 +62,7 @@ def encode_file_to_file(model: Tokenizer, source: Path, target: Path, max_second
                           config_hash=model.config.hash, kind="semantic" if semantic else "latents",
                           source=str(source))
         with latent_writer(target, model.config.num_frames(n), meta) as out:
-            for frames in encode_long(model, samples.read, n, semantic=semantic, chunks_per_step=STREAM_CHUNKS):
+            for frames in model.encode_stream(samples.read, n, semantic=semantic, chunks_per_step=STREAM_CHUNKS):
                 out.write(frames)
 
 

@@ -136,6 +136,32 @@ class DashengEncoder(nn.Module):
         with torch.autocast(peak.device.type, enabled=False):
             return self.to_db(self.mel_spectrogram.frames_of(read, num_samples, f0, f1), peak)
 
+    def peak_db(self, read: Callable[[int, int], torch.Tensor], num_samples: int) -> torch.Tensor:
+        """The dB maximum of a recording's mel (what its top_db floor is taken from), (1,): ``read(a, b)`` gives
+        samples [a, b) as (1, b - a); read one chunk of frames at a time, so memory stays one chunk."""
+        block, total = self.config.target_length, self.mel_spectrogram.spectrogram.num_frames(num_samples)
+        peak = torch.tensor([-float("inf")], device=self.norm.weight.device)
+        for f0 in range(0, total, block):
+            mel = self.mel_spectrogram.frames_of(read, num_samples, f0, min(total, f0 + block))
+            peak = torch.maximum(peak, self.to_db.db(mel).amax().reshape(1))
+        return peak
+
+    def encode_frames(self, read: Callable[[int, int], torch.Tensor], num_samples: int, f0: int, f1: int,
+                      peak: torch.Tensor, precision: str = "fp32", mel: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mel frames [f0, f1) of a recording read piecewise (f0 at a chunk boundary; f1 too, or the recording's
+        end), floored at ``peak - top_db`` (``peak_db``) -> tokens (1, (f1 - f0) // patch_frames, D) float32 and the
+        normalised mel (1, 1, M, f1 - f0): exactly ``encode``'s for those frames of the whole recording, up to float
+        rounding where chunks are grouped differently. Reads only the samples those frames see, or none when their
+        power ``mel`` (1, M, f1 - f0) is given."""
+        if mel is None:
+            x = self.normalize(self.log_mel_frames(read, num_samples, f0, f1, peak))
+        else:
+            with torch.autocast(peak.device.type, enabled=False):
+                x = self.normalize(self.to_db(mel, peak))
+        with autocast_for(precision, peak.device):
+            return self.transformer(x).float(), x
+
     def normalize(self, mel_db: torch.Tensor) -> torch.Tensor:
         """dB mel (B, M, F) -> BatchNorm'd mel (B, 1, M, F)."""
         return self.init_bn(mel_db.unsqueeze(1))

@@ -88,6 +88,15 @@ class AcousticInjection(nn.Module):
         mel = per_item_frames(self.front_end, wav, lengths, self.front_end.hop_length)
         return self.patches_of(mel, self.patch_frames)
 
+    def patches_of_frames(self, read: Callable[[int, int], torch.Tensor], num_samples: int, f0: int, f1: int,
+                          encoder_mel: torch.Tensor) -> torch.Tensor:
+        """The layer's input for mel frames [f0, f1) of one recording read piecewise (``read(a, b)`` -> (1, b - a)),
+        the encoder's normalised mel of those frames (1, 1, M, f1 - f0) beside it -> patches (1, N, M * P):
+        exactly ``patches`` of the whole recording, those frames."""
+        if self.front_end is None:
+            return self.patches_of(encoder_mel, self.patch_frames)
+        return self.patches_of(self.front_end.frames_of(read, num_samples, f0, f1), self.patch_frames)
+
     def forward(self, semantic: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         """semantic (B, N, D), patches (B, N, M * P) -> latents (B, N, D)."""
         acoustic = self.proj(patches)

@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dashtok.checkpoint import (
@@ -173,10 +175,63 @@ class Tokenizer(NormalizesLatents, nn.Module):
         """
         wav_t, lengths_t = prepare_audio(wav, lengths, sample_rate, self.sample_rate, self.config.min_num_samples,
                                          1000 / self.frame_rate, self.device)
-        feats = self.features(wav_t, lengths_t)
+        if wav_t.shape[0] == 1:  # one recording: the streaming loop that `dashtok encode` runs, whatever the length
+            one = wav_t[0]
+            parts = list(self.stream_features(lambda a, b: one[a:b], int(lengths_t[0])))
+            pad = int(self.config.num_frames(wav_t.shape[1])) - sum(int(f.lengths[0]) for f in parts)
+            feats = Features(semantic=F.pad(torch.cat([f.semantic for f in parts], dim=1), (0, 0, 0, pad)),
+                             patches=F.pad(torch.cat([f.patches for f in parts], dim=1), (0, 0, 0, pad)),
+                             lengths=torch.stack([f.lengths for f in parts]).sum(dim=0))
+        else:  # several: one padded batch, equal to its items encoded one at a time
+            feats = self.features(wav_t, lengths_t)
         latents = self.inject(feats)
         return EncodeOutput(latents=latents, lengths=feats.lengths,
                             semantic=feats.semantic if return_semantic else None)
+
+    @torch.no_grad()
+    def stream_features(self, read: Callable[[int, int], torch.Tensor], num_samples: int,
+                        chunks_per_step: int | None = None) -> Iterator[Features]:
+        """:class:`Features` of one recording of ``num_samples`` samples at ``sample_rate`` that ``read(a, b)`` gives
+        piecewise ((b - a,) samples [a, b)), one group of ``chunks_per_step`` encoder chunks (~10 s each; default:
+        the encoder's ``max_chunks``) at a time, so memory is one group whatever the duration. Concatenated they
+        equal the whole recording's features (to float rounding where chunks are grouped differently). The encoder's
+        chunks are independent but for two things: STFT frames near a group's edges read samples of the next
+        (``Spectrogram.frames_of`` reads that margin), and the dB floor is the whole recording's peak minus top_db,
+        which a first pass finds (``DashengEncoder.peak_db``)."""
+        if num_samples < self.min_num_samples:
+            raise ValueError(f"{num_samples} samples is shorter than one latent frame ({self.min_num_samples})")
+        hop, patch = self.config.frontend.hop_length, self.config.encoder.patch_frames
+
+        def device_read(a: int, b: int) -> torch.Tensor:  # (1, b - a) on the model's device, as the front ends want
+            return read(a, b)[None].to(self.device)
+
+        total = 1 + num_samples // hop  # mel frames
+        step = self.config.encoder.target_length * (chunks_per_step or self.encoder.max_chunks)
+        power: torch.Tensor | None = None
+        with torch.autocast(self.device.type, enabled=False):  # the front end is float32 whatever the caller's
+            if total <= step:  # one group: its own mel gives the peak, computed once (short clips pay no first pass)
+                power = self.encoder.mel_spectrogram.frames_of(device_read, num_samples, 0, total)
+                peak = self.encoder.to_db.db(power).amax().reshape(1)
+            else:
+                peak = self.encoder.peak_db(device_read, num_samples)
+        for f0 in range(0, total, step):
+            f1 = min(total, f0 + step)
+            tokens = (f1 - f0) // patch
+            if tokens == 0:  # a last chunk under one patch (the release pads it to one token and drops it too)
+                break
+            semantic, mel = self.encoder.encode_frames(device_read, num_samples, f0, f1, peak, self.precision,
+                                                       power if f0 == 0 else None)
+            patches = semantic.new_zeros(1, tokens, 0) if self.injection is None else \
+                self.injection.patches_of_frames(device_read, num_samples, f0, f1, mel)
+            yield Features(semantic=semantic, patches=patches, lengths=torch.tensor([tokens], device=self.device))
+
+    @torch.no_grad()
+    def encode_stream(self, read: Callable[[int, int], torch.Tensor], num_samples: int, semantic: bool = False,
+                      chunks_per_step: int | None = None) -> Iterator[torch.Tensor]:
+        """The latents (or, with ``semantic``, the frozen semantic features) of one long recording read piecewise
+        (``stream_features``), (n, D) per group of chunks: ``encode`` of the whole recording, in bounded memory."""
+        for feats in self.stream_features(read, num_samples, chunks_per_step):
+            yield feats.semantic[0] if semantic else self.inject(feats)[0]
 
     def forward(self, wav: ArrayLike, lengths: ArrayLike | None = None, sample_rate: int | None = None
                 ) -> DecodeOutput:

@@ -30,12 +30,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="TOML file (configs/*.toml)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config values, e.g. steps=100 tokenizer.gan_start=50")
+    parser.add_argument("--pack", type=Path, metavar="OUT",
+                        help="tokenizer stage: write the run's latest checkpoint as a tokenizer file OUT (its moving "
+                             "average; discriminators beside it) instead of training")
+    parser.add_argument("--stats", action="store_true",
+                        help="with --pack: the latent statistics over the run's training clips, as its final export")
+    parser.add_argument("--resume-from", type=Path, metavar="FILE",
+                        help="tokenizer stage: start the run folder at the step of a file written by --pack (or the "
+                             "bundled default), then train on (AdamW re-warms its moments)")
+    parser.add_argument("--disc", type=Path, help="discriminators for --pack / --resume-from (default: beside FILE)")
+    parser.add_argument("--force", action="store_true", help="--resume-from over a run folder with checkpoints")
     args = parser.parse_args(argv)
     try:
         cfg = TrainConfig.load(args.config, parse_set(args.set))
     except (OSError, ValueError, TypeError) as err:
         print(f"dashtok train: error: {args.config}: {err}", file=sys.stderr)
         return 2
+    if (args.stats and not args.pack) or (args.pack and args.resume_from):
+        print("dashtok train: error: --stats goes with --pack, and --pack does not go with --resume-from",
+              file=sys.stderr)
+        return 2
+    if args.pack or args.resume_from:
+        from dashtok.checkpoint import CheckpointError
+        from dashtok.train.state import StateError, pack, restore
+
+        try:
+            if args.pack:
+                print(pack(cfg, args.pack, args.stats, args.disc))
+                return 0
+            print(restore(cfg, args.resume_from, args.force, args.disc))
+        except (StateError, CheckpointError) as err:
+            print(f"dashtok train: error: {err}", file=sys.stderr)
+            return 2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.toml").exists():
