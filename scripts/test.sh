@@ -19,5 +19,5 @@ case "$native" in
 esac
 for p in $paths; do
   echo "test: golden fixtures under ATEN_CPU_CAPABILITY=${p%%:*} (this CPU: $native)"
-  ATEN_CPU_CAPABILITY=${p%%:*} MKL_ENABLE_INSTRUCTIONS=${p##*:} .venv/bin/python -m pytest -q -m golden tests
+  ATEN_CPU_CAPABILITY=${p%%:*} MKL_ENABLE_INSTRUCTIONS=${p##*:} .venv/bin/python -m pytest -q -m golden tests "$@"
 done

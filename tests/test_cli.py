@@ -200,7 +200,7 @@ def test_batch_size_must_be_a_positive_integer(wav: Path, tiny_ckpt: Path, value
 
 
 def test_outputs_past_full_scale_are_reported_or_rescaled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from dashtok.cli import write_output
+    from dashtok.cli_common import write_output
 
     loud = 1.28 * np.sin(np.linspace(0, 200 * np.pi, 16000)).astype(np.float32)
     write_output(tmp_path / "clipped.wav", loud, 16000, rescale=False)

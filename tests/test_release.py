@@ -345,7 +345,8 @@ def test_convert_names_its_output_beside_the_directory(tmp_path: Path, monkeypat
 
 def test_filterbanks_that_differ_by_float32_rounding_load_and_are_used(tmp_path: Path) -> None:
     """A stored filterbank or window within rounding of dashtok's derivation (another CPU's float32 arithmetic made
-    it) is the one the model computes with, in the state dict or not; one a front end apart is refused by name."""
+    it) is the one the model computes with, in the state dict or not (one a front end apart is refused by name:
+    test_weight_mismatches_are_all_named)."""
     keys = ("encoder.model.front_end.0.mel_scale.fb", "encoder.front_end.mel_spec.mel_scale.fb",
             "decoder.head.istft.window")
     g = torch.Generator().manual_seed(0)
@@ -372,5 +373,6 @@ def test_save_pretrained_writes_what_from_pretrained_loads(tmp_path: Path) -> No
         assert (d / "config.json").is_file() == (name == "releasable") and (d / "model.safetensors").is_file()
         back = Tokenizer.from_pretrained(d)
         assert back.config.decoder == model.config.decoder
+        assert Tokenizer.from_pretrained(model.save_pretrained(tmp_path / "releasable")).config == model.config
         a, b = model.state_dict(), back.state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

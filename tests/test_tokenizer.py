@@ -272,3 +272,24 @@ def test_calling_the_model_reconstructs_and_outputs_take_keys(tiny: Tokenizer) -
                                                                                            "semantic"]
     with pytest.raises(KeyError):
         enc["audio"]
+    assert "latents" in enc and "audio" not in enc and list(out) == ["audio", "lengths"]
+
+
+def test_one_padded_item_under_the_batch_db_scope_floors_as_upstream() -> None:
+    """Under top_db_scope="batch" a padded item's dB floor comes from its padded mel (upstream's batched call);
+    under "example" from the item alone: each equals the padded-batch path of its scope."""
+    from conftest import make_tiny, tiny_config
+
+    x = torch.from_numpy(np.pad(speechlike(1.3), (0, 9000)))[None]
+    lengths = torch.tensor([20800])
+    for scope in ("batch", "example"):
+        model = make_tiny(config=tiny_config(frontend={**tiny_config().frontend.__dict__, "top_db_scope": scope}))
+        with torch.no_grad():
+            batched = model.inject(model.features(x, lengths))
+        torch.testing.assert_close(model.encode(x, lengths).latents, batched, rtol=0, atol=1e-6)
+
+
+def test_short_clips_at_a_low_rate_are_not_taken_for_frames_by_channels(tiny: Tokenizer) -> None:
+    """600 items of 300 samples at 8 kHz are 600 samples each at 16 kHz: a batch, not a (frames, channels) array."""
+    enc = tiny.encode(np.stack([speechlike(300 / 8000, seed=i, sr=8000) for i in range(600)]), sample_rate=8000)
+    assert enc.latents.shape[0] == 600

@@ -489,3 +489,29 @@ def test_pack_and_resume_from_carry_a_run_to_another_folder(tmp_path: Path, audi
     mae = _toml(config(tmp_path / "mae", audio_dir, "mae"), tmp_path / "mae.toml")
     assert main(["train", str(mae), "--pack", str(tmp_path / "x.safetensors")]) == 2
     assert "tokenizer stage" in capsys.readouterr().err
+    for argv, needle in (([toml, "--stats"], "--stats goes with --pack"),
+                         ([toml, "--force"], "--force goes with --resume-from"),
+                         ([toml, "--pack", "a.safetensors", "--resume-from", "b.safetensors"], "does not go with"),
+                         ([], "required: config")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["train", *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("dashtok train: error:"), err
+        assert needle in err[0]
+
+
+def test_a_csv_log_keeps_its_columns_when_rows_change(tmp_path: Path) -> None:
+    """Rows whose keys come in another order go under the file's header; a row with a new column (a measure added
+    while a run was going on) rewrites the file with every column, earlier rows blank there."""
+    import csv
+
+    from dashtok.train.run import Run
+
+    run = Run(tmp_path)
+    run.log({"step": 1, "a": 0.5}, "eval.csv")
+    run.log({"a": 0.25, "step": 2}, "eval.csv")
+    run.log({"step": 3, "phase/gd": 0.7, "a": 0.125}, "eval.csv")
+    with (tmp_path / "eval.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["a"], r["phase/gd"]) for r in rows] == [("1", "0.5", ""), ("2", "0.25", ""),
+                                                                  ("3", "0.125", "0.7")]

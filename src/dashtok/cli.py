@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dashtok.atomic import atomic_write
-from dashtok.audio_io import audio_writer, fit_length, write_audio
+from dashtok.audio_io import audio_writer, fit_length
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path, read_metadata, resolve_checkpoint
 from dashtok.cli_common import (
     FILE_ERRORS,
@@ -34,9 +34,10 @@ from dashtok.cli_common import (
     positive_int,
     refuse_overwrite,
     report_clipping,
-    rescaled,
+    report_file_error,
     run_jobs,
     summarise_failures,
+    write_output,
 )
 from dashtok.encode_files import encode_file, encode_file_to_file, latent_files, length_buckets, load_for_encoding
 from dashtok.latents_io import (
@@ -69,9 +70,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
                 loaded.append((job, load_for_encoding(model, job.source, args.max_seconds)))
             except FILE_ERRORS as err:
                 failed += 1
-                msg = str(err)
-                print(f"dashtok: error: {msg if msg.startswith(str(job.source)) else f'{job.source}: {msg}'}",
-                      file=sys.stderr)
+                report_file_error(job.source, err)
                 progress.step(str(job.source))
         if not loaded:
             continue
@@ -88,7 +87,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         for (job, _), lf in zip(loaded, files, strict=True):
             if isinstance(lf, Exception):
                 failed += 1
-                print(f"dashtok: error: {job.source}: {lf}", file=sys.stderr)
+                report_file_error(job.source, lf)
             else:
                 write_latents(job.target, lf)
             progress.step(str(job.source))
@@ -123,13 +122,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
             write_output(target, audio, model.sample_rate, args.rescale)
 
     return run_jobs(jobs, "decode", work, args.quiet)
-
-
-def write_output(target: Path, audio: np.ndarray, sample_rate: int, rescale: bool) -> None:
-    """Write decoded audio; past full scale it is scaled to fit (``--rescale``) or clipped with a warning."""
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    clipped = write_audio(target, rescaled(audio) if rescale else audio, sample_rate)
-    report_clipping(target, clipped, peak)
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:

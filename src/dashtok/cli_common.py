@@ -15,7 +15,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from dashtok.audio_io import AUDIO_EXTENSIONS, AudioError, find_audio_files
+from dashtok.audio_io import AUDIO_EXTENSIONS, AudioError, find_audio_files, write_audio
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path
 from dashtok.codec import Codec
 from dashtok.latents_io import LatentFileError
@@ -91,6 +91,13 @@ def rescaled(audio: np.ndarray, limit: float = 0.99) -> np.ndarray:
     return audio * (limit / peak) if peak > limit else audio
 
 
+def write_output(target: Path, audio: np.ndarray, sample_rate: int, rescale: bool) -> None:
+    """Write decoded audio; past full scale it is scaled to fit (``--rescale``) or clipped with a warning."""
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    clipped = write_audio(target, rescaled(audio) if rescale else audio, sample_rate)
+    report_clipping(target, clipped, peak)
+
+
 def fail(msg: str, code: int = 2) -> NoReturn:
     print(f"dashtok: error: {msg}", file=sys.stderr)
     raise SystemExit(code)
@@ -159,6 +166,12 @@ def refuse_overwrite(paths: list[Path], force: bool) -> None:
         raise CliError(f"{what} already exist{'s' if len(existing) == 1 else ''}; pass --force to overwrite")
 
 
+def report_file_error(source: Path, err: BaseException) -> None:
+    """The one line for a file that failed in a multi-file run: its name, then the problem (named once)."""
+    msg = str(err)
+    print(f"dashtok: error: {msg if msg.startswith(str(source)) else f'{source}: {msg}'}", file=sys.stderr)
+
+
 def run_jobs(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bool) -> int:
     progress = Progress(len(jobs), label, enabled=not quiet)
     failed = 0
@@ -167,10 +180,7 @@ def run_jobs(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bo
             work(job)
         except FILE_ERRORS as err:
             failed += 1
-            msg = str(err)
-            if not msg.startswith(str(job.source)):
-                msg = f"{job.source}: {msg}"
-            print(f"dashtok: error: {msg}", file=sys.stderr)
+            report_file_error(job.source, err)
         progress.step(str(job.source))
     return summarise_failures(failed, len(jobs))
 

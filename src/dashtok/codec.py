@@ -17,6 +17,7 @@ This module also holds the input validation every codec shares, and the one enco
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -41,6 +42,12 @@ class _Fields:
 
     def keys(self) -> list[str]:
         return [f.name for f in fields(self)]  # type: ignore[arg-type]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def __iter__(self) -> Iterator[str]:  # the keys, as a mapping's
+        return iter(self.keys())
 
 
 @dataclass
@@ -143,7 +150,9 @@ def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | 
     b, t = x.shape
     if b == 0 or t == 0:
         raise ValueError(f"audio is empty (shape {tuple(x.shape)})")
-    if t < min_num_samples and b >= min_num_samples:  # soundfile.read's (frames, channels), most likely
+    sr = model_rate if sample_rate is None else int(sample_rate)
+    too_short = t * model_rate < min_num_samples * sr  # under one frame once at the model's rate
+    if too_short and b * model_rate >= min_num_samples * sr:  # soundfile.read's (frames, channels), most likely
         raise ValueError(f"audio of shape {tuple(x.shape)} reads as {b} items of {t} samples each; arrays are "
                          f"(T,), (B, T) or (B, C, T), so pass soundfile's (frames, channels) layout transposed "
                          f"(wav.T) or as mono (wav.mean(axis=1))")
@@ -154,7 +163,6 @@ def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | 
     bad = [i for i in range(b) if not bool(torch.isfinite(x[i, : lens[i]]).all())]
     if bad:
         raise ValueError(f"audio item(s) {_few(bad)} contain NaN or Inf")
-    sr = model_rate if sample_rate is None else int(sample_rate)
     if sr != model_rate:
         items = [torch.from_numpy(resample(x[i, : lens[i]].numpy(), sr, model_rate)) for i in range(b)]
         lens = torch.tensor([len(it) for it in items], dtype=torch.long)

@@ -175,7 +175,10 @@ class Tokenizer(NormalizesLatents, nn.Module):
         """
         wav_t, lengths_t = prepare_audio(wav, lengths, sample_rate, self.sample_rate, self.config.min_num_samples,
                                          1000 / self.frame_rate, self.device)
-        if wav_t.shape[0] == 1:  # one recording: the streaming loop that `dashtok encode` runs, whatever the length
+        one_recording = wav_t.shape[0] == 1 and (self.config.frontend.top_db_scope == "example"
+                                                 or int(lengths_t[0]) == wav_t.shape[1])
+        if one_recording:  # the streaming loop that `dashtok encode` runs, whatever the length (a padded item under
+            # the "batch" dB scope takes its floor from the padding too, as upstream does: the batch path below)
             one = wav_t[0]
             parts = list(self.stream_features(lambda a, b: one[a:b], int(lengths_t[0])))
             pad = int(self.config.num_frames(wav_t.shape[1])) - sum(int(f.lengths[0]) for f in parts)
@@ -203,7 +206,7 @@ class Tokenizer(NormalizesLatents, nn.Module):
         hop, patch = self.config.frontend.hop_length, self.config.encoder.patch_frames
 
         def device_read(a: int, b: int) -> torch.Tensor:  # (1, b - a) on the model's device, as the front ends want
-            return read(a, b)[None].to(self.device)
+            return read(a, b)[None].to(self.device, torch.float32)
 
         total = 1 + num_samples // hop  # mel frames
         step = self.config.encoder.target_length * (chunks_per_step or self.encoder.max_chunks)
@@ -304,6 +307,7 @@ class Tokenizer(NormalizesLatents, nn.Module):
             return self.save_official(d)
         except CheckpointError:
             self.save(d / "model.safetensors")
+            (d / "config.json").unlink(missing_ok=True)  # an earlier official save's: it would shadow this file
             return d
 
     @classmethod

@@ -14,7 +14,9 @@ from dashtok.precision import PRECISIONS
 def cmd_bench(args: argparse.Namespace) -> int:
     from dashtok.atomic import atomic_write
     from dashtok.bench import BenchConfig, markdown, run_bench
+    from dashtok.cli_common import check_device
 
+    check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = BenchConfig(presets=tuple(args.presets), precisions=tuple(args.precision), seconds=tuple(args.seconds),

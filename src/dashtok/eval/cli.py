@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,10 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
     write_report(report, out)
     print(markdown(report))
     print(f"wrote {out / 'recon.json'} and {out / 'recon.md'}")
+    if report["skipped"]:  # as every multi-file command: the others were scored, the exit code says not all were
+        print(f"dashtok: {len(report['skipped'])} file(s) could not be read; the others were scored",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dashtok.audio_io import load_audio, write_audio
+from dashtok.audio_io import load_audio
 from dashtok.checkpoint import CheckpointError
 from dashtok.cli_common import (
     CliError,
@@ -18,6 +18,7 @@ from dashtok.cli_common import (
     model_options,
     refuse_overwrite,
     run_jobs,
+    write_output,
 )
 from dashtok.generate.enhance import LatentEnhancer
 from dashtok.generate.model import MAX_SECONDS
@@ -47,7 +48,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         audio = gen.to(args.device).generate(tokenizer, text, mask, args.seconds, args.steps, args.guidance, args.seed)
     except (CheckpointError, ValueError) as err:
         raise CliError(str(err)) from None
-    write_audio(out, audio[0].cpu().numpy(), tokenizer.sample_rate)
+    write_output(out, audio[0].cpu().numpy(), tokenizer.sample_rate, rescale=False)
     print(f"wrote {out} ({audio.shape[1] / tokenizer.sample_rate:.2f} s, seed {args.seed}, {args.steps} steps, "
           f"guidance {args.guidance})")
     return 0
@@ -65,6 +66,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     jobs = jobs_for(args.inputs, args.output, ".enhanced.wav", (".wav", ".flac"))
     refuse_overwrite([j.target for j in jobs], args.force)
+    check_device(args.device)
     enhancer = load_enhancer(args.enhancer)
     model = load_model(args.checkpoint, args.device, args.precision)
     try:  # checked once, before any file: a mismatch would fail every one of them
@@ -74,7 +76,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     def work(job: Job) -> None:
         audio = load_audio(job.source, model.sample_rate, max_seconds=args.max_seconds)
-        write_audio(job.target, enhancer.enhance(model, audio), model.sample_rate)
+        write_output(job.target, enhancer.enhance(model, audio), model.sample_rate, rescale=False)
 
     return run_jobs(jobs, "enhance", work, args.quiet)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -11,6 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from dashtok.cli_common import Parser
 from dashtok.train.config import TrainConfig
 
 
@@ -26,7 +26,7 @@ def parse_set(items: list[str]) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dashtok train", description="run one training stage from a TOML config")
+    parser = Parser(prog="dashtok train", description="run one training stage from a TOML config")
     parser.add_argument("config", help="TOML file (configs/*.toml)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override config values, e.g. steps=100 tokenizer.gan_start=50")
@@ -46,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as err:
         print(f"dashtok train: error: {args.config}: {err}", file=sys.stderr)
         return 2
-    if (args.stats and not args.pack) or (args.pack and args.resume_from):
-        print("dashtok train: error: --stats goes with --pack, and --pack does not go with --resume-from",
-              file=sys.stderr)
-        return 2
+    misuse = ("--stats goes with --pack" if args.stats and not args.pack else
+              "--pack does not go with --resume-from" if args.pack and args.resume_from else
+              "--disc goes with --pack or --resume-from" if args.disc and not (args.pack or args.resume_from) else
+              "--force goes with --resume-from" if args.force and not args.resume_from else
+              "--pack and --resume-from run in one process, not under torchrun"
+              if (args.pack or args.resume_from) and int(os.environ.get("WORLD_SIZE", "1")) > 1 else "")
+    if misuse:
+        parser.error(misuse)
     if args.pack or args.resume_from:
         from dashtok.checkpoint import CheckpointError
         from dashtok.train.state import StateError, pack, restore
@@ -61,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             print(restore(cfg, args.resume_from, args.force, args.disc))
         except (StateError, CheckpointError) as err:
             print(f"dashtok train: error: {err}", file=sys.stderr)
+            return 2
+        except RuntimeError as err:  # load_state_dict: the file's weights do not fit the config's model
+            first = str(err).strip().splitlines()[0]
+            print(f"dashtok train: error: {args.pack or args.resume_from}: does not fit {args.config}'s model "
+                  f"({first})", file=sys.stderr)
             return 2
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dashtok import metrics
+from dashtok.atomic import atomic_write
 from dashtok.codec import Codec, reconstruct
 from dashtok.data.recordings import REAL_SPEECH_SOURCES
 from dashtok.train.config import TrainConfig
@@ -94,12 +95,25 @@ class Run:
         if self.rank != 0:
             return
         path = self.out / name
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        header: list[str] = []
+        if path.exists():
+            with path.open(newline="") as f:
+                header = next(csv.reader(f), [])
+        if header and set(row) <= set(header):  # the file's column order, whatever the row's
+            with path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
+            return
+        # a new file, or a row with columns the file lacks (a measure added since the run began, as the phase
+        # errors were): the file is rewritten with every column, so no later row lands under another's header
+        old: list[dict[str, str]] = []
+        if header:
+            with path.open(newline="") as f:
+                old = list(csv.DictReader(f))
+        fields = header + [k for k in row if k not in header]
+        with atomic_write(path) as tmp, tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows([*old, row])
 
 
 def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, cfg: TrainConfig,
@@ -228,6 +242,7 @@ def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict
     grid = (decoder.n_fft, decoder.hop_length) if decoder is not None else (1280, 320)
     model.eval()
     rows: dict[str, list[float]] = {"mel_distance": [], "si_sdr": [], "pesq_wb": [], "stoi": []}
+    phase: dict[str, list[float]] = {}  # logged after the older measures (columns of runs begun before them)
     spectra = metrics.AverageSpectrum(), metrics.AverageSpectrum()  # inputs, reconstructions
     for i in range(len(bank)):
         x = bank.audio(i)
@@ -246,11 +261,11 @@ def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict
             with torch.no_grad():
                 errors = phase_losses(torch.from_numpy(x)[None], torch.from_numpy(y)[None], *grid)
             for name, error in errors.items():
-                rows.setdefault(name, []).append(float(error))
+                phase.setdefault(name, []).append(float(error))
         if out_dir is not None and i < 3:
             _save_sample(out_dir, bank.names[i], x, y)
     model.train()
-    scores = {k: round(float(np.mean(v)), 4) for k, v in rows.items() if v}
+    scores = {k: round(float(np.mean(v)), 4) for k, v in {**rows, **phase}.items() if v}
     if spectra[0].frames:
         scores["artifact_tone_db"] = metrics.artifact_tone(*spectra, sample_rate=SAMPLE_RATE)["db"]
     return scores
