@@ -261,3 +261,51 @@ def test_info_describes_every_file_the_project_writes(tmp_path: Path, wav: Path,
         assert kind in out and "tokenizer_id" in out and "training:\n  {" in out  # the record indented, not one line
     assert run("info", tiny_ckpt) == 0
     assert "latent_dim       32" in capsys.readouterr().out  # a tokenizer, as before
+
+
+def test_skip_existing_goes_on_where_a_stopped_run_was(tmp_path: Path, tiny_ckpt: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        sf.write(src / f"c{i}.wav", speechlike(1.0, seed=i), 16000)
+    out = tmp_path / "out"
+    assert run("encode", src, "-o", out, "-c", tiny_ckpt, "-q") == 0
+    (out / "c1.safetensors").unlink()  # as if the run had stopped before it
+    kept = (out / "c0.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert run("encode", src, "-o", out, "-c", tiny_ckpt, "-q", "--skip-existing") == 0
+    assert "skipping 2 file(s) whose output exists" in capsys.readouterr().err
+    assert (out / "c1.safetensors").is_file() and (out / "c0.safetensors").stat().st_mtime_ns == kept
+
+
+@pytest.mark.parametrize("fault, needle", [(OSError(28, "No space left on device"), "the disk is full"),
+                                           (MemoryError(), "out of memory")])
+def test_an_environment_fault_stops_the_run_in_one_line_and_keeps_finished_files(
+        tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        fault: BaseException, needle: str) -> None:
+    """A full disk or no memory is not a bad file: the run stops at once (not file after file), says so in one line
+    and keeps what it wrote; --skip-existing then goes on."""
+    import dashtok.cli as cli
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        sf.write(src / f"c{i}.wav", speechlike(1.0, seed=i), 16000)
+    real = cli.encode_file_to_file
+    calls: list[Path] = []
+
+    def flaky(model: Tokenizer, source: Path, *args: object, **kwargs: object) -> None:
+        calls.append(source)
+        if source.name == "c1.wav":
+            raise fault
+        real(model, source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "encode_file_to_file", flaky)
+    out = tmp_path / "out"
+    msg = one_error_line(capsys, "encode", src, "-o", out, "-c", tiny_ckpt, "-q")
+    assert needle in msg and "stopped after 1 finished file(s)" in msg and "--skip-existing" in msg
+    assert [c.name for c in calls] == ["c0.wav", "c1.wav"] and (out / "c0.safetensors").is_file()
+    monkeypatch.setattr(cli, "encode_file_to_file", real)
+    assert run("encode", src, "-o", out, "-c", tiny_ckpt, "-q", "--skip-existing") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["c0.safetensors", "c1.safetensors", "c2.safetensors"]

@@ -27,6 +27,7 @@ from dashtok.cli_common import (
     Job,
     Parser,
     Progress,
+    environment_fault,
     fail,
     jobs_for,
     load_model,
@@ -36,6 +37,8 @@ from dashtok.cli_common import (
     report_clipping,
     report_file_error,
     run_jobs,
+    skip_finished,
+    stop_for,
     summarise_failures,
     write_output,
 )
@@ -51,7 +54,7 @@ from dashtok.streaming import StreamingDecoder
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    jobs = jobs_for(args.inputs, args.output, ".safetensors", (".safetensors",))
+    jobs = skip_finished(jobs_for(args.inputs, args.output, ".safetensors", (".safetensors",)), args.skip_existing)
     refuse_overwrite([j.target for j in jobs], args.force)
     model = load_model(args.checkpoint, args.device, args.precision)
 
@@ -69,6 +72,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
             try:
                 loaded.append((job, load_for_encoding(model, job.source, args.max_seconds)))
             except FILE_ERRORS as err:
+                fault = environment_fault(err)
+                if fault:
+                    raise stop_for(job.source, err, fault, progress.done - failed) from None
                 failed += 1
                 report_file_error(job.source, err)
                 progress.step(str(job.source))
@@ -85,17 +91,23 @@ def cmd_encode(args: argparse.Namespace) -> int:
                 except FILE_ERRORS as err:
                     files.append(err)
         for (job, _), lf in zip(loaded, files, strict=True):
-            if isinstance(lf, Exception):
-                failed += 1
-                report_file_error(job.source, lf)
-            else:
+            try:
+                if isinstance(lf, Exception):
+                    raise lf
                 write_latents(job.target, lf)
+            except FILE_ERRORS as err:
+                fault = environment_fault(err)
+                if fault:
+                    raise stop_for(job.source, err, fault, progress.done - failed) from None
+                failed += 1
+                report_file_error(job.source, err)
             progress.step(str(job.source))
     return summarise_failures(failed, len(jobs))
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    jobs = jobs_for(args.inputs, args.output, ".wav", (".wav", ".flac"), find=False)
+    jobs = skip_finished(jobs_for(args.inputs, args.output, ".wav", (".wav", ".flac"), find=False),
+                         args.skip_existing)
     refuse_overwrite([j.target for j in jobs], args.force)
     model = load_model(args.checkpoint, args.device, args.precision)
 
@@ -170,7 +182,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                   f"mel distance {r['mel_distance']:.3f}, SI-SDR {r['si_sdr_db']:.1f} dB, PESQ-WB {pesq}, "
                   f"STOI {stoi_s}; encode RTF {r['encode_rtf']:.3f}, decode RTF {r['decode_rtf']:.3f}", flush=True)
 
-    code = run_jobs(jobs, "reconstruct", work, args.quiet)
+    code = run_jobs(jobs, "reconstruct", work, args.quiet, resumable=False)
     write_report()
     if not model.training_record.get("trained", False):
         print("note: this model is UNTRAINED (random weights); its reconstructions are noise", file=sys.stderr)
@@ -351,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-seconds", type=float, default=600.0,
                    help="at most this much padded audio per batch (default: 600)")
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave inputs whose output exists (a run stopped part way goes on where it was)")
     model_options(p)
     p.set_defaults(func=cmd_encode)
 
@@ -362,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rescale", action="store_true",
                    help="scale an output that would clip to a peak of 0.99 (holds the whole decoded file in memory; "
                         "default: clip, with a warning)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave inputs whose output exists (a run stopped part way goes on where it was)")
     model_options(p)
     p.set_defaults(func=cmd_decode)
 

@@ -5,6 +5,7 @@ reporting a bad file by name without stopping the others). Errors the user must 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from collections.abc import Callable
@@ -166,19 +167,55 @@ def refuse_overwrite(paths: list[Path], force: bool) -> None:
         raise CliError(f"{what} already exist{'s' if len(existing) == 1 else ''}; pass --force to overwrite")
 
 
+def environment_fault(err: BaseException) -> str | None:
+    """What stops a whole run rather than one file: the machine, not the input (a full or read-only disk, memory,
+    a failing device); None for a problem of the file itself."""
+    if isinstance(err, MemoryError) or "out of memory" in str(err).lower():
+        return "out of memory"
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    if isinstance(err, OSError) and err.errno == errno.EROFS:
+        return "the output is on a read-only file system"
+    if isinstance(err, RuntimeError) and ("CUDA error" in str(err) or "device-side assert" in str(err)):
+        return "the device failed"
+    return None
+
+
+def stop_for(source: Path, err: BaseException, fault: str, done: int, resumable: bool = True) -> CliError:
+    """The one line that stops a multi-file run on an environment fault, keeping what was written."""
+    what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    then = "run the same command with --skip-existing to go on" if resumable else "run the command again"
+    return CliError(f"{source}: {fault} ({what}); stopped after {done} finished file(s), which are kept: free the "
+                    f"resource, then {then}")
+
+
+def skip_finished(jobs: list[Job], skip: bool) -> list[Job]:
+    """With ``--skip-existing``, the jobs whose output is not there yet (outputs are written atomically: one that
+    exists is complete); a line says how many were skipped."""
+    if not skip:
+        return jobs
+    todo = [j for j in jobs if not j.target.exists()]
+    if len(todo) < len(jobs):
+        print(f"dashtok: skipping {len(jobs) - len(todo)} file(s) whose output exists", file=sys.stderr)
+    return todo
+
+
 def report_file_error(source: Path, err: BaseException) -> None:
     """The one line for a file that failed in a multi-file run: its name, then the problem (named once)."""
     msg = str(err)
     print(f"dashtok: error: {msg if msg.startswith(str(source)) else f'{source}: {msg}'}", file=sys.stderr)
 
 
-def run_jobs(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bool) -> int:
+def run_jobs(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bool, resumable: bool = True) -> int:
     progress = Progress(len(jobs), label, enabled=not quiet)
     failed = 0
     for job in jobs:
         try:
             work(job)
         except FILE_ERRORS as err:
+            fault = environment_fault(err)
+            if fault:
+                raise stop_for(job.source, err, fault, progress.done - failed, resumable) from None
             failed += 1
             report_file_error(job.source, err)
         progress.step(str(job.source))

@@ -18,6 +18,7 @@ from dashtok.cli_common import (
     model_options,
     refuse_overwrite,
     run_jobs,
+    skip_finished,
     write_output,
 )
 from dashtok.generate.enhance import LatentEnhancer
@@ -64,7 +65,7 @@ def load_enhancer(path: str | None) -> LatentEnhancer:
 def cmd_enhance(args: argparse.Namespace) -> int:
     from dashtok.generate.tied import require_tokenizer
 
-    jobs = jobs_for(args.inputs, args.output, ".enhanced.wav", (".wav", ".flac"))
+    jobs = skip_finished(jobs_for(args.inputs, args.output, ".enhanced.wav", (".wav", ".flac")), args.skip_existing)
     refuse_overwrite([j.target for j in jobs], args.force)
     check_device(args.device)
     enhancer = load_enhancer(args.enhancer)
@@ -101,5 +102,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--enhancer", "-e", help="enhancer checkpoint (from dashtok train, stage enhance; default: the "
                                           "bundled enhancer, for the bundled default tokenizer)")
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave inputs whose output exists (a run stopped part way goes on where it was)")
     model_options(p)
     p.set_defaults(func=cmd_enhance)
