@@ -119,6 +119,13 @@ def test_reconstruct_writes_latents_audio_and_metrics(tmp_path: Path, wav: Path,
     assert sf.info(out / "one.wav").frames == 16000 and (out / "one.safetensors").is_file()
 
 
+def test_reconstruct_scores_speech_measures_on_speech_only(tmp_path: Path, wav: Path, tiny_ckpt: Path) -> None:
+    assert run("reconstruct", wav, "-o", tmp_path / "m", "-c", tiny_ckpt, "--domain", "music", "-q") == 0
+    row = json.loads((tmp_path / "m" / "metrics.json").read_text())["files"][0]
+    assert row["domain"] == "music" and row["pesq_wb"] is None and row["stoi"] is None
+    assert np.isfinite(row["mel_distance"])
+
+
 def test_info_and_bad_checkpoint(tmp_path: Path, tiny_ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("info", tiny_ckpt, "--json") == 0
     info = json.loads(capsys.readouterr().out)

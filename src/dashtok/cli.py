@@ -163,7 +163,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         write_latents(job.target.with_suffix(".safetensors"), lf)
         write_output(job.target, recon, model.sample_rate, args.rescale)
         seconds = len(audio) / model.sample_rate
-        speech = metrics.speech_scores(audio, recon, model.sample_rate)  # None where PESQ refuses (silence)
+        speech = metrics.speech_scores(audio, recon, model.sample_rate) if args.domain == "speech" else {}
         rows.append({
             "input": str(job.source), "reconstruction": str(job.target),
             "latents": str(job.target.with_suffix(".safetensors")), "seconds": round(seconds, 3),
@@ -171,8 +171,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             "encode_rtf": (t1 - t0) / seconds, "decode_rtf": (t2 - t1) / seconds,
             "mel_distance": float(metrics.mel_distance(audio, recon)[0]),
             "si_sdr_db": float(metrics.si_sdr(audio, recon)[0]),
-            "pesq_wb": speech.get("pesq_wb"), "stoi": speech.get("stoi"),
-        })
+            "domain": args.domain, "pesq_wb": speech.get("pesq_wb"), "stoi": speech.get("stoi"),
+        })  # PESQ and STOI are speech measures: None on music and sounds, and where PESQ refuses (silence)
         write_report()
         if not args.quiet:
             r = rows[-1]
@@ -387,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     p.add_argument("--rescale", action="store_true",
                    help="scale a reconstruction that would clip to a peak of 0.99 (default: clip, with a warning)")
+    p.add_argument("--domain", choices=("speech", "music", "sound"), default="speech",
+                   help="what the inputs are: PESQ and STOI are scored on speech only (default: speech)")
     model_options(p)
     p.set_defaults(func=cmd_reconstruct)
 
