@@ -27,7 +27,6 @@ from dashtok.cli_common import (
     Job,
     Parser,
     Progress,
-    environment_fault,
     fail,
     jobs_for,
     load_model,
@@ -38,7 +37,6 @@ from dashtok.cli_common import (
     report_file_error,
     run_jobs,
     skip_finished,
-    stop_for,
     summarise_failures,
     write_output,
 )
@@ -72,11 +70,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
             try:
                 loaded.append((job, load_for_encoding(model, job.source, args.max_seconds)))
             except FILE_ERRORS as err:
-                fault = environment_fault(err)
-                if fault:
-                    raise stop_for(job.source, err, fault, progress.done - failed) from None
+                report_file_error(job.source, err, progress.done - failed)
                 failed += 1
-                report_file_error(job.source, err)
                 progress.step(str(job.source))
         if not loaded:
             continue
@@ -96,11 +91,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
                     raise lf
                 write_latents(job.target, lf)
             except FILE_ERRORS as err:
-                fault = environment_fault(err)
-                if fault:
-                    raise stop_for(job.source, err, fault, progress.done - failed) from None
+                report_file_error(job.source, err, progress.done - failed)
                 failed += 1
-                report_file_error(job.source, err)
             progress.step(str(job.source))
     return summarise_failures(failed, len(jobs))
 

@@ -86,17 +86,13 @@ def report_clipping(target: Path, clipped: int, peak: float) -> None:
               f"--rescale scales the output to fit instead", file=sys.stderr)
 
 
-def rescaled(audio: np.ndarray, limit: float = 0.99) -> np.ndarray:
-    """``audio`` scaled down so that its peak is at most ``limit`` (as encodec's --rescale); quieter audio as it is."""
+def write_output(target: Path, audio: np.ndarray, sample_rate: int, rescale: bool, limit: float = 0.99) -> None:
+    """Write decoded audio; past full scale it is clipped with a warning, or with ``rescale`` scaled down to a peak
+    of ``limit`` (as encodec's --rescale; quieter audio as it is)."""
     peak = float(np.abs(audio).max()) if audio.size else 0.0
-    return audio * (limit / peak) if peak > limit else audio
-
-
-def write_output(target: Path, audio: np.ndarray, sample_rate: int, rescale: bool) -> None:
-    """Write decoded audio; past full scale it is scaled to fit (``--rescale``) or clipped with a warning."""
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    clipped = write_audio(target, rescaled(audio) if rescale else audio, sample_rate)
-    report_clipping(target, clipped, peak)
+    if rescale and peak > limit:
+        audio = audio * (limit / peak)
+    report_clipping(target, write_audio(target, audio, sample_rate), peak)
 
 
 def fail(msg: str, code: int = 2) -> NoReturn:
@@ -200,8 +196,12 @@ def skip_finished(jobs: list[Job], skip: bool) -> list[Job]:
     return todo
 
 
-def report_file_error(source: Path, err: BaseException) -> None:
-    """The one line for a file that failed in a multi-file run: its name, then the problem (named once)."""
+def report_file_error(source: Path, err: BaseException, done: int, resumable: bool = True) -> None:
+    """A file of a multi-file run failed: an environment fault stops the run (``stop_for``, ``done`` files finished);
+    anything else is the file's own problem, one line naming it (once), and the run goes on."""
+    fault = environment_fault(err)
+    if fault:
+        raise stop_for(source, err, fault, done, resumable) from None
     msg = str(err)
     print(f"dashtok: error: {msg if msg.startswith(str(source)) else f'{source}: {msg}'}", file=sys.stderr)
 
@@ -213,11 +213,8 @@ def run_jobs(jobs: list[Job], label: str, work: Callable[[Job], None], quiet: bo
         try:
             work(job)
         except FILE_ERRORS as err:
-            fault = environment_fault(err)
-            if fault:
-                raise stop_for(job.source, err, fault, progress.done - failed, resumable) from None
+            report_file_error(job.source, err, progress.done - failed, resumable)
             failed += 1
-            report_file_error(job.source, err)
         progress.step(str(job.source))
     return summarise_failures(failed, len(jobs))
 

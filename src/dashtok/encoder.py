@@ -129,13 +129,6 @@ class DashengEncoder(nn.Module):
         with torch.autocast(wav.device.type, enabled=False):
             return self.front_end(wav.float())
 
-    def log_mel_frames(self, read: Callable[[int, int], torch.Tensor], num_samples: int, f0: int, f1: int,
-                       peak: torch.Tensor) -> torch.Tensor:
-        """dB mel frames [f0, f1) of a signal read piecewise (``Spectrogram.frames_of``), floored at ``peak`` (B,)
-        minus top_db: the recording's own peak, which a piece alone cannot know. Float32, as ``log_mel``."""
-        with torch.autocast(peak.device.type, enabled=False):
-            return self.to_db(self.mel_spectrogram.frames_of(read, num_samples, f0, f1), peak)
-
     def peak_db(self, read: Callable[[int, int], torch.Tensor], num_samples: int) -> torch.Tensor:
         """The dB maximum of a recording's mel (what its top_db floor is taken from), (1,): ``read(a, b)`` gives
         samples [a, b) as (1, b - a); read one chunk of frames at a time, so memory stays one chunk."""
@@ -154,11 +147,11 @@ class DashengEncoder(nn.Module):
         normalised mel (1, 1, M, f1 - f0): exactly ``encode``'s for those frames of the whole recording, up to float
         rounding where chunks are grouped differently. Reads only the samples those frames see, or none when their
         power ``mel`` (1, M, f1 - f0) is given."""
-        if mel is None:
-            x = self.normalize(self.log_mel_frames(read, num_samples, f0, f1, peak))
-        else:
-            with torch.autocast(peak.device.type, enabled=False):
-                x = self.normalize(self.to_db(mel, peak))
+        with torch.autocast(peak.device.type, enabled=False):  # the front end in float32, as ``log_mel``
+            if mel is None:
+                mel = self.mel_spectrogram.frames_of(read, num_samples, f0, f1)
+            mel_db = self.to_db(mel, peak)  # the recording's floor, which frames alone cannot know
+        x = self.normalize(mel_db)
         with autocast_for(precision, peak.device):
             return self.transformer(x).float(), x
 

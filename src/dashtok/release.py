@@ -312,10 +312,11 @@ def _to_dashtok_state(model: nn.Module, state: dict[str, torch.Tensor], meta: di
                     out[ours] = own[ours]
                 continue
             difference = float((value - expected).abs().max())
-            if difference > derived_buffer_tolerance(expected, dtype):
+            same_front_end = difference <= derived_buffer_tolerance(expected, dtype)
+            if not same_front_end:
                 problems.append(f"{key}: differs from the buffer dashtok derives from the config (max abs "
                                 f"difference {difference:.3g}): a different front end")
-            if dtype != torch.float32 or difference > derived_buffer_tolerance(expected, dtype):
+            if dtype != torch.float32 or not same_front_end:
                 value = expected.detach().clone()  # dashtok's float32 values, never a bf16 copy's rounded ones
             if ours not in own:  # non-persistent in dashtok: the file's values go into the model's buffer
                 with torch.no_grad():
