@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from dashtok.cli_common import (
     jobs_for,
     load_model,
     model_options,
+    non_negative_int,
     positive_int,
     refuse_overwrite,
     report_clipping,
@@ -40,9 +42,16 @@ from dashtok.cli_common import (
     summarise_failures,
     write_output,
 )
-from dashtok.encode_files import encode_file, encode_file_to_file, latent_files, length_buckets, load_for_encoding
+from dashtok.encode_corpus import rank_and_world
+from dashtok.encode_files import (
+    encode_batch,
+    encode_file,
+    encode_file_to_file,
+    file_seconds,
+    length_buckets,
+    load_for_encoding,
+)
 from dashtok.latents_io import (
-    LatentFile,
     LatentFileError,
     check_compatible,
     read_latents,
@@ -52,9 +61,13 @@ from dashtok.streaming import StreamingDecoder
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    if args.shards:
+        return encode_shards(args)
+    rank, world = rank_and_world()
     jobs = skip_finished(jobs_for(args.inputs, args.output, ".safetensors", (".safetensors",)), args.skip_existing)
+    jobs = jobs[rank::world]  # under torchrun each process takes every world-th file
     refuse_overwrite([j.target for j in jobs], args.force)
-    model = load_model(args.checkpoint, args.device, args.precision)
+    model = load_model(args.checkpoint, device_of_rank(args.device, world), args.precision)
 
     if args.batch_size <= 1:
         def work(job: Job) -> None:
@@ -63,7 +76,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         return run_jobs(jobs, "encode", work, args.quiet)
     progress = Progress(len(jobs), "encode", enabled=not args.quiet)
     failed = 0
-    for indices in length_buckets([j.source for j in jobs], args.batch_size, args.max_batch_seconds):
+    buckets = length_buckets([file_seconds(j.source) for j in jobs], args.batch_size, args.max_batch_seconds)
+    for indices in buckets:
         group = [jobs[i] for i in indices]
         loaded: list[tuple[Job, np.ndarray]] = []
         for job in group:  # a bad file is reported by name and leaves its batch; the others go on
@@ -75,16 +89,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
                 progress.step(str(job.source))
         if not loaded:
             continue
-        try:
-            files: list[LatentFile | Exception] = list(
-                latent_files(model, [(j.source, a) for j, a in loaded], args.semantic))
-        except FILE_ERRORS:  # the batch failed: encode its files one by one, so the error names the file
-            files = []
-            for job, audio in loaded:
-                try:
-                    files.append(latent_files(model, [(job.source, audio)], args.semantic)[0])
-                except FILE_ERRORS as err:
-                    files.append(err)
+        files = encode_batch(model, [(j.source, a) for j, a in loaded], args.semantic)
         for (job, _), lf in zip(loaded, files, strict=True):
             try:
                 if isinstance(lf, Exception):
@@ -95,6 +100,47 @@ def cmd_encode(args: argparse.Namespace) -> int:
                 failed += 1
             progress.step(str(job.source))
     return summarise_failures(failed, len(jobs))
+
+
+def device_of_rank(device: str, world: int) -> str:
+    """Under torchrun, ``--device cuda`` means this process's own GPU (LOCAL_RANK)."""
+    if world > 1 and device == "cuda":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
+
+
+def encode_shards(args: argparse.Namespace) -> int:
+    """``dashtok encode ... --shards DIR``: the corpus as latent shards (``dashtok.encode_corpus``)."""
+    from dashtok.encode_corpus import CorpusEncoder, InputError, barrier, check_directory, corpus_items, summary_line
+
+    if args.output or args.skip_existing:
+        raise CliError("--shards writes the shard directory it names: leave out -o and --skip-existing (a re-run "
+                       "keeps finished shards by itself)")
+    try:
+        rank, world = rank_and_world()
+        items = corpus_items(args.inputs)
+    except InputError as err:
+        raise CliError(str(err)) from None
+    model = load_model(args.checkpoint, device_of_rank(args.device, world), args.precision)
+    directory = Path(args.shards)
+    enc = CorpusEncoder(model, items, directory, shard_size=args.shard_size, batch_size=args.batch_size,
+                        max_batch_seconds=args.max_batch_seconds, max_seconds=args.max_seconds,
+                        workers=args.workers, semantic=args.semantic, quiet=args.quiet)
+    try:
+        check_directory(directory, enc.model_record, args.force)
+    except InputError as err:
+        raise CliError(str(err)) from None
+    directory.mkdir(parents=True, exist_ok=True)
+    jobs = enc.todo(rank, world, args.force)
+    mine = len(range(rank, enc.num_shards, world))
+    if not args.quiet:
+        print(f"dashtok: {len(items)} inputs in {enc.num_shards} shards of {args.shard_size}; process {rank} of "
+              f"{world} makes {len(jobs)} of its {mine} (the others are finished)", flush=True)
+    made, _, failures = enc.run(jobs, report_file_error)
+    barrier(world)
+    index = enc.finish(args.inputs) if rank == 0 else None
+    print(summary_line(index, directory, made, rank), flush=True)
+    return 1 if (index["failed"] if index is not None else failures) else 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -346,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("encode", help="audio files or directory trees -> one latent file per input")
-    p.add_argument("inputs", nargs="+", help="audio files and/or directories (searched recursively)")
+    p.add_argument("inputs", nargs="+", help="audio files, directories (searched recursively) and manifests "
+                                             "(.jsonl or .csv rows with a path, optionally caption, labels, id)")
     p.add_argument("-o", "--output", help="output .safetensors (one input) or directory "
                                           "(default: beside each input)")
     p.add_argument("--semantic", action="store_true", help="write the frozen semantic features alone")
@@ -357,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave inputs whose output exists (a run stopped part way goes on where it was)")
+    p.add_argument("--shards", metavar="DIR",
+                   help="write the latents as WebDataset-style tar shards with an index to DIR instead of one file "
+                        "per input; a re-run keeps finished shards; under torchrun each process makes its share")
+    p.add_argument("--shard-size", type=positive_int, default=128, help="inputs per shard (default: 128)")
+    p.add_argument("--workers", type=non_negative_int, default=2,
+                   help="with --shards: processes reading and resampling audio ahead of the model (default: 2; 0 "
+                        "reads in the main process)")
     model_options(p)
     p.set_defaults(func=cmd_encode)
 

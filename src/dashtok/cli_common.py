@@ -16,14 +16,13 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from dashtok.audio_io import AUDIO_EXTENSIONS, AudioError, find_audio_files, write_audio
+from dashtok.audio_io import AUDIO_EXTENSIONS, find_audio_files, write_audio
 from dashtok.checkpoint import CheckpointError, default_checkpoint_path
 from dashtok.codec import Codec
-from dashtok.latents_io import LatentFileError
+from dashtok.encode_corpus import MANIFEST_SUFFIXES, InputError, read_audio_manifest
+from dashtok.encode_files import FILE_ERRORS
 from dashtok.precision import PRECISIONS, set_precision
 from dashtok.tokenizer import Tokenizer
-
-FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError, OSError)
 
 
 class CliError(Exception):
@@ -47,6 +46,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -139,12 +149,20 @@ def jobs_for(inputs: list[str], output: str | None, suffix: str, single_ext: tup
             if not files:
                 raise CliError(f"{root}: no input files found in this directory")
             pairs += [(f, f.relative_to(root)) for f in files]
+        elif find and root.suffix.lower() in MANIFEST_SUFFIXES:  # a manifest's files keep their tree under output
+            try:
+                listed = [item.path for item in read_audio_manifest(root)]
+            except InputError as err:
+                raise CliError(str(err)) from None
+            pairs += [(f, f.relative_to(root.parent) if f.is_relative_to(root.parent) else Path(f.name))
+                      for f in listed]
         else:
             pairs.append((root, Path(root.name)))
     check_audio_output(output, single_ext)
     if output is None:
         jobs = [Job(f, f.with_suffix(suffix)) for f, _ in pairs]
-    elif len(pairs) == 1 and Path(inputs[0]).is_file() and output.lower().endswith(single_ext):
+    elif len(pairs) == 1 and len(inputs) == 1 and pairs[0][0] == Path(inputs[0]) and \
+            output.lower().endswith(single_ext):
         jobs = [Job(pairs[0][0], Path(output))]
     else:
         jobs = [Job(f, Path(output) / rel.with_suffix(suffix)) for f, rel in pairs]

@@ -11,10 +11,12 @@ import soundfile as sf
 import torch
 
 from dashtok.audio_io import AudioError, load_audio
-from dashtok.latents_io import LatentFile, latent_writer
+from dashtok.latents_io import LatentFile, LatentFileError, latent_writer
 from dashtok.long_audio import SampleFile
 from dashtok.tokenizer import Tokenizer
 
+# What a file's failure can raise (an environment fault among them: cli_common.environment_fault tells them apart)
+FILE_ERRORS = (AudioError, LatentFileError, ValueError, RuntimeError, MemoryError, OSError)
 STREAM_CHUNKS = 4  # encoder chunks (~10 s each) per step of file-to-file encoding: memory flat from 1 minute on
 
 
@@ -66,17 +68,35 @@ def encode_file_to_file(model: Tokenizer, source: Path, target: Path, max_second
                 out.write(frames)
 
 
-def length_buckets(paths: list[Path], batch_size: int, max_batch_seconds: float) -> list[list[int]]:
-    """Indices of ``paths`` sorted by duration and cut into batches of similar length (little padding), each
-    holding at most ``batch_size`` files and ``max_batch_seconds`` of padded audio. Unreadable files sort first."""
-    def seconds(path: Path) -> float:
-        try:
-            info = sf.info(str(path))
-            return float(info.frames) / float(info.samplerate)
-        except Exception:  # reported by name when the batch loads it
-            return 0.0
+def encode_batch(model: Tokenizer, items: list[tuple[Path, np.ndarray]],
+                 semantic: bool) -> list[LatentFile | Exception]:
+    """``latent_files`` of a batch; if the batch fails, its files one by one, so that an error names its file and
+    leaves the others (an error in place of a file's latents)."""
+    try:
+        return list(latent_files(model, items, semantic))
+    except FILE_ERRORS:
+        out: list[LatentFile | Exception] = []
+        for item in items:
+            try:
+                out.append(latent_files(model, [item], semantic)[0])
+            except FILE_ERRORS as err:
+                out.append(err)
+        return out
 
-    timed = sorted(((seconds(p), i) for i, p in enumerate(paths)), key=lambda t: t[0])
+
+def file_seconds(path: Path) -> float:
+    """A file's duration from its header (0 for an unreadable file: reported by name when it is loaded)."""
+    try:
+        info = sf.info(str(path))
+        return float(info.frames) / float(info.samplerate)
+    except Exception:
+        return 0.0
+
+
+def length_buckets(seconds: list[float], batch_size: int, max_batch_seconds: float) -> list[list[int]]:
+    """Indices of clips of these durations sorted by duration and cut into batches of similar length (little
+    padding), each holding at most ``batch_size`` clips and ``max_batch_seconds`` of padded audio."""
+    timed = sorted(((sec, i) for i, sec in enumerate(seconds)), key=lambda t: t[0])
     groups: list[list[int]] = []
     longest = 0.0
     for sec, i in timed:

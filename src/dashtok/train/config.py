@@ -17,6 +17,7 @@ class DataConfig:
     manifests: tuple[str, ...] = ()  # corpus manifests (train split); or
     folders: tuple[str, ...] = ()  # folders of audio files; or
     shards: tuple[str, ...] = ()  # webdataset-style tar shards of audio files
+    latent_shards: tuple[str, ...] = ()  # directories of `dashtok encode --shards` (the flow stage reads these)
     valid_manifests: tuple[str, ...] = ()
     max_valid_clips: int = 64
     exclude_sources: tuple[str, ...] = ()

@@ -1,8 +1,10 @@
 """Stage 3: text-to-audio flow matching on the latents of a frozen, trained tokenizer.
 
-Latents of every training clip (normalised per channel) and the token embeddings of its caption are computed once.
-Batches are random crops of up to ``flow.max_seconds``, padded with a frame mask; a fraction of captions is replaced
-by the null token so that one network gives both the conditional and the unconditional field (guidance).
+The latents of every captioned training clip (normalised per channel) are encoded once and held in memory, or read
+crop by crop from latent shards made by ``dashtok encode --shards`` (``data.latent_shards``: no audio, no re-encoding,
+no corpus in memory). Captions are embedded batch by batch. Batches are random crops of up to ``flow.max_seconds``,
+padded with a frame mask; a fraction of captions is replaced by the null token so that one network gives both the
+conditional and the unconditional field (guidance).
 """
 
 from __future__ import annotations
@@ -22,47 +24,71 @@ from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
 from dashtok.generate.velocity_net import VelocityNetConfig
 from dashtok.masking import lengths_to_mask
+from dashtok.shards import read_sample, sample_refs, shard_paths
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator, weighted_crops
 from dashtok.train.run import Run, device_for, log_progress, optimizer_step, say, wrap_ddp
 
 
 class CaptionedLatents:
-    """Normalised latents (N, D) and caption tokens (L, E) of every captioned training clip."""
+    """Normalised latents (N, D) and the caption of every captioned training clip of the manifests, encoded once and
+    held in memory (small corpora; ``ShardedLatents`` reads an encoded corpus instead)."""
 
-    def __init__(self, tokenizer: Codec, text: TextEncoder, manifests: tuple[str, ...]) -> None:
+    def __init__(self, tokenizer: Codec, manifests: tuple[str, ...]) -> None:
         self.latents: list[torch.Tensor] = []
-        self.tokens: list[torch.Tensor] = []
+        self.captions: list[str] = []
         for m in manifests:
             root = Path(m).parent
-            clips = [c for c in read_manifest(m) if c.caption]
-            for start in range(0, len(clips), 64):
-                group = clips[start : start + 64]
-                tok, mask = text([c.caption for c in group])
-                for c, t, k in zip(group, tok, mask, strict=True):
-                    x = load_audio(root / c.path, tokenizer.sample_rate)
-                    if len(x) < tokenizer.min_num_samples:
-                        continue
-                    z = tokenizer.encode(x).latents[0]
-                    self.latents.append(tokenizer.normalize_latents(z).cpu())
-                    self.tokens.append(t[k].cpu())
+            for c in read_manifest(m):
+                if not c.caption:
+                    continue
+                x = load_audio(root / c.path, tokenizer.sample_rate)
+                if len(x) < tokenizer.min_num_samples:
+                    continue
+                self.latents.append(tokenizer.normalize_latents(tokenizer.encode(x).latents[0]).cpu())
+                self.captions.append(c.caption)
         if not self.latents:
             raise ValueError("no captioned training clips found in the manifests")
         self.frames = np.array([len(z) for z in self.latents])
 
-    def batch(self, gen: torch.Generator, size: int, max_frames: int) -> tuple[torch.Tensor, ...]:
-        picks = weighted_crops(self.frames, size, max_frames, gen)
-        idx = [i for i, _ in picks]
-        crops = [self.latents[i][start : start + max_frames] for i, start in picks]
-        lengths = torch.tensor([len(c) for c in crops])
-        data = torch.zeros(size, int(lengths.max()), crops[0].shape[-1])
-        for j, c in enumerate(crops):
-            data[j, : len(c)] = c
-        tlen = torch.tensor([len(self.tokens[i]) for i in idx])
-        text = torch.zeros(size, int(tlen.max()), self.tokens[0].shape[-1])
-        for j, i in enumerate(idx):
-            text[j, : tlen[j]] = self.tokens[i]
-        return data, lengths_to_mask(lengths, data.shape[1]), text, lengths_to_mask(tlen, text.shape[1])
+    def crop(self, i: int, start: int, frames: int) -> torch.Tensor:
+        return self.latents[i][start : start + frames]
+
+
+class ShardedLatents:
+    """The captioned samples of latent shards (``dashtok encode --shards``), read crop by crop from the tar files:
+    memory holds a table of the samples (their place, length and caption), not their latents. Under DDP each rank
+    reads its own shards (the k-th of every ``world``)."""
+
+    def __init__(self, tokenizer: Codec, directories: tuple[str, ...], rank: int = 0, world: int = 1) -> None:
+        model = {"model_id": tokenizer.model_id, "kind": "latents"}  # the id holds the weights' hash
+        shards = [p for d in directories for p in shard_paths(d, model)]
+        mine = shards[rank::world]
+        if not mine:
+            raise ValueError(f"{len(shards)} latent shard(s) for {world} ranks: each rank needs at least one")
+        self.tokenizer = tokenizer
+        self.refs = [r for shard in mine for r in sample_refs(shard) if r.caption]
+        if not self.refs:
+            raise ValueError(f"no captioned samples in the latent shards of {', '.join(directories)}")
+        self.captions = [r.caption for r in self.refs]
+        self.frames = np.array([r.frames for r in self.refs])
+
+    def crop(self, i: int, start: int, frames: int) -> torch.Tensor:
+        z, _ = read_sample(self.refs[i], start, frames)
+        return self.tokenizer.normalize_latents(torch.from_numpy(z))
+
+
+def flow_batch(data: CaptionedLatents | ShardedLatents, text: TextEncoder, gen: torch.Generator, size: int,
+               max_frames: int) -> tuple[torch.Tensor, ...]:
+    """Random crops of up to ``max_frames`` (padded, with a frame mask) and their captions' token embeddings."""
+    picks = weighted_crops(data.frames, size, max_frames, gen)
+    crops = [data.crop(i, start, max_frames) for i, start in picks]
+    lengths = torch.tensor([len(c) for c in crops])
+    z = torch.zeros(size, int(lengths.max()), crops[0].shape[-1])
+    for j, c in enumerate(crops):
+        z[j, : len(c)] = c
+    tokens, token_mask = text([data.captions[i] for i, _ in picks])
+    return z, lengths_to_mask(lengths, z.shape[1]), tokens.cpu(), token_mask.cpu()
 
 
 def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
@@ -77,9 +103,16 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     step = run.resume({"net": model.net}, {"opt": opt}, "flow")
     t0 = time.perf_counter()
-    data = CaptionedLatents(tokenizer, TextEncoder(), cfg.data.manifests)
-    say(rank, f"flow: {len(data.latents)} captioned clips, {data.frames.sum() / tokenizer.frame_rate / 3600:.2f} h "
-               f"of latents cached in {time.perf_counter() - t0:.0f} s; "
+    captions = TextEncoder()
+    data: CaptionedLatents | ShardedLatents
+    if cfg.data.latent_shards:
+        data = ShardedLatents(tokenizer, cfg.data.latent_shards, rank, world)
+        where = f"in {len(cfg.data.latent_shards)} latent shard folder(s), indexed"
+    else:
+        data = CaptionedLatents(tokenizer, cfg.data.manifests)
+        where = "encoded and cached"
+    say(rank, f"flow: {len(data.captions)} captioned clips, {data.frames.sum() / tokenizer.frame_rate / 3600:.2f} h "
+               f"of latents {where} in {time.perf_counter() - t0:.0f} s; "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     net = wrap_ddp(model.net, world)
     max_frames = int(f.max_seconds * tokenizer.frame_rate)
@@ -87,7 +120,7 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     t0 = time.perf_counter()
     while step < cfg.steps:
         gen = batch_generator(cfg.seed, step, rank)
-        z, frame_mask, text, text_mask = (t.to(device) for t in data.batch(gen, per_rank, max_frames))
+        z, frame_mask, text, text_mask = (t.to(device) for t in flow_batch(data, captions, gen, per_rank, max_frames))
         drop = (torch.rand(per_rank, generator=gen) < f.caption_dropout).to(device)
 
         def field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -102,5 +135,5 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     final = run.out / "generator.safetensors"
     if rank == 0:
         model.save(final, training={"trained": True, "stage": "flow", "steps": cfg.steps, "seed": cfg.seed,
-                                    "tokenizer": tokenizer.model_id, "clips": len(data.latents)})
+                                    "tokenizer": tokenizer.model_id, "clips": len(data.captions)})
     return final
