@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 TopDbScope = Literal["example", "batch"]
 InjectionFrontEnd = Literal["acoustic", "encoder_mel"]
 UpsamplerWidth = Literal["latent", "decoder"]
+HeadPhase = Literal["angle", "parallel"]
 T = TypeVar("T")
 
 
@@ -149,6 +150,9 @@ class DecoderConfig:
     # "latent": the upsampler keeps the latent width and the embedding conv maps it to ``dim`` (the release);
     # "decoder": the upsampler maps straight to ``dim`` (dashtok/1 checkpoints).
     upsampler_width: UpsamplerWidth = "latent"
+    # How the head makes the phase (``head.py``): "angle" (the release's) or "parallel" (the direction of a predicted
+    # (real, imaginary) pair). Models of our own only: the official layout has the angle head.
+    phase: HeadPhase = "angle"
 
     @staticmethod
     def preset(name: str) -> DecoderConfig:
@@ -161,6 +165,9 @@ class DecoderConfig:
         """Head frames on each side that influence one output frame (embed conv + every block)."""
         return (self.num_blocks + 1) * (self.kernel_size // 2)
 
+
+# (section, field, default) of every field added since the first checkpoints with a config hash shipped
+ADDED_FIELDS = (("decoder", "phase", "angle"),)
 
 DECODER_PRESETS: dict[str, DecoderConfig] = {
     "release": DecoderConfig(),
@@ -197,6 +204,8 @@ class TokenizerConfig:
         if self.decoder.upsampler_width not in ("latent", "decoder"):
             raise ValueError(f"decoder.upsampler_width must be 'latent' or 'decoder', got "
                              f"{self.decoder.upsampler_width!r}")
+        if self.decoder.phase not in ("angle", "parallel"):
+            raise ValueError(f"decoder.phase must be 'angle' or 'parallel', got {self.decoder.phase!r}")
         if self.decoder.max_magnitude <= 0:
             raise ValueError(f"decoder.max_magnitude must be positive, got {self.decoder.max_magnitude}")
 
@@ -241,8 +250,13 @@ class TokenizerConfig:
 
     @property
     def hash(self) -> str:
-        """Short stable hash of the architecture (what makes latents of two models compatible)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """Short stable hash of the architecture (what makes latents of two models compatible). Fields added after
+        models shipped count only when set away from their default, so those models keep their hash."""
+        d = self.to_dict()
+        for section, name, default in ADDED_FIELDS:
+            if d[section][name] == default:
+                del d[section][name]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:

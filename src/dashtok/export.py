@@ -73,14 +73,12 @@ class OnnxDecoder(nn.Module):
         super().__init__()
         cfg = model.config.decoder
         self.decoder = model.decoder
-        self.out = model.head.out
-        self.max_magnitude = cfg.max_magnitude
+        self.head = model.head  # its polar parts in real arithmetic; the inverse DFT below replaces its iSTFT
         self.istft = DFTInverse(cfg.n_fft, cfg.hop_length)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        log_mag, phase = self.out(self.decoder(latents)).transpose(1, 2).chunk(2, dim=1)
-        mag = torch.exp(log_mag).clamp(max=self.max_magnitude)
-        return self.istft(mag * torch.cos(phase), mag * torch.sin(phase))
+        mag, cos, sin = self.head.polar(self.decoder(latents))
+        return self.istft(mag * cos, mag * sin)
 
 
 def export_decoder_onnx(model: Tokenizer, path: str | Path, opset: int = 18) -> Path:

@@ -201,6 +201,8 @@ def official_config(config: TokenizerConfig) -> dict[str, Any]:
         problems.append(f"injection front end {inj.front_end!r} (the release has only 'acoustic')")
     if (inj.n_fft, inj.f_min, inj.f_max, inj.log_floor, inj.layer_norm_eps) != (1024, 0.0, 8000.0, 1e-7, 1e-5):
         problems.append("acoustic front end n_fft/f_min/f_max/log_floor/LayerNorm eps must be 1024/0/8000/1e-7/1e-5")
+    if dec.phase != "angle":
+        problems.append(f"decoder.phase {dec.phase!r} (the release's head predicts a phase angle)")
     if dec.upsampler_width != "latent":
         problems.append("decoder.upsampler_width 'decoder' (the release's upsampler keeps the latent width)")
     if dec.upsample < 2:

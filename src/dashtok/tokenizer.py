@@ -40,7 +40,7 @@ from dashtok.codec import (
 from dashtok.config import DecoderConfig, InjectionConfig, TokenizerConfig, TopDbScope
 from dashtok.decoder import VocosDecoder
 from dashtok.encoder import DashengEncoder
-from dashtok.head import ISTFTHead
+from dashtok.head import make_head
 from dashtok.injection import AcousticInjection
 from dashtok.masking import lengths_to_mask
 from dashtok.precision import autocast_for
@@ -74,7 +74,7 @@ class Tokenizer(NormalizesLatents, nn.Module):
         self.injection = AcousticInjection(config.injection, fe, enc.patch_frames, enc.embed_dim) \
             if config.injection.enabled else None
         self.decoder = VocosDecoder(config.decoder, config.latent_dim)
-        self.head = ISTFTHead(config.decoder)
+        self.head = make_head(config.decoder)
         # Per-channel latent statistics, measured on training data; generators work on normalised latents.
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
         self.register_buffer("latent_std", torch.ones(config.latent_dim))

@@ -5,7 +5,7 @@ blocks + iSTFT head), but the latents are *learned for reconstruction* under a K
 semantic features plus one linear layer:
 
     log-mel (64 bins, 100 Hz) -> BatchNorm -> 64 x 4 patch embedding (25 Hz) -> ConvNeXt blocks -> mean, log-variance
-    latents = mean (+ noise while training) -> VocosDecoder -> ISTFTHead -> 16 kHz audio
+    latents = mean (+ noise while training) -> VocosDecoder -> iSTFT head -> 16 kHz audio
 
 It implements the :class:`dashtok.codec.Codec` contract, so the flow stage, ``dashtok generate`` and ``dashtok eval
 gen`` take either kind of checkpoint (:func:`load_codec`).
@@ -37,7 +37,7 @@ from dashtok.codec import (
 from dashtok.config import DecoderConfig, FrontendConfig, dataclass_from_dict, latent_frames
 from dashtok.decoder import ConvNeXtBlock, VocosDecoder
 from dashtok.frontend import AmplitudeToDB, MelSpectrogram
-from dashtok.head import ISTFTHead
+from dashtok.head import make_head
 from dashtok.masking import lengths_to_mask
 from dashtok.tokenizer import Tokenizer
 
@@ -96,7 +96,7 @@ class MelVAE(NormalizesLatents, nn.Module):
         self.blocks = nn.ModuleList([ConvNeXtBlock(block_cfg) for _ in range(config.encoder_blocks)])
         self.posterior = nn.Linear(d, 2 * config.latent_dim)
         self.decoder = VocosDecoder(config.decoder, config.latent_dim)
-        self.head = ISTFTHead(config.decoder)
+        self.head = make_head(config.decoder)
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
         self.register_buffer("latent_std", torch.ones(config.latent_dim))
         self.training_record: dict[str, Any] = {"trained": False}

@@ -36,6 +36,7 @@ from dashtok.train.tokenizer_stage import (
     build_discriminators,
     build_optimizers,
     build_tokenizer,
+    load_across_heads,
     set_latent_statistics,
 )
 
@@ -98,8 +99,9 @@ def restore(cfg: TrainConfig, packed: Path, force: bool = False, disc_in: Path |
     for key, value in model.state_dict().items():
         if key.startswith(FROZEN) and not torch.equal(value, state[key]):
             raise StateError(f"{packed}: its frozen encoder differs from the one {t.init} gives ({key})")
-    model.load_state_dict({k: v for k, v in state.items() if not k.startswith("latent_")}
-                          | {k: v for k, v in model.state_dict().items() if k.startswith("latent_")}, strict=True)
+    load_across_heads(model, {k: v for k, v in state.items() if not k.startswith("latent_")}
+                      | {k: v for k, v in model.state_dict().items() if k.startswith("latent_")},
+                      shipped.config.decoder.phase, str(packed))
     disc_in = disc_in or disc_path(packed)
     if disc_in.is_file():
         with safe_open(str(disc_in), "pt") as f:

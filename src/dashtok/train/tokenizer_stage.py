@@ -159,6 +159,22 @@ def _decoder(t: TokenizerStageConfig, base: DecoderConfig) -> DecoderConfig:
                                "tokenizer.decoder_overrides")
 
 
+def load_across_heads(model: Tokenizer, state: dict[str, torch.Tensor], phase: str, source: str) -> None:
+    """Strict-load ``state`` into ``model``; where the model's head makes its phase otherwise than the state's
+    (``decoder.phase``), everything but the head loads, the head takes the state's log-magnitude rows, and its phase
+    rows keep their initialisation (said on stderr)."""
+    if phase == model.config.decoder.phase:
+        model.load_state_dict(state, strict=True)
+        return
+    own = model.state_dict()
+    model.load_state_dict({**{k: v for k, v in state.items() if not k.startswith("head.out.")},
+                           "head.out.weight": own["head.out.weight"], "head.out.bias": own["head.out.bias"]},
+                          strict=True)
+    model.head.adopt_magnitude(state["head.out.weight"], state["head.out.bias"])
+    print(f"tokenizer: {source} has the {phase!r} head, this run the {model.config.decoder.phase!r} one: its "
+          f"magnitude rows are taken, the phase rows start from their initialisation", file=sys.stderr)
+
+
 def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
     t = cfg.tokenizer
     decoder = _decoder(t, DecoderConfig.preset(t.decoder_preset))
@@ -176,7 +192,7 @@ def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
                 raise ValueError(f"tokenizer.injection={t.injection} but the warm start {t.init} has injection "
                                  f"{donor.config.injection.enabled}")
             model = Tokenizer(replace(donor.config, name=t.name, decoder=_decoder(t, donor.config.decoder)))
-            model.load_state_dict(donor.state_dict(), strict=True)
+            load_across_heads(model, donor.state_dict(), donor.config.decoder.phase, t.init)
             return model
         return Tokenizer.with_encoder(donor.encoder, decoder, t.injection, t.name)
     if t.warm_start:
@@ -197,14 +213,14 @@ def build_optimizers(model: Tokenizer, disc: Discriminators, cfg: TrainConfig
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.tokenizer.disc_lr, betas=(0.8, 0.9),
                               weight_decay=cfg.weight_decay)
     if cfg.tokenizer.phase_lr_scale != 1.0:
-        scale_phase_steps(opt_g, model.head.out, cfg.tokenizer.phase_lr_scale)
+        scale_phase_steps(opt_g, model.head.out, model.head.num_bins, cfg.tokenizer.phase_lr_scale)
     return opt_g, opt_d
 
 
-def scale_phase_steps(opt: torch.optim.Optimizer, out: nn.Linear, scale: float) -> None:
-    """Make every step of ``opt`` move the phase half of the head's output layer ``scale`` times as far (for AdamW,
-    whose step does not depend on the gradient's scale, the same as ``scale`` times the learning rate there)."""
-    rows = out.out_features // 2
+def scale_phase_steps(opt: torch.optim.Optimizer, out: nn.Linear, rows: int, scale: float) -> None:
+    """Make every step of ``opt`` move the phase rows of the head's output layer (those past the first ``rows``, the
+    log-magnitudes) ``scale`` times as far (for AdamW, whose step does not depend on the gradient's scale, the same
+    as ``scale`` times the learning rate there)."""
     before: list[torch.Tensor] = []
 
     def remember(*_: object) -> None:
