@@ -13,17 +13,17 @@ from dashtok.config import DecoderConfig
 
 
 class ConvNeXtBlock(nn.Module):
-    """Depthwise conv -> LayerNorm -> pointwise MLP -> layer scale, residual. x (B, C, L) -> (B, C, L)."""
+    """Depthwise conv -> LayerNorm -> pointwise MLP -> layer scale, residual. x (B, C, L) -> (B, C, L). The
+    decoder's, and the VAE baseline's encoder's."""
 
-    def __init__(self, config: DecoderConfig) -> None:
+    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale: float) -> None:
         super().__init__()
-        dim = config.dim
-        self.dwconv = nn.Conv1d(dim, dim, config.kernel_size, padding=config.kernel_size // 2, groups=dim)
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, config.intermediate_dim)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
         self.act = nn.GELU()
-        self.pwconv2 = nn.Linear(config.intermediate_dim, dim)
-        self.gamma = nn.Parameter(torch.full((dim,), 1.0 / config.num_blocks))
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.dwconv(x if mask is None else x * mask).transpose(1, 2)  # (B, L, C)
@@ -41,7 +41,8 @@ class VocosDecoder(nn.Module):
         self.upsample = nn.ConvTranspose1d(latent_dim, width, config.upsample, stride=config.upsample)
         self.embed = nn.Conv1d(width, config.dim, config.kernel_size, padding=config.kernel_size // 2)
         self.norm = nn.LayerNorm(config.dim, eps=1e-6)
-        self.blocks = nn.ModuleList([ConvNeXtBlock(config) for _ in range(config.num_blocks)])
+        self.blocks = nn.ModuleList([ConvNeXtBlock(config.dim, config.intermediate_dim, config.kernel_size,
+                                                   1.0 / config.num_blocks) for _ in range(config.num_blocks)])
         self.final_norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.apply(self._init_weights)
 

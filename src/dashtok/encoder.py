@@ -70,15 +70,15 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block (LayerNorm eps 1e-6, no layer scale: upstream's defaults)."""
+    """Pre-norm transformer block (LayerNorm eps 1e-6, no layer scale: upstream's defaults). x (B, N, dim) ->
+    (B, N, dim); the encoder's, and the one the MAE decoder and the enhancer stack."""
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True) -> None:
         super().__init__()
-        dim = config.embed_dim
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, config.num_heads, config.qkv_bias)
+        self.attn = Attention(dim, num_heads, qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * config.mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), key_mask)
@@ -103,7 +103,8 @@ class DashengEncoder(nn.Module):
         self.patch_embed = PatchEmbed(frontend.n_mels, config.patch_frames, config.embed_dim)
         self.time_pos_embed = nn.Parameter(torch.randn(1, config.embed_dim, 1, config.chunk_tokens) * 0.02)
         self.freq_pos_embed = nn.Parameter(torch.randn(1, config.embed_dim, 1, 1) * 0.02)
-        self.blocks = nn.ModuleList([Block(config) for _ in range(config.depth)])
+        self.blocks = nn.ModuleList([Block(config.embed_dim, config.num_heads, config.mlp_ratio, config.qkv_bias)
+                                     for _ in range(config.depth)])
         self.norm = nn.LayerNorm(config.embed_dim, eps=1e-6)
         self.apply(self._init_weights)
 

@@ -167,7 +167,7 @@ def markdown(report: dict[str, Any], level: int = 1) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    from dashtok.eval.plots import probe_bars
+    from dashtok.plots import probe_bars
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "probe.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -83,7 +83,7 @@ def score_clip(model: Tokenizer, path: Path, domain: str, plot: Path | None = No
         return {}, x, x
     y = reconstruct(model, x)
     if plot is not None:
-        from dashtok.eval.plots import spectrograms
+        from dashtok.plots import spectrograms
 
         spectrograms(plot, x, y, path.stem)
     row = metrics.reconstruction_scores(x, y, model.sample_rate, domain == "speech", SPEECH)

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from dashtok.audio_io import fit_length
-from dashtok.config import EncoderConfig
 from dashtok.encoder import Block
 from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
 from dashtok.generate.velocity_net import sinusoid
@@ -40,9 +39,8 @@ class LatentEnhancer(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer_id = tokenizer_id
-        block = EncoderConfig(embed_dim=config.dim, depth=config.depth, num_heads=config.heads)
         self.inp = nn.Linear(config.latent_dim, config.dim)
-        self.blocks = nn.ModuleList([Block(block) for _ in range(config.depth)])
+        self.blocks = nn.ModuleList([Block(config.dim, config.heads) for _ in range(config.depth)])
         self.norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.out = nn.Linear(config.dim, config.latent_dim)
         nn.init.zeros_(self.out.weight)

@@ -19,12 +19,11 @@ from dashtok.train.config import MAEConfig
 class MAEDecoder(nn.Module):
     def __init__(self, encoder_dim: int, config: MAEConfig, num_tokens: int, patch_dim: int) -> None:
         super().__init__()
-        block_cfg = EncoderConfig(embed_dim=config.decoder_dim, depth=config.decoder_depth,
-                                  num_heads=config.decoder_heads)
         self.input_proj = nn.Linear(encoder_dim, config.decoder_dim)
         self.mask_token = nn.Parameter(torch.randn(1, 1, config.decoder_dim) * 0.02)
         self.pos_embed = nn.Parameter(torch.randn(1, num_tokens, config.decoder_dim) * 0.02)
-        self.blocks = nn.ModuleList([Block(block_cfg) for _ in range(config.decoder_depth)])
+        self.blocks = nn.ModuleList([Block(config.decoder_dim, config.decoder_heads)
+                                     for _ in range(config.decoder_depth)])
         self.norm = nn.LayerNorm(config.decoder_dim, eps=1e-6)
         self.output = nn.Linear(config.decoder_dim, patch_dim)
 

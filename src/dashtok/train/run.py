@@ -273,7 +273,7 @@ def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict
 
 def _save_sample(out_dir: Path, name: str, x: np.ndarray, y: np.ndarray) -> None:
     from dashtok.audio_io import write_audio
-    from dashtok.eval.plots import spectrograms
+    from dashtok.plots import spectrograms
 
     stem = Path(name).name.replace(":", "_")
     write_audio(out_dir / f"{stem}.orig.wav", x, SAMPLE_RATE)
