@@ -42,9 +42,9 @@ def main() -> None:
                         panels.append((run.name, key, cols))
     fig, axes = plt.subplots(math.ceil(len(panels) / 3), 3, figsize=(13, 3 * math.ceil(len(panels) / 3)),
                              squeeze=False)
-    for ax, (run, key, cols) in zip(axes.flat, panels, strict=False):
+    for ax, (name, key, cols) in zip(axes.flat, panels, strict=False):
         ax.plot(cols["step"], cols[key], lw=0.8)
-        ax.set_title(f"{run}: {key}", fontsize=9)
+        ax.set_title(f"{name}: {key}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

@@ -5,8 +5,13 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The corpus tests render audio with Debian's tools; without root (or sudo) they are skipped, and say so.
 bash scripts/install_audio_tools.sh || echo "test: could not install the audio tools; corpus tests will be skipped"
-.venv/bin/ruff check src tests scripts
+.venv/bin/ruff check src tests scripts records benchmarks
 .venv/bin/mypy src/dashtok --ignore-missing-imports
+# scripts/, records/ and benchmarks/ hold scripts, not packages: one mypy run per folder (two folders have a plot.py; the tone
+# scripts import their common.py by name), with src on MYPYPATH so that dashtok is type-checked there, not skipped.
+for d in $(find scripts benchmarks records -name '*.py' -printf '%h\n' | sort -u); do
+  MYPYPATH=src .venv/bin/mypy --ignore-missing-imports "$d"/*.py
+done
 native=$(.venv/bin/python -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')
 echo "test: CPU capability $native (ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-unset})"
 .venv/bin/python -m pytest -q tests "$@"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny, tiny_config
 
+from conftest import make_tiny, tiny_config
 from dashtok import Tokenizer
 from dashtok.config import DecoderConfig
 from dashtok.head import AngleHead, ParallelPhaseHead

@@ -24,8 +24,8 @@ from safetensors.torch import load_file
 
 from dashtok.config import EncoderConfig, FrontendConfig
 from dashtok.train.config import TrainConfig
-from dashtok.train.run import Run
 from dashtok.train.mae import MAE
+from dashtok.train.run import Run
 
 
 def main() -> int:

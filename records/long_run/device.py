@@ -1,13 +1,14 @@
 """Carry the long run's GAN stage to a lent accelerator for a few minutes and bring its weights back.
 
-The device machine takes at most 64 MiB of working tree and returns at most 8 files of 16 MiB, so the run travels as
-a bundle: the packed state (``dashtok train CONFIG --pack``: averaged weights + discriminators; the frozen encoder in float32, the
-trained weights in float16, which the run takes up again in float32), a subset of the corpus's training clips as
-FLAC (a random subset: the whole split does not fit) and the wheels that machine lacks. There the run is restored at
-the packed step and goes on with the config's own schedule and batches (a function of seed and step, drawn from the
-subset) for a wall-clock budget, in one or two stretches: the first stretch's averaged weights come back in float16,
-the last's in float32 (a tokenizer file in 15 MiB parts), with the discriminators and the training log. The tracked
-tree itself must fit too: the checkpoints that git tracks travel unless they are untracked for the call (README).
+The device machine takes at most 64 MiB of working tree and returns at most 8 files of 16 MiB, so the run travels as a
+bundle: the packed state (``dashtok train CONFIG --pack``: averaged weights + discriminators; the frozen encoder in
+float32, the trained weights in float16, which the run takes up again in float32), a subset of the corpus's training
+clips as FLAC (a random subset: the whole split does not fit) and the wheels that machine lacks. There the run is
+restored at the packed step and goes on with the config's own schedule and batches (a function of seed and step, drawn
+from the subset) for a wall-clock budget, in one or two stretches: the first stretch's averaged weights come back in
+float16, the last's in float32 (a tokenizer file in 15 MiB parts), with the discriminators and the training log. The
+tracked tree itself must fit too: the checkpoints that git tracks travel unless they are untracked for the call
+(README).
 
     python records/long_run/device.py bundle src/dashtok/assets/default.safetensors \
         --disc records/long_run/gan_stage.disc.safetensors --corpus data/corpus --mb 31
@@ -15,7 +16,8 @@ tree itself must fit too: the checkpoints that git tracks travel unless they are
     python records/long_run/device.py run --minutes 7 --out $OUT        # 2 parts; --parts 1 to go on, machine warm
     python records/long_run/device.py join FILES_AT records/long_run/gan_gpu.safetensors
 
-Everything here only moves files and calls ``dashtok.train.state`` (pack, restore) and ``dashtok train``; no training logic of its own.
+Everything here only moves files and calls ``dashtok.train.state`` (pack, restore) and ``dashtok train``; no training
+logic of its own.
 """
 
 from __future__ import annotations
@@ -30,16 +32,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from dashtok import Tokenizer
+from dashtok.data.manifest import Clip, read_manifest, write_manifest
+from dashtok.data.recordings import REAL_SPEECH_SOURCES
+from dashtok.train.__main__ import main as train_main
+from dashtok.train.__main__ import parse_set
+from dashtok.train.config import TrainConfig
+from dashtok.train.state import disc_path, pack, restore
+
 HERE = Path(__file__).resolve().parent
-
-from dashtok import Tokenizer  # noqa: E402
-from dashtok.data.manifest import read_manifest, write_manifest  # noqa: E402
-from dashtok.data.recordings import REAL_SPEECH_SOURCES  # noqa: E402
-from dashtok.train.__main__ import main as train_main  # noqa: E402
-from dashtok.train.__main__ import parse_set  # noqa: E402
-from dashtok.train.config import TrainConfig  # noqa: E402
-from dashtok.train.state import disc_path, pack, restore  # noqa: E402
-
 BUNDLE = Path("gpu_bundle")
 CONFIG = "configs/tokenizer_long_gan.toml"
 FROZEN = "encoder."
@@ -64,7 +65,9 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0, disc: Path | No
 
     left = sorted(clips, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest())
     for _ in range(part + 1):  # each part fills greedily from the clips the earlier parts left
-        budget, kept, rest = mb * 1e6, [], []
+        budget = mb * 1e6
+        kept: list[Clip] = []
+        rest: list[Clip] = []
         for c in left:
             size = (corpus / c.path).stat().st_size
             (kept if size <= budget else rest).append(c)
@@ -87,8 +90,8 @@ def bundle(packed: Path, corpus: Path, mb: float, part: int = 0, disc: Path | No
                "disc": str(disc), "part": part,
                "step": json.loads(metadata["training"])["steps"]}
     (BUNDLE / "bundle.json").write_text(json.dumps(summary, indent=1) + "\n")
-    size = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file()) / 2**20
-    print(f"{BUNDLE}: {size:.1f} MiB; {json.dumps(summary)}")
+    mib = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file()) / 2**20
+    print(f"{BUNDLE}: {mib:.1f} MiB; {json.dumps(summary)}")
 
 
 def overrides(minutes: float, arm: str = "", extra: tuple[str, ...] = ()) -> list[str]:

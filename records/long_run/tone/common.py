@@ -1,16 +1,17 @@
 """Shared helpers for the artifact-tone investigation (run from /work/main as cwd)."""
 import os
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy and torch load their thread pools
 import numpy as np
 import torch
-torch.set_num_threads(1)
 from safetensors.torch import load_file
-from dashtok import Tokenizer
-from dashtok import metrics
-from dashtok.codec import reconstruct
+
+from dashtok import Tokenizer, metrics
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import AudioBank
 from dashtok.train.tokenizer_stage import build_tokenizer
+
+torch.set_num_threads(1)
 
 CFG = '/work/main/configs/tokenizer_long_mel.toml'
 MODELS = {

@@ -6,9 +6,19 @@
  (c) our iSTFT on the input's own STFT (round trip error, tone);
  (d) interventions inside the decoder: tie the upsampler's two kernel taps (W0 = W1 = mean) -> no parity left.
 """
-import sys, json
+import json
+import sys
+
 sys.path.insert(0, '/work/tone')
-from common import *
+from common import MODELS, excess, load, top_peaks, valid_bank
+
+# common first: it sets OMP_NUM_THREADS before numpy and torch load
+# isort: split
+import numpy as np
+import torch
+
+from dashtok import metrics
+from dashtok.codec import reconstruct
 
 P = 640  # two head frames
 
@@ -26,7 +36,8 @@ def head_spec(m, x):
         h1 = m.decoder.upsample.register_forward_hook(lambda mod, i, o: cap.__setitem__('up', o[0]))
         h2 = m.head.istft.register_forward_hook(lambda mod, i, o: cap.__setitem__('spec', i[0][0]))
         m.decode(z)
-        h1.remove(); h2.remove()
+        h1.remove()
+        h2.remove()
     return cap['spec'], cap['up']
 
 
@@ -51,7 +62,8 @@ def main(names):
         y = ist(input_stft(x)[None, :, :L])[0].numpy()
         n = min(len(y), len(x))
         errs.append(float(np.max(np.abs(y[480:n - 480] - x[480:n - 480]))))
-        a.add(x[:n]); b.add(y[:n])
+        a.add(x[:n])
+        b.add(y[:n])
     out['istft_roundtrip'] = {'max_abs_err_interior': max(errs), 'tone': metrics.artifact_tone(a, b),
                               'top5': top_peaks(excess(a, b))}
     print('istft', out['istft_roundtrip'], flush=True)
@@ -60,9 +72,14 @@ def main(names):
         r = {}
         with torch.no_grad():
             recs = [reconstruct(m, x) for x in clips]
-        sin = metrics.AverageSpectrum(); [sin.add(x) for x in clips]
-        def tone_of(ys):
-            s = metrics.AverageSpectrum(); [s.add(y) for y in ys]
+        sin = metrics.AverageSpectrum()
+        for x in clips:
+            sin.add(x)
+
+        def tone_of(ys, sin=sin):
+            s = metrics.AverageSpectrum()
+            for y in ys:
+                s.add(y)
             ex = excess(sin, s)
             return top_peaks(ex, 5)
         r['recon'] = tone_of(recs)
@@ -70,14 +87,17 @@ def main(names):
         per_clip_removed, tot, cnt = [], np.zeros(P), 0
         for y in recs:
             avg, n = sync_avg(y)
-            yy = y.copy(); yy[:n] -= np.tile(avg, n // P)
+            yy = y.copy()
+            yy[:n] -= np.tile(avg, n // P)
             per_clip_removed.append(yy)
-            tot += y[:n].reshape(-1, P).sum(0); cnt += n // P
+            tot += y[:n].reshape(-1, P).sum(0)
+            cnt += n // P
         glob = tot / cnt
         glob_removed = []
         for y in recs:
             n = len(y) // P * P
-            yy = y.copy(); yy[:n] -= np.tile(glob, n // P)
+            yy = y.copy()
+            yy[:n] -= np.tile(glob, n // P)
             glob_removed.append(yy)
         r['minus_per_clip_640_periodic'] = tone_of(per_clip_removed)
         r['minus_global_640_periodic'] = tone_of(glob_removed)
@@ -98,17 +118,21 @@ def main(names):
             H, X = H[:, :L], X[:, :L]
             sgn = torch.tensor([1.0, -1.0]).repeat(L // 2)
             for S, key in ((H, 'head'), (X, 'input')):
-                alt = (S * sgn).mean(1); mean = S.mean(1); ab = S.abs().mean(1)
+                alt = (S * sgn).mean(1)
+                mean = S.mean(1)
+                ab = S.abs().mean(1)
                 for k in bins:
                     stats[k][key].append((abs(alt[k].item()), abs(mean[k].item()), ab[k].item()))
                 pre = 'head' if key == 'head' else 'in'
-                allbins[pre + '_alt'].append(alt.abs().numpy()); allbins[pre + '_mean'].append(mean.abs().numpy())
+                allbins[pre + '_alt'].append(alt.abs().numpy())
+                allbins[pre + '_mean'].append(mean.abs().numpy())
                 allbins[pre + '_abs'].append(ab.numpy())
             u = up[:, :L]
             upd.append(float(((u[:, 0::2] - u[:, 1::2]).mean(1)).norm() / u.std(1).norm()))
         tab = {}
         for k in bins:
-            h = np.array(stats[k]['head']); i = np.array(stats[k]['input'])
+            h = np.array(stats[k]['head'])
+            i = np.array(stats[k]['input'])
             tab[f'bin{k} ({k * 12.5:.0f} Hz, k%4={k % 4})'] = {
                 'head |alt|/mean|S|': round(float(np.median(h[:, 0] / h[:, 2])), 3),
                 'head |mean|/mean|S|': round(float(np.median(h[:, 1] / h[:, 2])), 3),
@@ -133,13 +157,16 @@ def main(names):
                 ['head_alt', 'head_mean', 'head_abs', 'in_alt', 'in_mean', 'in_abs']]))
         # (d) tie the upsampler taps
         W = m.decoder.upsample.weight.data.clone()  # (in, out, 2)
-        r['upsampler_|W0-W1|/|W0+W1|'] = round(float((W[..., 0] - W[..., 1]).norm() / (W[..., 0] + W[..., 1]).norm()), 3)
+        r['upsampler_|W0-W1|/|W0+W1|'] = round(
+            float((W[..., 0] - W[..., 1]).norm() / (W[..., 0] + W[..., 1]).norm()), 3)
         m.decoder.upsample.weight.data[:] = W.mean(-1, keepdim=True)
         with torch.no_grad():
             tied = [reconstruct(m, x) for x in clips]
         r['tied_upsampler'] = tone_of(tied)
-        r['tied_upsampler_mel_distance'] = round(float(np.mean([metrics.mel_distance(x, y).item() for x, y in zip(clips, tied)])), 4)
-        r['recon_mel_distance'] = round(float(np.mean([metrics.mel_distance(x, y).item() for x, y in zip(clips, recs)])), 4)
+        r['tied_upsampler_mel_distance'] = round(
+            float(np.mean([metrics.mel_distance(x, y).item() for x, y in zip(clips, tied, strict=True)])), 4)
+        r['recon_mel_distance'] = round(
+            float(np.mean([metrics.mel_distance(x, y).item() for x, y in zip(clips, recs, strict=True)])), 4)
         m.decoder.upsample.weight.data[:] = W
         out[name] = r
         print(name, json.dumps(r, indent=1), flush=True)

@@ -6,11 +6,20 @@
 and measure the artifact tone of each; also the phase concentration R = |mean_t exp(i phi_t)| per parity (even/odd
 head frames) of head vs input, and the phase output's bias vs its frame-to-frame variation.
 """
-import sys, json
+import json
+import sys
+
 sys.path.insert(0, '/work/tone')
-from common import *
-from dashtok.spectral import ISTFT
+from common import MODELS, excess, load, top_peaks, valid_bank
+
+# common first: it sets OMP_NUM_THREADS before numpy and torch load
+# isort: split
+import numpy as np
+import torch
 from q2_locate import head_spec, input_stft
+
+from dashtok import metrics
+from dashtok.spectral import ISTFT
 
 names = sys.argv[1:] or list(MODELS)
 bank = valid_bank()
@@ -21,16 +30,19 @@ for name in names:
     m = load(name)
     g = torch.Generator().manual_seed(0)
     spectra = {k: metrics.AverageSpectrum() for k in ['input', 'head', 'oracle_ph', 'oracle_mag', 'rand_ph']}
-    mels = {k: [] for k in spectra if k != 'input'}
-    Rh, Ri, Rsh = [], [], []
-    phstd = []
+    mels: dict[str, list[float]] = {k: [] for k in spectra if k != 'input'}
+    Rh: list[np.ndarray] = []
+    Ri: list[np.ndarray] = []
+    Rsh: list[float] = []
+    phstd: list[float] = []
     for x in clips:
         H, _ = head_spec(m, x)
         X = input_stft(x)
-        L = min(H.shape[1], X.shape[1]); H, X = H[:, :L], X[:, :L]
+        L = min(H.shape[1], X.shape[1])
+        H, X = H[:, :L], X[:, :L]
         rnd = torch.polar(torch.ones_like(H.real), 2 * np.pi * torch.rand(H.shape, generator=g))
-        variants = {'head': H, 'oracle_ph': torch.polar(H.abs(), X.angle()), 'oracle_mag': torch.polar(X.abs(), H.angle()),
-                    'rand_ph': H.abs() * rnd}
+        variants = {'head': H, 'oracle_ph': torch.polar(H.abs(), X.angle()),
+                    'oracle_mag': torch.polar(X.abs(), H.angle()), 'rand_ph': H.abs() * rnd}
         n = L * 320
         spectra['input'].add(x[:n])
         for k, S in variants.items():
@@ -44,10 +56,10 @@ for name in names:
         Rsh.append(1 / np.sqrt(L / 2))  # chance level
     r = {k: top_peaks(excess(spectra['input'], s), 3) for k, s in spectra.items() if k != 'input'}
     r['mel_distance'] = {k: round(float(np.mean(v)), 4) for k, v in mels.items()}
-    Rh, Ri = np.stack(Rh), np.stack(Ri)
+    R_head, R_input = np.stack(Rh), np.stack(Ri)
     bands = {'0.5-2k': (40, 160), '2-4k': (160, 320), '4-6k': (320, 480), '6-8k': (480, 641)}
-    r['phase_R_head'] = {b: round(float(np.median(Rh[:, lo:hi])), 3) for b, (lo, hi) in bands.items()}
-    r['phase_R_input'] = {b: round(float(np.median(Ri[:, lo:hi])), 3) for b, (lo, hi) in bands.items()}
+    r['phase_R_head'] = {b: round(float(np.median(R_head[:, lo:hi])), 3) for b, (lo, hi) in bands.items()}
+    r['phase_R_input'] = {b: round(float(np.median(R_input[:, lo:hi])), 3) for b, (lo, hi) in bands.items()}
     r['phase_R_chance'] = round(float(np.median(Rsh)), 3)
     res[name] = r
     print(name, json.dumps(r), flush=True)

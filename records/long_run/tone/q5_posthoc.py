@@ -7,11 +7,20 @@
   despike+phase_x8
 Also: how much of the output excess sits on 25 Hz harmonics (comb) vs between them.
 """
-import sys, json
+import json
+import sys
+
 sys.path.insert(0, '/work/tone')
-from common import *
+from common import MODELS, excess, load, top_peaks, valid_clips
+
+# common first: it sets OMP_NUM_THREADS before numpy and torch load
+# isort: split
+import numpy as np
+import torch
 import torch.nn.functional as Fn
 
+from dashtok import metrics
+from dashtok.codec import reconstruct
 
 
 def patched_forward(head, phase_scale=1.0, despike=False):
@@ -67,12 +76,15 @@ def main():
             with torch.no_grad():
                 for x in clips:
                     y = reconstruct(m, x)
-                    sin.add(x); sout.add(y); md.append(metrics.mel_distance(x, y).item())
+                    sin.add(x)
+                    sout.add(y)
+                    md.append(metrics.mel_distance(x, y).item())
             r[arm] = {'tone': metrics.artifact_tone(sin, sout), 'top3': top_peaks(excess(sin, sout), 3),
                       'mel_distance': round(float(np.mean(md)), 4),
                       'mean excess on/off 25Hz harmonics (>500 Hz)': comb_share(sin, sout)}
             print(name, arm, r[arm], flush=True)
-        head.forward = orig; head.out.bias.data[:] = b0
+        head.forward = orig
+        head.out.bias.data[:] = b0
         res[name] = r
     json.dump(res, open('/work/tone/q5_' + '_'.join(names) + '.json', 'w'), indent=1)
 

@@ -18,6 +18,9 @@ class DataConfig:
     folders: tuple[str, ...] = ()  # folders of audio files; or
     shards: tuple[str, ...] = ()  # webdataset-style tar shards of audio files
     latent_shards: tuple[str, ...] = ()  # directories of `dashtok encode --shards` (the flow stage reads these)
+    # The tokenizer stage's frozen features of the training clips in this folder (memory-mapped, made as the corpus
+    # is read one clip at a time, reused by later runs with the same data and encoder); empty: held in memory
+    feature_cache: str = ""
     valid_manifests: tuple[str, ...] = ()
     max_valid_clips: int = 64
     exclude_sources: tuple[str, ...] = ()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,34 +92,46 @@ class AudioBank:
         clips: list[np.ndarray] = []
         domains: list[str] = []
         sources: list[str] = []
-        manifests = cfg.valid_manifests if valid else cfg.manifests
-        for m in manifests:
-            root = Path(m).parent
-            rows = [c for c in read_manifest(m) if c.source not in cfg.exclude_sources]
-            if valid:
-                rows = rows[:: max(1, len(rows) // cfg.max_valid_clips)][: cfg.max_valid_clips]
-            for c in rows:
-                names.append(c.id)
-                domains.append(c.domain)
-                sources.append(c.source)
-                clips.append(load_audio(root / c.path, SAMPLE_RATE))
-        if not valid:
-            for folder in cfg.folders:
-                for f in find_audio_files(folder):
-                    try:
-                        clips.append(load_audio(f, SAMPLE_RATE))
-                        names.append(str(f))
-                        domains.append("unknown")
-                        sources.append("unknown")
-                    except AudioError as err:
-                        print(f"train: skipping {err}")
-            for shard in cfg.shards:
-                for name, audio in read_shard(shard):
-                    names.append(name)
-                    clips.append(audio)
-                    domains.append("unknown")
-                    sources.append("unknown")
+        for clip in training_clips(cfg, valid):
+            names.append(clip.name)
+            domains.append(clip.domain)
+            sources.append(clip.source)
+            clips.append(clip.audio)
         return AudioBank(names, clips, domains, None if valid else cfg.domain_shares, sources)
+
+
+@dataclass
+class TrainingClip:
+    name: str
+    domain: str
+    source: str
+    audio: np.ndarray  # 16 kHz mono float32
+
+
+def training_clips(cfg: DataConfig, valid: bool = False) -> Iterator[TrainingClip]:
+    """The clips of the data config one at a time, in a fixed order: the manifests' (training or validation), then
+    the folders' and the tar shards' (training only). What ``AudioBank`` holds, and what a disk feature cache reads
+    without holding the corpus."""
+    for m in cfg.valid_manifests if valid else cfg.manifests:
+        root = Path(m).parent
+        rows = [c for c in read_manifest(m) if c.source not in cfg.exclude_sources]
+        if valid:
+            rows = rows[:: max(1, len(rows) // cfg.max_valid_clips)][: cfg.max_valid_clips]
+        for c in rows:
+            yield TrainingClip(c.id, c.domain, c.source, load_audio(root / c.path, SAMPLE_RATE))
+    if valid:
+        return
+    for folder in cfg.folders:
+        for f in find_audio_files(folder):
+            try:
+                audio = load_audio(f, SAMPLE_RATE)
+            except AudioError as err:
+                print(f"train: skipping {err}")
+                continue
+            yield TrainingClip(str(f), "unknown", "unknown", audio)
+    for shard in cfg.shards:
+        for name, audio in read_shard(shard):
+            yield TrainingClip(name, "unknown", "unknown", audio)
 
 
 def sampling_weights(lengths: np.ndarray, domains: list[str], shares: dict[str, float]) -> np.ndarray:
@@ -155,9 +169,9 @@ def sampling_weights(lengths: np.ndarray, domains: list[str], shares: dict[str, 
     return weights
 
 
-def read_shard(path: str | Path) -> list[tuple[str, np.ndarray]]:
-    """Audio members of a webdataset-style tar shard (``key.flac``, ``key.wav``, ...), as 16 kHz mono float32."""
-    out = []
+def read_shard(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
+    """Audio members of a webdataset-style tar shard (``key.flac``, ``key.wav``, ...), as 16 kHz mono float32, one
+    at a time."""
     with tarfile.open(path) as tar:
         for member in tar:
             if not member.isfile() or Path(member.name).suffix.lower() not in AUDIO_EXTENSIONS:
@@ -170,8 +184,7 @@ def read_shard(path: str | Path) -> list[tuple[str, np.ndarray]]:
             except sf.LibsndfileError as err:
                 print(f"train: skipping {path}:{member.name} ({err})")
                 continue
-            out.append((f"{path}:{member.name}", resample(x.mean(axis=1), sr, SAMPLE_RATE)))
-    return out
+            yield f"{path}:{member.name}", resample(x.mean(axis=1), sr, SAMPLE_RATE)
 
 
 def weighted_crops(lengths: np.ndarray, size: int, crop: int, gen: torch.Generator,

@@ -29,13 +29,12 @@ from safetensors.torch import load_file, save_file
 
 from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
-from dashtok.train.data import AudioBank
 from dashtok.train.run import EMA, Run, config_dict
 from dashtok.train.tokenizer_stage import (
-    FeatureCache,
     build_discriminators,
     build_optimizers,
     build_tokenizer,
+    feature_cache,
     load_across_heads,
     set_latent_statistics,
 )
@@ -67,9 +66,9 @@ def pack(cfg: TrainConfig, out: Path, stats: bool = False, disc_out: Path | None
               "weights": "exponential moving average" if weights == "ema" else "last step",
               "intermediate": f"step {step} of the {cfg.steps}-step run {cfg.out}", "config": config_dict(cfg)}
     if stats:  # as the run's own export at its end: over the training clips the run caches
-        bank = AudioBank.from_config(cfg.data)
-        set_latent_statistics(model, FeatureCache(model, bank, cfg.tokenizer.segment_frames))  # level 0 only
-        record["latent_statistics"] = f"{len(bank)} training clips, {bank.hours:.2f} h"
+        cache = feature_cache(model, cfg)
+        set_latent_statistics(model, cache)  # level 0 only
+        record["latent_statistics"] = f"{len(cache.frames)} training clips, {cache.hours:.2f} h"
     model.save(out, training=record)
     line = f"{out}: step {step} ({weights} weights), {out.stat().st_size / 1e6:.1f} MB"
     if step > cfg.tokenizer.gan_start:

@@ -10,7 +10,6 @@ import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -20,54 +19,11 @@ from dashtok.precision import autocast_for, native_bf16
 from dashtok.release import official_dir
 from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import TokenizerStageConfig, TrainConfig
-from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator, weighted_crops
+from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator
 from dashtok.train.discriminators import Discriminators, frozen, windows
+from dashtok.train.features import FeatureCache
 from dashtok.train.losses import PHASE_TERMS, disc_hinge, feature_matching, gen_hinge, mel_loss, phase_losses, stft_loss
 from dashtok.train.run import EMA, Run, config_dict, device_for, evaluate, lr_factor, say, wrap_ddp
-
-
-class FeatureCache:
-    """Frozen-encoder outputs (and injection inputs) of every training clip, computed once: they never change.
-
-    With ``gains_db``, each clip is also encoded at those input levels (the encoder is not level-invariant), and
-    every crop of ``batch`` takes one level, uniformly, with its audio scaled to match.
-    """
-
-    def __init__(self, model: Tokenizer, bank: AudioBank, min_frames: int, gains_db: tuple[float, ...] = ()) -> None:
-        self.gains = torch.tensor([1.0] + [10 ** (g / 20) for g in gains_db])
-        self.semantic: list[torch.Tensor] = []  # per clip: (levels, frames, dim)
-        self.patches: list[torch.Tensor] = []
-        self.audio: list[torch.Tensor] = []  # per clip, at 0 dB
-        hop = model.hop_length
-        with torch.no_grad():
-            for i in range(len(bank)):
-                x = torch.from_numpy(bank.audio(i))
-                need = min_frames * hop + model.config.min_num_samples
-                if len(x) < need:  # short clips (drum hits) are padded with silence to one training crop
-                    x = torch.nn.functional.pad(x, (0, need - len(x)))
-                feats = [model.features((x * gain)[None].to(model.device)) for gain in self.gains.tolist()]
-                n = int(feats[0].lengths[0])
-                self.semantic.append(torch.stack([f.semantic[0, :n] for f in feats]).cpu())
-                self.patches.append(torch.stack([f.patches[0, :n] for f in feats]).cpu())
-                # n frames can span up to 3 mel hops past the audio's end (1 + L // 160 frames): pad with zeros
-                self.audio.append(torch.nn.functional.pad(x, (0, max(0, n * hop - len(x))))[: n * hop])
-        self.frames = np.array([s.shape[1] for s in self.semantic])
-        # data.domain_shares: draw clips by the bank's weights; without shares, by frames, as runs always have
-        self.weights = None if bank.weights is bank.lengths else bank.weights
-
-    def batch(self, gen: torch.Generator, size: int, frames: int, hop: int) -> tuple[Features, torch.Tensor]:
-        crops = weighted_crops(self.frames, size, frames, gen, self.weights)
-        # only runs with levels draw them: the batches of runs without stay what they were
-        levels = [0] * size
-        if len(self.gains) > 1:
-            levels = torch.randint(0, len(self.gains), (size,), generator=gen).tolist()
-        sem, pat, aud = [], [], []
-        for (i, start), level in zip(crops, levels, strict=True):
-            sem.append(self.semantic[i][level, start : start + frames])
-            pat.append(self.patches[i][level, start : start + frames])
-            aud.append(self.audio[i][start * hop : (start + frames) * hop] * self.gains[level])
-        lengths = torch.full((size,), frames, dtype=torch.long)
-        return Features(torch.stack(sem), torch.stack(pat), lengths), torch.stack(aud)
 
 
 class Generator(nn.Module):
@@ -260,12 +216,12 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     ema = EMA(model, t.ema_decay) if t.ema_decay else None
     modules: dict[str, nn.Module] = {"model": model, "disc": disc, **({"ema": ema.module} if ema else {})}
     step = run.resume(modules, {"opt_g": opt_g, "opt_d": opt_d}, "tokenizer")
-    bank = AudioBank.from_config(cfg.data)
     valid = AudioBank.from_config(cfg.data, valid=True) if cfg.data.valid_manifests else None
     t_cache = time.perf_counter()
-    cache = FeatureCache(model, bank, t.segment_frames, t.gain_db)
+    cache = feature_cache(model, cfg, rank)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    say(rank, f"tokenizer: {len(bank)} clips, {bank.hours:.2f} h, features cached in "
+    where = f"on disk ({cfg.data.feature_cache})" if cfg.data.feature_cache else "in memory"
+    say(rank, f"tokenizer: {len(cache.frames)} clips, {cache.hours:.2f} h, features cached {where} in "
                f"{time.perf_counter() - t_cache:.0f} s; {n_train / 1e6:.2f} M trainable parameters "
                f"(injection {'on' if t.injection else 'off'}); {device.type}, autocast {precision}")
     gen_net, disc_net = wrap_ddp(Generator(model, t.autocast), world), wrap_ddp(disc, world)
@@ -306,20 +262,37 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
             say(rank, f"tokenizer: eval at step {step}: {scores}")
     final = run.out / "model.safetensors"
     if rank == 0:
-        export(ema.module if ema is not None else model, cache, cfg, final, bank.hours, valid)
+        export(ema.module if ema is not None else model, cache, cfg, final, cache.hours, valid)
     return final
+
+
+def feature_cache(model: Tokenizer, cfg: TrainConfig, rank: int = 0) -> FeatureCache:
+    """The training clips' frozen features: on disk where ``data.feature_cache`` names a folder, else in memory."""
+    t = cfg.tokenizer
+    if cfg.data.feature_cache:
+        return FeatureCache.on_disk(model, cfg.data, Path(cfg.data.feature_cache), t.segment_frames, t.gain_db,
+                                    rank)
+    return FeatureCache(model, AudioBank.from_config(cfg.data), t.segment_frames, t.gain_db)
 
 
 def set_latent_statistics(model: Tokenizer, cache: FeatureCache) -> None:
     """``latent_mean``/``latent_std``: per channel, over every frame of the cached training clips at their own level
     (level 0 of the cache); what ``normalize_latents`` uses and generators and enhancers train on."""
     model.eval()
-    with torch.no_grad():
-        lat = torch.cat([model.inject(Features(s[:1].to(model.device), p[:1].to(model.device),
-                                               torch.tensor([s.shape[1]], device=model.device)))[0].cpu()
-                         for s, p in zip(cache.semantic, cache.patches, strict=True)])
-        model.latent_mean.copy_(lat.mean(0))
-        model.latent_std.copy_(lat.std(0).clamp(min=1e-5))
+    total = torch.zeros(model.latent_dim, dtype=torch.float64)
+    squares = torch.zeros(model.latent_dim, dtype=torch.float64)
+    n = 0
+    with torch.no_grad():  # clip by clip, summed in float64: memory stays one clip whatever the corpus
+        for s, p in zip(cache.semantic, cache.patches, strict=True):
+            lat = model.inject(Features(s[:1].to(model.device), p[:1].to(model.device),
+                                        torch.tensor([s.shape[1]], device=model.device)))[0].cpu().double()
+            total += lat.sum(0)
+            squares += lat.square().sum(0)
+            n += lat.shape[0]
+        mean = total / n
+        var = (squares - n * mean.square()) / max(n - 1, 1)  # unbiased, as torch.std
+        model.latent_mean.copy_(mean.float())
+        model.latent_std.copy_(var.clamp(min=0).sqrt().float().clamp(min=1e-5))
 
 
 def export(model: Tokenizer, cache: FeatureCache, cfg: TrainConfig, path: Path, hours: float,
