@@ -12,6 +12,8 @@ bash scripts/install_audio_tools.sh || echo "test: could not install the audio t
 for d in $(find scripts benchmarks records -name '*.py' -printf '%h\n' | sort -u); do
   MYPYPATH=src .venv/bin/mypy --ignore-missing-imports "$d"/*.py
 done
+# tests/ and the fixture scripts import conftest by name (the fixture scripts put tests/ on sys.path): tests on MYPYPATH.
+MYPYPATH=src:tests .venv/bin/mypy --ignore-missing-imports tests/*.py tests/fixtures/*.py
 native=$(.venv/bin/python -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')
 echo "test: CPU capability $native (ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-unset})"
 .venv/bin/python -m pytest -q tests "$@"

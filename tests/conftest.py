@@ -50,6 +50,7 @@ def make_tiny(seed: int = 0, config: TokenizerConfig | None = None) -> Tokenizer
     model = Tokenizer(config or tiny_config())
     with torch.no_grad():  # non-trivial BatchNorm statistics, as a trained encoder has
         bn = model.encoder.init_bn[1]
+        assert isinstance(bn, torch.nn.BatchNorm2d) and bn.running_mean is not None and bn.running_var is not None
         bn.running_mean.copy_(torch.linspace(-60, -20, bn.num_features))
         bn.running_var.copy_(torch.linspace(20, 60, bn.num_features))
     return model.eval()

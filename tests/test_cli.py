@@ -260,7 +260,9 @@ def test_info_describes_every_file_the_project_writes(tmp_path: Path, wav: Path,
     info = json.loads(capsys.readouterr().out)
     assert info["shape"] == [25, 32] and info["seconds"] == [1.0] and info["model_id"].startswith("dashtok-tiny@")
     assert "read_latents" in info["read_in_python"]
-    assets = Path(__import__("dashtok").__file__).parent / "assets"
+    package_file = __import__("dashtok").__file__
+    assert package_file is not None
+    assets = Path(package_file).parent / "assets"
     for name, kind in (("generator.safetensors", "text-to-audio generator"),
                        ("enhancer.safetensors", "latent speech enhancer")):
         assert run("info", assets / name) == 0

@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 
 from dashtok.data import speech
-from dashtok.data.build import build, colored_noise, plan, plan_mixtures
+from dashtok.data.build import build, plan
 from dashtok.data.manifest import Clip, read_manifest
+from dashtok.data.mixtures import colored_noise, plan_mixtures
 from dashtok.data.music import HELD_OUT_SOUNDFONT, SOUNDFONTS, FluidRenderer, write_midi
 from dashtok.data.recordings import ASTERISK, ASTERISK_VOICES, decode_g722, drum_class, plan_asterisk
 from dashtok.data.speech import ESPEAK_HELD_OUT

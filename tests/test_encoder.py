@@ -16,7 +16,7 @@ from dashtok.checkpoint import (
     load_dasheng_checkpoint,
     port_dasheng_state_dict,
 )
-from dashtok.config import DecoderConfig, FrontendConfig
+from dashtok.config import DecoderConfig, FrontendConfig, TopDbScope
 from dashtok.encoder import DashengEncoder
 
 # upstream dasheng's outputs, made on one CPU: compared relative to their scale (2.9e-7 measured without SIMD; the
@@ -31,7 +31,7 @@ with safe_open(str(FIXTURE), "pt") as _f:
     UPSTREAM_CONFIG = json.loads(_f.metadata()["config"])
 
 
-def ported(scope: str = "example") -> DashengEncoder:
+def ported(scope: TopDbScope = "example") -> DashengEncoder:
     fe, cfg = dasheng_configs(UPSTREAM_CONFIG, STATE)
     enc = DashengEncoder(FrontendConfig(top_db_scope=scope), cfg)
     port_dasheng_state_dict(enc, STATE, FIXTURE)

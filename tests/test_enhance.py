@@ -33,7 +33,8 @@ def test_wiener_baseline_improves_white_noise() -> None:
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="audio tools missing")
 def test_enhance_stage_cli_and_report(tmp_path: Path, tiny_ckpt: Path) -> None:
-    from dashtok.data.build import SNRS_DB, build, draw_mixtures
+    from dashtok.data.build import build
+    from dashtok.data.mixtures import SNRS_DB, draw_mixtures
     from dashtok.train.config import TrainConfig
     from dashtok.train.loop import train
 
@@ -55,9 +56,9 @@ def test_enhance_stage_cli_and_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     path = train(cfg)
     record = LatentEnhancer.load(path).training_record
     assert record["steps"] == 4 and record["pairs"] == record["corpus_pairs"] + 3
-    noisy = tmp_path / "noisy.wav"
-    sf.write(noisy, speechlike(1.3) + 0.05 * np.random.default_rng(0).standard_normal(20800), 16000)
-    assert main(["enhance", str(noisy), "-e", str(path), "-c", str(tiny_ckpt), "-o", str(tmp_path / "out.wav")]) == 0
+    wav = tmp_path / "noisy.wav"
+    sf.write(wav, speechlike(1.3) + 0.05 * np.random.default_rng(0).standard_normal(20800), 16000)
+    assert main(["enhance", str(wav), "-e", str(path), "-c", str(tiny_ckpt), "-o", str(tmp_path / "out.wav")]) == 0
     assert sf.info(tmp_path / "out.wav").frames == 20800
     out = tmp_path / "se"
     assert main(["eval", "se", str(corpus), "-e", str(path), "-c", str(tiny_ckpt), "-o", str(out),
@@ -67,4 +68,4 @@ def test_enhance_stage_cli_and_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     assert set(real) == {"noisy", "wiener", "dashtok", "resynth noisy", "resynth clean"}
     assert real["noisy"]["si_sdr"]["n"] == 2
     with pytest.raises(SystemExit):  # another tokenizer's enhancer is refused
-        main(["enhance", str(noisy), "-e", str(path), "-o", str(tmp_path / "x.wav")])
+        main(["enhance", str(wav), "-e", str(path), "-o", str(tmp_path / "x.wav")])

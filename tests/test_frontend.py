@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import assert_golden, relative_error
-from dashtok.config import EncoderConfig, FrontendConfig
+from dashtok.config import EncoderConfig, FrontendConfig, TopDbScope
 from dashtok.encoder import DashengEncoder
 from dashtok.frontend import AmplitudeToDB, MelSpectrogram, Spectrogram
 
@@ -24,7 +24,7 @@ FB_TOL, WINDOW_TOL = 1e-4, 1e-6
 DB_TOL = 1e-5
 
 
-def encoder(scope: str) -> DashengEncoder:
+def encoder(scope: TopDbScope) -> DashengEncoder:
     return DashengEncoder(FrontendConfig(top_db_scope=scope), EncoderConfig.preset("tiny"))
 
 
@@ -47,11 +47,15 @@ def test_each_scope_equals_torchaudio_on_single_clips() -> None:
 
 
 def _hamming(enc: DashengEncoder) -> None:
-    enc.front_end[0].spectrogram.window.copy_(torch.hamming_window(enc.front_end[0].spectrogram.win_length))
+    mel = enc.front_end[0]
+    assert isinstance(mel, MelSpectrogram)
+    mel.spectrogram.window.copy_(torch.hamming_window(mel.spectrogram.win_length))
 
 
 def _mel_order_swapped(enc: DashengEncoder) -> None:
-    fb = enc.front_end[0].mel_scale.fb
+    mel = enc.front_end[0]
+    assert isinstance(mel, MelSpectrogram)
+    fb = mel.mel_scale.fb
     fb.copy_(fb.flip(1))
 
 

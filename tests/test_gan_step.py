@@ -9,7 +9,7 @@ import torch
 from conftest import make_tiny, speechlike
 from dashtok.tokenizer import Features
 from dashtok.train.config import TokenizerStageConfig
-from dashtok.train.discriminators import Discriminators, frozen, windows
+from dashtok.train.discriminators import Discriminators, PeriodDiscriminator, frozen, windows
 from dashtok.train.tokenizer_stage import Generator, disc_crop, train_step
 
 SEGMENT = 8  # latent frames: 5120 samples
@@ -97,6 +97,7 @@ def test_period_discriminator_is_hifigans_2d_layout() -> None:
     disc = Discriminators()
     x = torch.randn(3, 5003)
     for d in disc.mpd:
+        assert isinstance(d, PeriodDiscriminator)
         pad = (-x.shape[1]) % d.period
         h = F.pad(x, (0, pad), mode="reflect").view(3, 1, -1, d.period)
         feats2d = []

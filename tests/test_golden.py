@@ -19,6 +19,7 @@ pytestmark = pytest.mark.golden
 def test_tiny_model_reproduces_golden_outputs() -> None:
     model = make_tiny(seed=0)
     enc = model.encode(GOLDEN["wav"], return_semantic=True)
+    assert enc.semantic is not None
     assert_golden(enc.semantic, GOLDEN["semantic"], TOL)
     assert_golden(enc.latents, GOLDEN["latents"], TOL)
     assert_golden(model.decode(enc.latents).audio, GOLDEN["audio"], TOL)

@@ -33,6 +33,7 @@ def test_encoding_in_chunk_groups_equals_whole(injection: dict) -> None:
         parts = torch.cat(list(model.encode_stream(read, len(x), chunks_per_step=step)))
         torch.testing.assert_close(parts, whole.latents[0], rtol=0, atol=1e-6)
     semantic = torch.cat(list(model.encode_stream(read, len(x), semantic=True)))
+    assert whole.semantic is not None
     torch.testing.assert_close(semantic, whole.semantic[0], rtol=0, atol=1e-6)
     # encode() of one recording runs the same loop as `dashtok encode` (groups of 4 chunks there, 8 here: equal
     # within float rounding); the padded-batch path (several items, and training's features()) too

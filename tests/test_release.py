@@ -16,6 +16,7 @@ from conftest import assert_golden, make_tiny, relative_error, speechlike, tiny_
 from dashtok import Tokenizer
 from dashtok.checkpoint import CheckpointError
 from dashtok.cli import main
+from dashtok.encoder import Block
 from dashtok.injection import AcousticFrontEnd
 from dashtok.release import derived_buffer_tolerance, hub_cache_dir
 
@@ -292,7 +293,9 @@ def test_release_preset_has_the_released_shapes() -> None:
         model = Tokenizer(TokenizerConfig.preset("release"))
     state = model.state_dict()
     assert state["injection.proj.weight"].shape == (1280, 512) and state["injection.norm.weight"].shape == (1280,)
-    assert len(model.encoder.blocks) == 32 and model.encoder.blocks[0].attn.num_heads == 16
+    block = model.encoder.blocks[0]
+    assert isinstance(block, Block)
+    assert len(model.encoder.blocks) == 32 and block.attn.num_heads == 16
     assert len(model.decoder.blocks) == 12 and state["decoder.blocks.0.pwconv1.weight"].shape == (5120, 1280)
     assert state["head.out.weight"].shape == (1282, 1280) and state["decoder.upsample.weight"].shape == (1280, 1280, 2)
     assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 805
@@ -318,9 +321,9 @@ def test_a_bf16_copy_and_newer_transformers_keys_load(tmp_path: Path) -> None:
                 edit_config=lambda c: c.update(torch_dtype="bfloat16", _attn_implementation_autoset=True))
     low = Tokenizer.from_pretrained(d)
     full = Tokenizer.from_pretrained(OFFICIAL)
-    derived = Tokenizer(full.config).encoder.front_end[0].mel_scale.fb
-    assert low.encoder.front_end[0].mel_scale.fb.dtype == torch.float32
-    assert torch.equal(low.encoder.front_end[0].mel_scale.fb, derived)  # dashtok's own, not bf16-rounded values
+    derived = Tokenizer(full.config).encoder.mel_spectrogram.mel_scale.fb
+    assert low.encoder.mel_spectrogram.mel_scale.fb.dtype == torch.float32
+    assert torch.equal(low.encoder.mel_spectrogram.mel_scale.fb, derived)  # dashtok's own, not bf16-rounded values
     assert_golden(low.encode(GOLDEN["wav_short"]).latents, full.encode(GOLDEN["wav_short"]).latents, 0.05)
 
 
@@ -359,7 +362,7 @@ def test_filterbanks_that_differ_by_float32_rounding_load_and_are_used(tmp_path:
     stored = load_file(str(d / "model.safetensors"))
     model = Tokenizer.from_pretrained(d)
     assert model.injection is not None and model.injection.front_end is not None
-    assert torch.equal(model.encoder.front_end[0].mel_scale.fb, stored[keys[0]])
+    assert torch.equal(model.encoder.mel_spectrogram.mel_scale.fb, stored[keys[0]])
     assert torch.equal(model.injection.front_end.mel_spec.mel_scale.fb, stored[keys[1]])
     assert torch.equal(model.head.istft.window, stored[keys[2]])
 

@@ -48,6 +48,7 @@ def test_padded_batch_equals_items_alone(tiny: Tokenizer) -> None:
     dec = tiny.decode(enc.latents, enc.lengths)
     for i, clip in enumerate(clips):
         alone = tiny.encode(clip, return_semantic=True)
+        assert enc.semantic is not None and alone.semantic is not None
         n = int(alone.lengths[0])
         assert int(enc.lengths[i]) == n
         torch.testing.assert_close(enc.latents[i, :n], alone.latents[0], rtol=0, atol=1e-5)
@@ -93,6 +94,7 @@ def test_streaming_decode_equals_one_shot_with_bounded_buffer(block: int) -> Non
         pieces.append(piece)
         emitted += piece.shape[1] // model.hop_length
         assert s - emitted < stream.latency_frames + size  # audio leaves once its context has arrived
+        assert stream._buffer is not None  # set by every push
         most = max(most, stream._buffer.shape[1])
         if s >= 400:
             break
@@ -214,6 +216,7 @@ def test_without_injection_latents_are_the_semantic_features() -> None:
     model = make_tiny(config=tiny_config(injection={"enabled": False}))
     assert model.injection is None
     enc = model.encode(speechlike(1.0), return_semantic=True)
+    assert enc.semantic is not None
     assert torch.equal(enc.latents, enc.semantic)
 
 

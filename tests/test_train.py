@@ -67,7 +67,9 @@ def test_mae_pretraining_learns(mae_run: Path) -> None:
     assert sum(curve[-5:]) / 5 < 0.9 * sum(curve[:5]) / 5
     encoder = load_encoder(mae_run / "encoder.safetensors")
     assert encoder.config.embed_dim == 32
-    assert not torch.equal(encoder.init_bn[1].running_mean, torch.zeros(64))  # BatchNorm statistics were learned
+    bn = encoder.init_bn[1]
+    assert isinstance(bn, torch.nn.BatchNorm2d) and bn.running_mean is not None
+    assert not torch.equal(bn.running_mean, torch.zeros(64))  # BatchNorm statistics were learned
 
 
 def test_tokenizer_stage_trains_only_injection_and_decoder(tmp_path: Path, audio_dir: Path, mae_run: Path) -> None:

@@ -17,9 +17,9 @@ This module also holds the input validation every codec shares, and the one enco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from torch import nn
 from dashtok.audio_io import fit_length, resample
 from dashtok.masking import lengths_to_mask
 
-ArrayLike = torch.Tensor | np.ndarray
+ArrayLike = torch.Tensor | np.ndarray | Sequence[Any]  # lists too (lengths=[16000, 8000])
 
 
 class _Fields:

@@ -123,7 +123,7 @@ class EnhanceStageConfig:
     heads: int = 4
     segment_frames: int = 100  # 4 s crops
     # this many more noisy/clean pairs, mixed at the start of the run from the first manifest's clips
-    # (dashtok.data.build.draw_mixtures: real Asterisk speech too, the corpus's noise types and SNRs), besides the
+    # (dashtok.data.mixtures.draw_mixtures: real Asterisk speech too, the corpus's noise types and SNRs), besides the
     # corpus's own mixtures
     extra_mixtures: int = 0
 

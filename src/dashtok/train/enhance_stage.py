@@ -2,7 +2,7 @@
 
 The clean target of a mixture is its clean clip times the mixture's render gain (mixtures that would have clipped
 were scaled down as a whole). ``enhance.extra_mixtures`` adds pairs mixed at the start of the run from the training
-clips (``dashtok.data.build.draw_mixtures``). Latents of both, normalised per channel, are cached once; the loss is
+clips (``dashtok.data.mixtures.draw_mixtures``). Latents of both, normalised per channel, are cached once; the loss is
 the MSE between enhanced and clean latents on random crops.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from dashtok.audio_io import load_audio
-from dashtok.data.build import draw_mixtures
 from dashtok.data.manifest import mixture_pairs
+from dashtok.data.mixtures import draw_mixtures
 from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
 from dashtok.masking import lengths_to_mask
 from dashtok.tokenizer import Tokenizer
