@@ -126,6 +126,23 @@ class EnhanceStageConfig:
     # (dashtok.data.mixtures.draw_mixtures: real Asterisk speech too, the corpus's noise types and SNRs), besides the
     # corpus's own mixtures
     extra_mixtures: int = 0
+    # Keyed by the logged loss names: "enhance/mse" (the latents' mean squared error) and, optionally, losses on what
+    # is heard: "mel/l1" and "stft/l1" between the clean audio and the enhanced latents decoded by the frozen tokenizer
+    # (gradients flow through its decoder into the enhancer), on ``stft_resolutions``.
+    loss_weights: dict[str, float] = field(default_factory=lambda: {"enhance/mse": 1.0})
+    stft_resolutions: tuple[tuple[int, int], ...] = ((1280, 320), (512, 128), (128, 32))
+
+    def __post_init__(self) -> None:
+        known = ("enhance/mse", "mel/l1", "stft/l1")
+        unknown = set(self.loss_weights) - set(known)
+        if unknown or not self.loss_weights:
+            raise ValueError(f"enhance.loss_weights must name some of {', '.join(known)}; got "
+                             f"{sorted(self.loss_weights)}")
+
+    @property
+    def hears(self) -> bool:
+        """Whether a loss is on decoded audio (the clean audio is then kept beside the latents)."""
+        return any(k in self.loss_weights for k in ("mel/l1", "stft/l1"))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The clean target of a mixture is its clean clip times the mixture's render gain (mixtures that would have clipped
 were scaled down as a whole). ``enhance.extra_mixtures`` adds pairs mixed at the start of the run from the training
 clips (``dashtok.data.mixtures.draw_mixtures``). Latents of both, normalised per channel, are cached once; the loss is
-the MSE between enhanced and clean latents on random crops.
+the MSE between enhanced and clean latents on random crops, and with ``enhance.loss_weights`` "mel/l1" / "stft/l1"
+also losses on what is heard: the enhanced latents decoded by the frozen tokenizer against the clean audio.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dashtok.masking import lengths_to_mask
 from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator, weighted_crops
+from dashtok.train.losses import mel_loss, stft_loss
 from dashtok.train.run import Run, device_for, log_progress, optimizer_step, say, wrap_ddp
 
 
@@ -36,13 +38,19 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     step = run.resume({"enhancer": model}, {"opt": opt}, "enhance")
     t0 = time.perf_counter()
+    tokenizer.requires_grad_(False)  # frozen; with losses on audio, gradients pass through its decoder
+    hop = tokenizer.hop_length
     noisy_z: list[torch.Tensor] = []
     clean_z: list[torch.Tensor] = []
+    clean_audio: list[torch.Tensor] = []  # with e.hears: the clean target, n_frames * hop samples
 
     def add(noisy: np.ndarray, clean: np.ndarray) -> None:
         if len(noisy) >= tokenizer.config.min_num_samples:
             noisy_z.append(tokenizer.normalize_latents(tokenizer.encode(noisy).latents[0]).cpu())
             clean_z.append(tokenizer.normalize_latents(tokenizer.encode(clean).latents[0]).cpu())
+            if e.hears:
+                n = len(clean_z[-1]) * hop
+                clean_audio.append(torch.from_numpy(np.pad(clean, (0, max(0, n - len(clean))))[:n].copy()))
 
     for noisy_path, clean_path, gain in mixture_pairs(cfg.data.manifests):
         noisy = load_audio(noisy_path, tokenizer.sample_rate)
@@ -62,19 +70,28 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     t0 = time.perf_counter()
     while step < cfg.steps:
         gen = batch_generator(cfg.seed, step, rank)
-        crops = [(noisy_z[i][start : start + e.segment_frames], clean_z[i][start : start + e.segment_frames])
-                 for i, start in weighted_crops(frames, per_rank, e.segment_frames, gen)]
-        lengths = torch.tensor([len(n) for n, _ in crops])
+        picks = weighted_crops(frames, per_rank, e.segment_frames, gen)
+        lengths = torch.tensor([len(noisy_z[i][start : start + e.segment_frames]) for i, start in picks])
         x = torch.zeros(per_rank, int(lengths.max()), tokenizer.latent_dim)
         y = torch.zeros_like(x)
-        for j, (n, c) in enumerate(crops):
-            x[j, : len(n)], y[j, : len(c)] = n, c
+        for j, ((i, start), n) in enumerate(zip(picks, lengths.tolist(), strict=True)):
+            x[j, :n], y[j, :n] = noisy_z[i][start : start + n], clean_z[i][start : start + n]
         mask = lengths_to_mask(lengths, x.shape[1]).to(device)
-        err = (net(x.to(device), mask) - y.to(device)).square().mean(-1)
-        loss = (err * mask).sum() / mask.sum()
+        enhanced = net(x.to(device), mask)
+        terms = {"enhance/mse": ((enhanced - y.to(device)).square().mean(-1) * mask).sum() / mask.sum()}
+        if e.hears:  # what is heard: the enhanced latents through the frozen decoder, against the clean audio
+            target = torch.zeros(per_rank, x.shape[1] * hop)
+            for j, ((i, start), n) in enumerate(zip(picks, lengths.tolist(), strict=True)):
+                target[j, : n * hop] = clean_audio[i][start * hop : (start + n) * hop]
+            heard = tokenizer.synthesize(tokenizer.denormalize_latents(enhanced), lengths.to(device))
+            target = target.to(device)
+            terms["mel/l1"] = mel_loss(target, heard)
+            terms["stft/l1"] = stft_loss(target, heard, e.stft_resolutions)
+        loss = sum((w * terms[k] for k, w in e.loss_weights.items()), torch.zeros((), device=device))
         grad_norm = optimizer_step(opt, loss, model, cfg, step)
         step += 1
-        log_progress(run, cfg, step, t0, "enhance", "enhance/mse", loss, grad_norm, opt.param_groups[0]["lr"])
+        log_progress(run, cfg, step, t0, "enhance", "enhance/loss", loss, grad_norm, opt.param_groups[0]["lr"],
+                     terms)
         if step % cfg.save_every == 0 or step == cfg.steps:
             run.checkpoint(step, {"enhancer": model}, {"opt": opt}, world, model)
     final = run.out / "enhancer.safetensors"

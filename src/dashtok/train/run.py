@@ -130,14 +130,15 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Mo
 
 
 def log_progress(run: Run, cfg: TrainConfig, step: int, t0: float, label: str, key: str, loss: torch.Tensor,
-                 grad_norm: float, lr: float) -> None:
-    """Every ``log_every`` steps (and at the last): a metrics.csv row and one console line."""
+                 grad_norm: float, lr: float, terms: dict[str, torch.Tensor] | None = None) -> None:
+    """Every ``log_every`` steps (and at the last): a metrics.csv row and one console line (with ``terms``, each term
+    of a weighted loss too)."""
     if step % cfg.log_every and step != cfg.steps:
         return
-    value = float(loss.detach())
-    run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), key: value, "grad_norm": grad_norm,
+    values = {key: float(loss.detach()), **{k: float(v.detach()) for k, v in (terms or {}).items() if k != key}}
+    run.log({"step": step, "seconds": round(time.perf_counter() - t0, 1), **values, "grad_norm": grad_norm,
              "lr": lr})
-    say(run.rank, f"{label}: step {step} {key} {value:.4f}")
+    say(run.rank, f"{label}: step {step} " + " ".join(f"{k} {v:.4f}" for k, v in values.items()))
 
 
 M = TypeVar("M", bound=nn.Module)
