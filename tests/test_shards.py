@@ -200,3 +200,42 @@ def test_bad_manifests_are_one_line(tmp_path: Path, tiny_ckpt: Path, capsys: pyt
             main(["encode", str(tmp_path / name), "--shards", str(tmp_path / "s"), "-c", str(tiny_ckpt)])
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_stopped_rerun_leaves_no_index_that_describes_other_shards(corpus: Path, tiny_ckpt: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import dashtok.encode_corpus as ec
+
+    out = corpus.parent / "shards"
+    args = ["--shards", str(out), "--shard-size", "2", "--workers", "0", "-c", str(tiny_ckpt), "-q"]
+    main(["encode", str(corpus), *args])
+    model = {"model_id": read_index(out)["model_id"], "kind": "latents"}
+    assert len(shard_paths(out, model)) == 4
+    # a remade shard no longer matches the index's plan: refused by name
+    record = json.loads((out / "shard-000001.json").read_text())
+    (out / "shard-000001.json").write_text(json.dumps({**record, "plan": "another"}))
+    with pytest.raises(ShardError, match="shard-000001.tar: missing or not the shard its index describes"):
+        shard_paths(out, model)
+    # an edited caption changes the plan of its shard; a re-run stopped before the end leaves no index behind
+    lines = corpus.read_text().splitlines()
+    lines[6] = lines[6].replace("clip number 6", "a new caption")
+    corpus.write_text("\n".join(lines) + "\n")
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ec, "write_shard", stop)
+    with pytest.raises(SystemExit):
+        main(["encode", str(corpus), *args])
+    with pytest.raises(ShardError, match="no index.json"):
+        shard_paths(out, model)
+
+
+def test_manifest_rows_outside_its_folder_stay_inside_the_output(tmp_path: Path, tiny_ckpt: Path) -> None:
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "lists").mkdir()
+    sf.write(tmp_path / "audio" / "a.wav", speechlike(1.0), 16000)
+    (tmp_path / "lists" / "m.jsonl").write_text(json.dumps({"path": "../audio/a.wav"}) + "\n")
+    out = tmp_path / "out"
+    assert main(["encode", str(tmp_path / "lists" / "m.jsonl"), "-o", str(out), "-c", str(tiny_ckpt), "-q"]) == 0
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.safetensors")] == ["out/a.safetensors"]

@@ -550,8 +550,39 @@ def test_features_on_disk_train_as_features_in_memory(tmp_path: Path, audio_dir:
     torch.testing.assert_close(model.latent_mean, lat.mean(0), rtol=0, atol=1e-6)
     torch.testing.assert_close(model.latent_std, lat.std(0), rtol=1e-5, atol=1e-6)
     # reuse, and a rebuild when the data differ
-    stamp = (cache / "semantic.f32").stat().st_mtime_ns
+    (made,) = list(cache.iterdir())  # cache/KEY
+    stamp = (made / "semantic.f32").stat().st_mtime_ns
     FeatureCache.on_disk(model, cfg.data, cache, 8, (-20.0,))
-    assert (cache / "semantic.f32").stat().st_mtime_ns == stamp
+    assert (made / "semantic.f32").stat().st_mtime_ns == stamp and len(list(cache.iterdir())) == 1
     fewer = config(tmp_path / "y", audio_dir, "tokenizer", data={"folders": [str(audio_dir / "clip1.wav")]})
     assert cache_key(model, fewer.data, 8, (-20.0,)) != cache_key(model, cfg.data, 8, (-20.0,))
+
+
+def test_features_on_disk_without_injection_and_after_an_edited_clip(tmp_path: Path) -> None:
+    """No injection: no patches (an empty file), still the in-memory cache's batches; an edited clip, or other
+    levels, give a cache of their own beside the first (a run reading one is never overwritten)."""
+    import shutil
+
+    from conftest import make_tiny, tiny_config
+    from dashtok.train.config import DataConfig
+    from dashtok.train.features import FeatureCache
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(2):
+        sf.write(audio / f"clip{i}.wav", speechlike(2.0 + i, seed=i), 16000)
+    cfg = tiny_config()
+    model = make_tiny(0, tiny_config(injection={**cfg.injection.__dict__, "enabled": False})).eval()
+    data = DataConfig(folders=(str(audio),))
+    memory = FeatureCache(model, AudioBank.from_config(data), 8)
+    disk = FeatureCache.on_disk(model, data, tmp_path / "cache", 8)
+    for seed in range(3):
+        (fa, aa), (fb, ab) = (c.batch(torch.Generator().manual_seed(seed), 4, 8, model.hop_length)
+                              for c in (memory, disk))
+        assert torch.equal(fa.semantic, fb.semantic) and torch.equal(fa.patches, fb.patches) and torch.equal(aa, ab)
+    assert fb.patches.shape[-1] == 0
+    (first,) = list((tmp_path / "cache").iterdir())
+    shutil.copy(audio / "clip0.wav", audio / "clip1.wav")  # an edited clip
+    FeatureCache.on_disk(model, data, tmp_path / "cache", 8)
+    FeatureCache.on_disk(model, data, tmp_path / "cache", 8, (-20.0,))
+    assert len(list((tmp_path / "cache").iterdir())) == 3 and (first / "meta.json").is_file()

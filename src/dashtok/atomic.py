@@ -19,6 +19,11 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = p.with_name(f".{p.name}.partial")
     try:
         yield tmp
+        fd = os.open(tmp, os.O_RDONLY)  # on disk before it is renamed: a crash never leaves a named, empty file
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o644)
         os.replace(tmp, p)
     finally:

@@ -42,7 +42,7 @@ from dashtok.cli_common import (
     summarise_failures,
     write_output,
 )
-from dashtok.encode_corpus import rank_and_world
+from dashtok.encode_corpus import InputError, rank_and_world
 from dashtok.encode_files import (
     encode_batch,
     encode_file,
@@ -63,9 +63,14 @@ from dashtok.streaming import StreamingDecoder
 def cmd_encode(args: argparse.Namespace) -> int:
     if args.shards:
         return encode_shards(args)
-    rank, world = rank_and_world()
-    jobs = skip_finished(jobs_for(args.inputs, args.output, ".safetensors", (".safetensors",)), args.skip_existing)
-    jobs = jobs[rank::world]  # under torchrun each process takes every world-th file
+    try:
+        rank, world = rank_and_world()
+    except InputError as err:
+        raise CliError(str(err)) from None
+    # under torchrun each process takes every world-th file (of all, so that what another process has already
+    # written does not shift the shares)
+    jobs = skip_finished(jobs_for(args.inputs, args.output, ".safetensors", (".safetensors",))[rank::world],
+                         args.skip_existing)
     refuse_overwrite([j.target for j in jobs], args.force)
     model = load_model(args.checkpoint, device_of_rank(args.device, world), args.precision)
 
@@ -111,13 +116,22 @@ def device_of_rank(device: str, world: int) -> str:
 
 def encode_shards(args: argparse.Namespace) -> int:
     """``dashtok encode ... --shards DIR``: the corpus as latent shards (``dashtok.encode_corpus``)."""
-    from dashtok.encode_corpus import CorpusEncoder, InputError, barrier, check_directory, corpus_items, summary_line
+    from dashtok.encode_corpus import (
+        CorpusEncoder,
+        InputError,
+        barrier,
+        check_directory,
+        check_rendezvous,
+        corpus_items,
+        summary_line,
+    )
 
     if args.output or args.skip_existing:
         raise CliError("--shards writes the shard directory it names: leave out -o and --skip-existing (a re-run "
                        "keeps finished shards by itself)")
     try:
         rank, world = rank_and_world()
+        check_rendezvous(world)
         items = corpus_items(args.inputs)
     except InputError as err:
         raise CliError(str(err)) from None
@@ -136,7 +150,13 @@ def encode_shards(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"dashtok: {len(items)} inputs in {enc.num_shards} shards of {args.shard_size}; process {rank} of "
               f"{world} makes {len(jobs)} of its {mine} (the others are finished)", flush=True)
-    made, _, failures = enc.run(jobs, report_file_error)
+    if jobs:
+        enc.start()
+
+    def report(source: Path, err: BaseException, done: int) -> None:  # a re-run goes on: no --skip-existing here
+        report_file_error(source, err, done, resumable=False)
+
+    made, _, failures = enc.run(jobs, report)
     barrier(world)
     index = enc.finish(args.inputs) if rank == 0 else None
     print(summary_line(index, directory, made, rank), flush=True)
@@ -314,7 +334,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "encoder": f"Dasheng {cfg.encoder.embed_dim}-d, {cfg.encoder.depth} layers, {cfg.encoder.num_heads} heads",
         "decoder": f"{cfg.decoder.num_blocks} ConvNeXt blocks, {cfg.decoder.dim}-d "
                    f"(intermediate {cfg.decoder.intermediate_dim}), iSTFT n_fft {cfg.decoder.n_fft} "
-                   f"hop {cfg.decoder.hop_length}",
+                   f"hop {cfg.decoder.hop_length}, phase head '{cfg.decoder.phase}'",
         "parameters": counts, "trained": bool(record.get("trained", False)), "training": record,
     }
     if args.json:

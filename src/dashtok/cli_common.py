@@ -150,7 +150,8 @@ def jobs_for(inputs: list[str], output: str | None, suffix: str, single_ext: tup
                 listed = [item.path for item in read_audio_manifest(root)]
             except InputError as err:
                 raise CliError(str(err)) from None
-            pairs += [(f, f.relative_to(root.parent) if f.is_relative_to(root.parent) else Path(f.name))
+            base = root.parent.resolve()  # resolved: a row "../x.wav" must not lead the output out of its folder
+            pairs += [(f, f.resolve().relative_to(base) if f.resolve().is_relative_to(base) else Path(f.name))
                       for f in listed]
         else:
             pairs.append((root, Path(root.name)))

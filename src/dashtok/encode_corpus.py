@@ -25,7 +25,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from dashtok.audio_io import AudioError, find_audio_files, load_audio
 from dashtok.encode_files import encode_batch, length_buckets
-from dashtok.shards import finished_record, plan_digest, read_index, shard_name, write_index, write_shard
+from dashtok.shards import (
+    FAILURES,
+    INDEX,
+    finished_record,
+    plan_digest,
+    read_index,
+    shard_name,
+    write_index,
+    write_shard,
+)
 from dashtok.tokenizer import Tokenizer
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
@@ -57,8 +66,8 @@ def read_audio_manifest(path: Path) -> list[CorpusItem]:
     for lineno, row in enumerate(rows, 2 if path.suffix.lower() == ".csv" else 1):
         if row is None:
             continue
-        if not isinstance(row, dict) or not row.get("path"):
-            raise InputError(f"{path}:{lineno}: a manifest row needs a 'path'")
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str) or not row["path"]:
+            raise InputError(f"{path}:{lineno}: a manifest row needs a 'path' (a string)")
         labels = row.get("labels") or {}
         try:
             labels = json.loads(labels) if isinstance(labels, str) else labels
@@ -102,6 +111,13 @@ def rank_and_world() -> tuple[int, int]:
     if not 0 <= rank < world:
         raise InputError(f"RANK {rank} is outside WORLD_SIZE {world}")
     return rank, world
+
+
+def check_rendezvous(world: int) -> None:
+    """Several processes meet at the end (the index waits for every shard): that needs torchrun's rendezvous."""
+    if world > 1 and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
+        raise InputError(f"WORLD_SIZE {world} without MASTER_ADDR and MASTER_PORT: start the processes with torchrun "
+                         f"(torchrun --nproc-per-node N -m dashtok encode ...)")
 
 
 class _Reader(Dataset):
@@ -159,9 +175,13 @@ class CorpusEncoder:
                 "frame_rate": m.frame_rate}
 
     def shard_job(self, number: int) -> ShardJob:
+        """Shard ``number``'s inputs and its plan digest: what it is made from (resolved paths, captions, labels,
+        ids, the length limit) and by which model; a finished shard of another digest is made again."""
         start = number * self.shard_size
-        items = list(enumerate(self.items))[start : start + self.shard_size]
-        return ShardJob(number, items, plan_digest([str(it.path) for _, it in items], self.model_record))
+        items = [(i, self.items[i]) for i in range(start, min(start + self.shard_size, len(self.items)))]
+        made_from = [json.dumps([str(it.path.resolve()), it.caption, it.labels, it.id], sort_keys=True, default=str)
+                     for _, it in items]
+        return ShardJob(number, items, plan_digest(made_from, {**self.model_record, "max_seconds": self.max_seconds}))
 
     def todo(self, rank: int, world: int, force: bool) -> list[ShardJob]:
         jobs = [self.shard_job(s) for s in range(rank, self.num_shards, world)]
@@ -235,6 +255,11 @@ class CorpusEncoder:
                 return None
         header = {**self.model_record, "shard_size": self.shard_size, "inputs": inputs}
         return write_index(self.directory, self.num_shards, header)
+
+    def start(self) -> None:
+        """Before any shard is (re)made: the index of an earlier run no longer describes the directory."""
+        for name in (INDEX, FAILURES):
+            (self.directory / name).unlink(missing_ok=True)
 
 
 def check_directory(directory: Path, model_record: dict[str, Any], force: bool) -> None:

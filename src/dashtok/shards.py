@@ -91,8 +91,8 @@ def write_index(directory: Path, num_shards: int, header: dict[str, Any]) -> dic
         record = json.loads((directory / shard_name(i)).with_suffix(".json").read_text())
         frames = sum(s["frames"] for s in record["samples"])
         seconds = sum(s["seconds"] for s in record["samples"])
-        shards.append({"name": record["shard"], "samples": len(record["samples"]), "frames": frames,
-                       "seconds": round(seconds, 3)})
+        shards.append({"name": record["shard"], "plan": record["plan"], "samples": len(record["samples"]),
+                       "frames": frames, "seconds": round(seconds, 3)})
         failures += record["failures"]
     for stale in directory.glob("shard-*.*"):
         stem = stale.name.split(".")[0]
@@ -192,10 +192,13 @@ def shard_paths(directory: str | os.PathLike[str], model: dict[str, Any]) -> lis
                              f"corpus with this model)")
     d = Path(directory)
     d = d if d.is_dir() else d.parent
-    paths = [d / s["name"] for s in index["shards"]]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise ShardError(f"{directory}: {len(missing)} shard(s) of its index are missing, e.g. {missing[0]}")
+    paths = []
+    for s in index["shards"]:
+        number = int(s["name"].split("-")[1].split(".")[0])
+        if finished_record(d, number, s.get("plan", "")) is None:  # missing, or remade since the index was written
+            raise ShardError(f"{d / s['name']}: missing or not the shard its index describes (an encode run was "
+                             f"stopped part way: run it again to finish)")
+        paths.append(d / s["name"])
     return paths
 
 

@@ -39,6 +39,8 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     step = run.resume({"enhancer": model}, {"opt": opt}, "enhance")
     t0 = time.perf_counter()
     tokenizer.requires_grad_(False)  # frozen; with losses on audio, gradients pass through its decoder
+    if e.hears:
+        tokenizer.to(device)
     hop = tokenizer.hop_length
     noisy_z: list[torch.Tensor] = []
     clean_z: list[torch.Tensor] = []
@@ -54,7 +56,8 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
 
     for noisy_path, clean_path, gain in mixture_pairs(cfg.data.manifests):
         noisy = load_audio(noisy_path, tokenizer.sample_rate)
-        add(noisy, load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain)
+        clean = load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain
+        add(noisy, np.pad(clean, (0, len(noisy) - len(clean))))  # as long as the mixture: latents frame for frame
     corpus_pairs = len(noisy_z)
     if e.extra_mixtures:
         for noisy, clean in draw_mixtures(cfg.data.manifests[0], e.extra_mixtures, cfg.seed):

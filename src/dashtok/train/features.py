@@ -23,6 +23,7 @@ import torch
 
 from dashtok.atomic import atomic_write
 from dashtok.audio_io import find_audio_files
+from dashtok.data.manifest import read_manifest
 from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import DataConfig
 from dashtok.train.data import SAMPLE_RATE, AudioBank, TrainingClip, sampling_weights, training_clips, weighted_crops
@@ -54,7 +55,8 @@ class MappedClips(Sequence[torch.Tensor]):
     """Clip i of a flat float32 file as a tensor of ``shape(i)``, read from the memory map (nothing held)."""
 
     def __init__(self, path: Path, offsets: list[int], shapes: list[tuple[int, ...]]) -> None:
-        self.data = np.memmap(path, dtype=np.float32, mode="c")  # copy-on-write: torch may view it without warnings
+        # copy-on-write: torch may view it without warnings; an empty file (no injection: no patches) cannot be mapped
+        self.data = np.memmap(path, dtype=np.float32, mode="c") if path.stat().st_size else np.zeros(0, np.float32)
         self.offsets, self.shapes = offsets, shapes
 
     def __len__(self) -> int:
@@ -106,9 +108,11 @@ class FeatureCache:
     @classmethod
     def on_disk(cls, model: Tokenizer, data: DataConfig, directory: Path, min_frames: int,
                 gains_db: tuple[float, ...] = (), rank: int = 0) -> FeatureCache:
-        """The cache in ``directory``: reused when it was made from the same data, encoder and levels, else made
-        there by rank 0 (reading the corpus one clip at a time) while other ranks wait for it."""
+        """The cache in ``directory/KEY``: reused when it was made from the same data, encoder and levels (the key),
+        else made there by rank 0 (reading the corpus one clip at a time) while other ranks wait for it. A cache of
+        other data goes to a folder of its own, so a run still reading one is never overwritten."""
         key = cache_key(model, data, min_frames, gains_db)
+        directory = directory / key
         meta_path = directory / "meta.json"
         if read_meta(meta_path, key) is None:
             if rank == 0:
@@ -141,13 +145,16 @@ def cache_key(model: Tokenizer, data: DataConfig, min_frames: int, gains_db: tup
     """What the cached features depend on: the training data, the frozen encoder's config and weights, the levels
     and the shortest crop."""
     digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        if name.startswith("encoder."):
-            digest.update(name.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    frozen_state = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
+    if model.injection is not None:  # its front end's filterbank and window
+        frozen_state |= {f"injection.{k}": v for k, v in model.injection.named_buffers()}
+    for name, value in sorted(frozen_state.items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().float().contiguous().numpy().tobytes())
     frozen = {k: v for k, v in model.config.to_dict().items() if k in ("frontend", "encoder", "injection")}
-    files = [*data.manifests, *data.shards, *(str(f) for d in data.folders for f in find_audio_files(d))]
-    stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]  # an edited manifest or clip: new files
+    clips = [str(Path(m).parent / c.path) for m in data.manifests for c in read_manifest(m)]
+    files = [*data.manifests, *clips, *data.shards, *(str(f) for d in data.folders for f in find_audio_files(d))]
+    stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]  # an edited manifest or clip: new key
     digest.update(json.dumps({"files": stats, "exclude_sources": list(data.exclude_sources), "config": frozen,
                               "min_frames": min_frames, "gains_db": list(gains_db)}, sort_keys=True).encode())
     return digest.hexdigest()[:16]

@@ -58,7 +58,8 @@ class CaptionedLatents:
 class ShardedLatents:
     """The captioned samples of latent shards (``dashtok encode --shards``), read crop by crop from the tar files:
     memory holds a table of the samples (their place, length and caption), not their latents. Under DDP each rank
-    reads its own shards (the k-th of every ``world``)."""
+    reads its own shards (the k-th of every ``world``) and draws in proportion to length among them: the encoder's
+    shards hold equal numbers of inputs (the last excepted), so each rank's share of the corpus is about equal."""
 
     def __init__(self, tokenizer: Codec, directories: tuple[str, ...], rank: int = 0, world: int = 1) -> None:
         model = {"model_id": tokenizer.model_id, "kind": "latents"}  # the id holds the weights' hash
