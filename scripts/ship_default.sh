@@ -18,6 +18,6 @@ if [ -n "$MAE" ]; then
     [ -f "$MAE/$f" ] && cp "$MAE/$f" "$DEST/mae_$f"
   done
 fi
-.venv/bin/python scripts/plot_curves.py $MAE "$TOK" -o "$DEST/curves.png"
+.venv/bin/dashtok eval curves $MAE "$TOK" -o "$DEST/curves.png" -f
 .venv/bin/dashtok info --json > "$DEST/info.json"
 echo "ship: default model is now $(.venv/bin/python -c 'import json;print(json.load(open("'"$DEST"'/info.json"))["model_id"])')"

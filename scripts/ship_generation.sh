@@ -18,7 +18,7 @@ cp "$ENH_LOG" "$DEST/enhance_train.log"
 for pair in "$FLOW:flow" "$ENH:enhance"; do  # each start's --set overrides (runs made before this record lack it)
   if [ -f "${pair%:*}/invocations.jsonl" ]; then cp "${pair%:*}/invocations.jsonl" "$DEST/${pair#*:}_invocations.jsonl"; fi
 done
-.venv/bin/python scripts/plot_curves.py "$FLOW" "$ENH" -o "$DEST/curves.png"
+.venv/bin/dashtok eval curves "$FLOW" "$ENH" -o "$DEST/curves.png" -f
 .venv/bin/python - <<'PY'
 from dashtok.generate.enhance import LatentEnhancer
 from dashtok.generate.model import TextToAudio

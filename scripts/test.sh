@@ -7,7 +7,7 @@ bash scripts/setup.sh
 bash scripts/install_audio_tools.sh || echo "test: could not install the audio tools; corpus tests will be skipped"
 .venv/bin/ruff check src tests scripts records benchmarks
 .venv/bin/mypy src/dashtok --ignore-missing-imports
-# scripts/, records/ and benchmarks/ hold scripts, not packages: one mypy run per folder (two folders have a plot.py; the tone
+# scripts/, records/ and benchmarks/ hold scripts, not packages: one mypy run per folder (script names may repeat; the tone
 # scripts import their common.py by name), with src on MYPYPATH so that dashtok is type-checked there, not skipped.
 for d in $(find scripts benchmarks records -name '*.py' -printf '%h\n' | sort -u); do
   MYPYPATH=src .venv/bin/mypy --ignore-missing-imports "$d"/*.py

@@ -211,3 +211,23 @@ def test_dnsmos_and_speaker_similarity_rank_known_cases() -> None:
     other = metrics.speaker_similarity(x, speechlike(4.0, seed=3) * 0 + np.sin(np.arange(len(x)) * 0.3))
     assert same is not None and other is not None
     assert same == pytest.approx(1.0, abs=1e-4) and other < same
+
+
+def test_eval_curves_overlays_run_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, offset in (("a", 0.0), ("b", 0.1)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.csv").write_text("step,seconds,mel/l1,lr\n" + "".join(
+            f"{s},{s},{1.0 / s + offset},0.001\n" for s in range(1, 30)))
+        (run / "eval.csv").write_text("step,pesq_wb,ema/pesq_wb\n10,2.0,2.1\n20,2.2,nan\n")
+    out = tmp_path / "curves.png"
+    assert main(["eval", "curves", str(tmp_path / "a"), f"{tmp_path / 'b'}=second", "-o", str(out),
+                 "--csv", str(tmp_path / "valid.csv")]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (tmp_path / "valid.csv").read_text().splitlines()
+    assert rows[0] == "run,step,pesq_wb,ema/pesq_wb" and len(rows) == 5 and rows[3].startswith("second,10,")
+    with pytest.raises(SystemExit):  # no silent overwrite
+        main(["eval", "curves", str(tmp_path / "a"), "-o", str(out)])
+    with pytest.raises(SystemExit):
+        main(["eval", "curves", str(tmp_path / "missing"), "-o", str(tmp_path / "x.png")])
+    assert "no such run folder" in capsys.readouterr().err

@@ -117,6 +117,33 @@ def cmd_eval_se(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_curves(args: argparse.Namespace) -> int:
+    import csv
+
+    from dashtok.atomic import atomic_write
+    from dashtok.plots import training_curves
+
+    runs = []
+    for spec in args.runs:
+        folder, _, label = spec.partition("=")
+        if not Path(folder).is_dir():
+            raise CliError(f"{folder}: no such run folder")
+        runs.append((Path(folder), label or Path(folder).name))
+    out = Path(args.output)
+    refuse_overwrite([out] + ([Path(args.csv)] if args.csv else []), args.force)
+    try:
+        table = training_curves(out, runs)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if args.csv:
+        with atomic_write(Path(args.csv)) as tmp, tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in table for k in r)))
+            writer.writeheader()
+            writer.writerows(table)
+    print(f"wrote {out}" + (f" and {args.csv}" if args.csv else ""))
+    return 0
+
+
 def references(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opus", nargs="*", type=int, default=[6, 12, 24], metavar="KBPS",
                    help="Opus bitrates (kbit/s, ffmpeg + libopus) scored on the same clips as references "
@@ -165,6 +192,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
     model_options(p)
     p.set_defaults(func=cmd_eval_se)
+
+    p = eval_sub.add_parser("curves", help="training curves of run folders, overlaid, to one PNG (every loss of "
+                                            "metrics.csv, every validation measure of eval.csv)")
+    p.add_argument("runs", nargs="+", metavar="RUN[=LABEL]", help="training run folders, optionally labelled")
+    p.add_argument("-o", "--output", required=True, help="PNG file")
+    p.add_argument("--csv", help="also write every run's validation rows to this CSV, with a 'run' column")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=cmd_eval_curves)
 
     p = eval_sub.add_parser("probe", help="linear probes + kNN: log-mel vs semantic vs latents, every corpus task")
     p.add_argument("corpus", help="corpus folder (from dashtok data build)")

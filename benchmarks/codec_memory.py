@@ -3,7 +3,7 @@
 Each length runs in a fresh subprocess; the figure is the process's peak resident memory (ru_maxrss) minus that of
 the same process after loading the model, so it is what the audio itself costs. Prints a markdown table.
 
-    .venv/bin/python scripts/measure_memory.py [--preset small|release] [--minutes 1 4 16]
+    .venv/bin/python benchmarks/codec_memory.py [--preset small|release] [--minutes 1 4 16]
 """
 
 import argparse
