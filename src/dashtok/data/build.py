@@ -36,6 +36,7 @@ from dashtok.data.music import FluidRenderer, plan_music, write_midi
 from dashtok.data.recordings import (
     ASTERISK_LICENSE,
     ASTERISK_VOICES,
+    RAW_RATE,
     decode_g722,
     plan_asterisk,
     plan_hydrogen,
@@ -140,7 +141,7 @@ class Renderer:
         if p.get("codec") == "g722":
             x = decode_g722(p["file"])
         elif p.get("raw"):
-            x, sr = sf.read(p["file"], format="RAW", samplerate=16000, channels=1, subtype="PCM_16", dtype="float32")
+            x, sr = sf.read(p["file"], format="RAW", samplerate=RAW_RATE, channels=1, subtype="PCM_16", dtype="float32")
             x = resample(x, sr, SAMPLE_RATE)
         else:
             x = load_audio(p["file"], SAMPLE_RATE)

@@ -31,6 +31,9 @@ ALSA = Path("/usr/share/sounds/alsa")
 AUDIO = (".wav", ".flac", ".ogg", ".oga")
 ASTERISK = Path("/usr/share/asterisk/sounds")
 
+G722_RATE = 16000  # G.722 is wideband speech: 16 kHz, whatever the model's rate
+RAW_RATE = 16000  # pocketsphinx's .raw test recordings: headerless 16 kHz 16-bit mono
+
 
 @dataclass(frozen=True)
 class AsteriskVoice:
@@ -207,7 +210,7 @@ def decode_g722(path: str | Path) -> np.ndarray:
         raise FileNotFoundError("ffmpeg not found: install the Debian package ffmpeg "
                                 "(bash scripts/install_audio_tools.sh) to decode G.722")
     out = subprocess.run([exe, "-nostdin", "-v", "error", "-f", "g722", "-i", str(path), "-f", "s16le",
-                          "-acodec", "pcm_s16le", "-ac", "1", "-ar", "16000", "-"],
+                          "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(G722_RATE), "-"],
                          check=True, capture_output=True).stdout
     return np.frombuffer(out, dtype="<i2").astype(np.float32) / 32768
 
