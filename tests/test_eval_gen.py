@@ -73,6 +73,50 @@ def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
         assert {"gender", "speech/music/sound"} <= set(s["labels"])
         assert s["labels"]["gender"]["n"] == 3  # the test captions that name a gender (clips 0, 1, 3)
     assert (out / "report.md").read_text().count("\n| dashtok |") == 1  # its Frechet distance row
+    page = (out / "samples" / "listen.html").read_text()  # one row per caption: the real clip, then each system
+    assert page.count("<tr><td class=caption>") == 4 and page.count("<audio controls") == 12
+    for wav in ("real/000_", "dashtok/000_", "vae/003_"):
+        (found,) = (out / "samples").glob(wav + "*.wav")
+        assert found.with_suffix(".png").is_file() and found.relative_to(out / "samples").as_posix() in page
     with pytest.raises(SystemExit):  # a generator with another tokenizer's latents is refused
         main(["eval", "gen", str(corpus), "--system", "x", str(gens["vae"]), str(tiny_ckpt), "-o",
               str(tmp_path / "e2")])
+
+
+def test_the_listening_page_renders_in_a_browser(tmp_path: Path) -> None:
+    """The page of ``dashtok eval gen``, opened in headless Chromium and screenshotted: its players and
+    spectrograms are drawn (the screenshot holds the spectrograms' colours, not a blank page)."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    from conftest import speechlike
+    from dashtok.eval.gen import listening_page
+    from dashtok.plots import spectrogram
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    rows = []
+    for i, caption in enumerate(["a man speaks slowly", "a violin plays <a slow> melody & more"]):
+        audio = {}
+        for system in ("real", "dashtok"):
+            wav = f"{system}/{i:03d}_clip.wav"
+            (tmp_path / system).mkdir(exist_ok=True)
+            x = speechlike(1.5, seed=i)
+            sf.write(tmp_path / wav, x, 16000)
+            spectrogram((tmp_path / wav).with_suffix(".png"), x)
+            audio[system] = wav
+        rows.append({"caption": caption, "audio": audio})
+    listening_page(tmp_path / "listen.html", rows, ["real", "dashtok"])
+    assert "&lt;a slow&gt; melody &amp; more" in (tmp_path / "listen.html").read_text()  # captions are escaped
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=900,700", (tmp_path / "listen.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    colourful = (pixels.max(1) - pixels.min(1)) > 80  # the spectrograms' viridis colours; text and borders are grey
+    assert colourful.mean() > 0.05, f"only {colourful.mean():.1%} of the screenshot is coloured"

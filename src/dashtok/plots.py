@@ -123,3 +123,17 @@ def training_curves(path: Path, runs: list[tuple[Path, str]], smooth: int = 25) 
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return table
+
+
+def spectrogram(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> None:
+    """One clip's log-mel spectrogram as a small PNG (the listening page's)."""
+    plt = _pyplot()
+    spec = metrics.log_mel(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None], metrics.MEL_RESOLUTIONS[1],
+                           sample_rate)[0]
+    fig, ax = plt.subplots(figsize=(3.2, 1.6))
+    ax.imshow(spec.numpy(), origin="lower", aspect="auto", vmin=-5, vmax=1)
+    ax.set_axis_off()
+    fig.tight_layout(pad=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

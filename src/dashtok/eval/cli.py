@@ -98,6 +98,7 @@ def cmd_eval_gen(args: argparse.Namespace) -> int:
                           guidance=args.guidance, out_dir=out / "samples")
     write_report(report, out)
     print(markdown(report))
+    print(f"wrote {out / 'gen.json'}, {out / 'report.md'} and the listening page {out / 'samples' / 'listen.html'}")
     return 0
 
 

@@ -125,6 +125,12 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
                                            for j in JUDGES}},
         "systems": {}}
     text = TextEncoder()
+    page: list[dict[str, Any]] = []  # the listening page's rows: caption, the real clip, each system's clip
+    if out_dir is not None:
+        for i, clip in enumerate(test[:LISTEN_CLIPS]):
+            real_audio = load_audio(root / clip.path, judge.sample_rate)[: int(max_seconds * judge.sample_rate)]
+            page.append({"caption": clip.caption, "audio": {"real": _listening_clip(out_dir, "real", i, clip,
+                                                                                      real_audio, judge.sample_rate)}})
     for name, (gen, codec) in systems.items():
         t1 = time.perf_counter()
         rows = []
@@ -132,10 +138,8 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
             tokens, mask = text([clip.caption])
             seconds = min(max_seconds, max(0.2, clip.duration))
             audio = gen.generate(codec, tokens, mask, seconds, steps, guidance, seed=i)[0].cpu().numpy()
-            if out_dir is not None and i < 12:
-                from dashtok.audio_io import write_audio
-
-                write_audio(out_dir / name / f"{i:03d}_{clip.id.replace(':', '_')}.wav", audio, codec.sample_rate)
+            if out_dir is not None and i < LISTEN_CLIPS:
+                page[i]["audio"][name] = _listening_clip(out_dir, name, i, clip, audio, codec.sample_rate)
             rows.append(judge_features(judge, audio))
         g = _stack(rows)
         report["systems"][name] = {
@@ -143,7 +147,51 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
             "fd": {j: round(frechet_distance(g[j], feats["test"][j]), 3) for j in JUDGES},
             "labels": probes.score(g["logmel"], test), "seconds": round(time.perf_counter() - t1, 1)}
     report["seconds"] = round(time.perf_counter() - t0, 1)
+    if out_dir is not None:
+        listening_page(out_dir / "listen.html", page, ["real", *systems])
     return report
+
+
+LISTEN_CLIPS = 12  # captions on the listening page (and clips kept per system)
+
+
+def _listening_clip(out_dir: Path, system: str, i: int, clip: Clip, audio: np.ndarray, sample_rate: int) -> str:
+    """Write one clip of the listening page (WAV + spectrogram PNG beside it); its path relative to ``out_dir``."""
+    from dashtok.audio_io import write_audio
+    from dashtok.plots import spectrogram
+
+    wav = Path(system) / f"{i:03d}_{clip.id.replace(':', '_')}.wav"
+    write_audio(out_dir / wav, audio, sample_rate)
+    spectrogram((out_dir / wav).with_suffix(".png"), audio, sample_rate)
+    return wav.as_posix()
+
+
+def listening_page(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A self-contained HTML page: one row per caption, one column per system (the real clip first), each cell a
+    player and the clip's spectrogram. Paths are relative, so the folder can be moved or served as it is."""
+    from html import escape
+
+    from dashtok.atomic import atomic_write
+
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            wav = row["audio"].get(c)
+            cells.append("<td></td>" if wav is None else
+                         f'<td><img src="{escape(Path(wav).with_suffix(".png").as_posix())}" alt="spectrogram">'
+                         f'<br><audio controls preload="none" src="{escape(wav)}"></audio></td>')
+        body.append(f"<tr><td class=caption>{escape(row['caption'])}</td>{''.join(cells)}</tr>")
+    html = ("<!doctype html><html><head><meta charset=utf-8><title>dashtok eval gen: listen</title><style>"
+            "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:4px;vertical-align:top}td.caption{max-width:16em}img{width:256px;height:128px;display:block}"
+            "audio{width:256px}</style></head><body><h1>Generated clips beside the real ones</h1>"
+            "<p>Each row: a held-out test caption, the real clip it describes, and what each system generated "
+            "from it (log-mel spectrograms above the players).</p>"
+            f"<table><tr><th>caption</th>{head}</tr>{''.join(body)}</table></body></html>\n")
+    with atomic_write(path) as tmp:
+        tmp.write_text(html)
 
 
 def markdown(report: dict[str, Any]) -> str:
