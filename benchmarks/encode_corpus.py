@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,11 @@ def main() -> None:
         corpus = Path(tmp) / "corpus"
         corpus.mkdir()
         seconds = make_corpus(corpus, args.clips, args.seed)
+        t0 = time.perf_counter()  # the reader alone, one process: decode, mix to mono, resample (what a worker does)
+        for f in sorted(corpus.glob("*.flac")):
+            load_audio(f, 16000)
+        reader = seconds / (time.perf_counter() - t0)
+        print(json.dumps({"reader_hours_per_hour_one_process": reader}), flush=True)
         for i, config in enumerate(configs):
             measured = run(config, corpus, Path(tmp) / f"shards{i}")
             rows.append({**config, **measured, "audio_hours": seconds / 3600,
@@ -83,7 +89,8 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     report = {"machine": platform.processor() or platform.machine(), "cores": cores, "torch": torch.__version__,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "clips": args.clips,
-              "audio_hours": seconds / 3600, "model": "bundled default", "rows": rows}
+              "audio_hours": seconds / 3600, "model": "bundled default",
+              "reader_hours_per_hour_one_process": reader, "rows": rows}
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "encode_corpus.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -93,6 +100,8 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['processes']} | {r['threads']} | {r['workers']} | {r['batch_size']} | {r['wall_s']:.1f} | "
               f"{r['hours_per_hour']:.0f} | {r['peak_rss_mb']:.0f} |" for r in rows]
+    lines += ["", f"Reading alone (decode, mix to mono, resample to 16 kHz; one process): {reader:.0f} hours of audio "
+              f"per hour."]
     (out / "encode_corpus.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

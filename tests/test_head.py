@@ -85,3 +85,16 @@ def test_training_from_an_angle_model_keeps_all_but_the_phase_rows(capsys: pytes
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs if not k.startswith("head.out."))
     assert torch.equal(mine["head.out.weight"][:641], theirs["head.out.weight"][:641])
     assert torch.equal(mine["head.out.weight"][641:], phase_rows)
+
+
+def test_a_finer_head_hop_keeps_streaming_exact() -> None:
+    """Issue 29's finer grid (upsampling x4, head hop 160, redundancy 8) is a config: windows and streaming still
+    give the one-shot audio, and a latent frame is still 640 samples."""
+    cfg = tiny_config()
+    model = make_tiny(0, tiny_config(decoder={**cfg.decoder.__dict__, "upsample": 4, "hop_length": 160}))
+    assert model.hop_length == 640
+    z = torch.randn(2, 300, 32, generator=torch.Generator().manual_seed(3))
+    whole = model.decode(z).audio
+    stream = StreamingDecoder(model, block_frames=7)
+    pieces = [stream.push(z[:, s : s + 11]) for s in range(0, 300, 11)] + [stream.flush()]
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole, rtol=0, atol=1e-5)
