@@ -67,6 +67,10 @@ def test_enhance_stage_cli_and_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     real = report["groups"]["real speech + noise"]
     assert set(real) == {"noisy", "wiener", "dashtok", "resynth noisy", "resynth clean"}
     assert real["noisy"]["si_sdr"]["n"] == 2
+    bands = report["by_snr"]["real speech + noise"]  # the same mixtures by SNR band, every system
+    assert sum(b["noisy"]["stoi"]["n"] for b in bands.values()) == 2
+    assert all(band.endswith(" dB") and float(band.split()[0]) in SNRS_DB for band in bands)
+    assert "Per SNR band" in (out / "se.md").read_text()
     with pytest.raises(SystemExit):  # another tokenizer's enhancer is refused
         main(["enhance", str(wav), "-e", str(path), "-o", str(tmp_path / "x.wav")])
 

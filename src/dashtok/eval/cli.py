@@ -106,12 +106,12 @@ def cmd_eval_se(args: argparse.Namespace) -> int:
     from dashtok.eval.se import evaluate_se, markdown, write_report
 
     corpus, out = Path(args.corpus), Path(args.output)
-    if not (corpus / "test.jsonl").is_file():
-        raise CliError(f"{corpus}: not a corpus folder (no test.jsonl)")
+    if not (corpus / f"{args.split}.jsonl").is_file():
+        raise CliError(f"{corpus}: not a corpus folder (no {args.split}.jsonl)")
     refuse_overwrite([out / "se.json"], args.force)
     enhancer = load_enhancer(args.enhancer)
     model = load_model(args.checkpoint, args.device, args.precision)
-    report = evaluate_se(model, enhancer, corpus, args.max_per_group)
+    report = evaluate_se(model, enhancer, corpus, args.max_per_group, args.split)
     write_report(report, out)
     print(markdown(report))
     print(f"wrote {out / 'se.json'} and {out / 'se.md'}")
@@ -190,6 +190,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("corpus", help="corpus folder (from dashtok data build)")
     p.add_argument("--enhancer", "-e", help="enhancer checkpoint (default: the bundled enhancer)")
     p.add_argument("--max-per-group", type=int, help="at most this many mixtures per group")
+    p.add_argument("--split", choices=("test", "valid"), default="test",
+                   help="the mixtures scored: test (to report), valid (to choose between recipes; synthetic speech "
+                        "only, the corpus keeps real speech for test) (default: test)")
     p.add_argument("-o", "--output", default="out/eval", help="output folder (default: out/eval)")
     model_options(p)
     p.set_defaults(func=cmd_eval_se)
