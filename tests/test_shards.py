@@ -20,7 +20,7 @@ from conftest import speechlike
 from dashtok import Tokenizer
 from dashtok.audio_io import load_audio
 from dashtok.cli import main
-from dashtok.shards import ShardError, read_index, read_sample, sample_refs, shard_paths
+from dashtok.shards import ShardError, read_index, read_meta, read_sample, sample_refs, shard_paths
 
 DURATIONS = [1.0, 3.0, 0.5, None, 2.0, 5.0, 1.5, 12.5]  # None: a corrupt file in the middle
 
@@ -88,7 +88,7 @@ def test_shards_hold_every_readable_input_and_list_the_bad_one(corpus: Path, tin
         assert meta["num_samples"] == int(DURATIONS[i] * 16000)  # type: ignore[operator]
     # dashtok's reader reads a crop without the rest of the sample
     ref = next(r for r in sample_refs(out / "shard-000002.tar") if r.key == "00000007")
-    crop, meta = read_sample(ref, start=100, frames=50)
+    crop, meta = read_sample(ref, start=100, frames=50), read_meta(ref)
     assert np.array_equal(crop, np.load(io.BytesIO(samples["00000007"][0]))[100:150]) and ref.caption == meta["caption"]
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from dashtok.audio_io import AudioError, find_audio_files, load_audio
-from dashtok.encode_files import encode_batch, length_buckets
+from dashtok.encode_files import check_long_enough, encode_batch, length_buckets
 from dashtok.shards import (
     FAILURES,
     INDEX,
@@ -219,13 +219,13 @@ class CorpusEncoder:
 
         audio: dict[int, np.ndarray] = {}
         for index, x in got:
-            if isinstance(x, Exception):
-                failed(index, x)
-            elif len(x) < self.model.min_num_samples:
-                failed(index, AudioError(f"{items[index].path}: {len(x)} samples is shorter than one latent frame "
-                                         f"({self.model.min_num_samples} samples at {self.model.sample_rate} Hz)"))
-            else:
+            try:
+                if isinstance(x, Exception):
+                    raise x
+                check_long_enough(self.model, items[index].path, len(x))
                 audio[index] = x
+            except (AudioError, OSError, MemoryError) as err:
+                failed(index, err)
         order = sorted(audio)
         samples: list[tuple[str, np.ndarray, dict[str, Any]]] = []
         for bucket in length_buckets([len(audio[i]) / self.model.sample_rate for i in order], self.batch_size,
@@ -250,11 +250,14 @@ class CorpusEncoder:
 
     def finish(self, inputs: list[str]) -> dict[str, Any] | None:
         """The index, if every shard of the plan is finished (else None: other processes or a re-run will)."""
+        records = []
         for s in range(self.num_shards):
-            if finished_record(self.directory, s, self.shard_job(s).plan) is None:
+            record = finished_record(self.directory, s, self.shard_job(s).plan)
+            if record is None:
                 return None
+            records.append(record)
         header = {**self.model_record, "shard_size": self.shard_size, "inputs": inputs}
-        return write_index(self.directory, self.num_shards, header)
+        return write_index(self.directory, records, header)
 
     def start(self) -> None:
         """Before any shard is (re)made: the index of an earlier run no longer describes the directory."""
@@ -264,7 +267,7 @@ class CorpusEncoder:
 
 def check_directory(directory: Path, model_record: dict[str, Any], force: bool) -> None:
     """Refuse to mix the shards of another model (or kind) into a directory, unless ``force``."""
-    if not (directory / "index.json").is_file() or force:
+    if not (directory / INDEX).is_file() or force:
         return
     try:
         index = read_index(directory)
@@ -291,6 +294,6 @@ def barrier(world: int) -> None:
 def summary_line(index: dict[str, Any] | None, directory: Path, made: int, rank: int) -> str:
     if index is None:
         return f"dashtok: rank {rank}: {made} shard(s) made; the index is written when every shard is finished"
-    return (f"{directory / 'index.json'}: {index['samples']} samples ({index['hours']:.2f} h) in "
-            f"{len(index['shards'])} shards, {index['failed']} failed" + (f" (listed in {directory / 'failures.jsonl'})"
+    return (f"{directory / INDEX}: {index['samples']} samples ({index['hours']:.2f} h) in "
+            f"{len(index['shards'])} shards, {index['failed']} failed" + (f" (listed in {directory / FAILURES})"
                                                                           if index["failed"] else ""))

@@ -83,12 +83,12 @@ def finished_record(directory: Path, number: int, plan: str) -> dict[str, Any] |
     return record if record.get("plan") == plan and path.is_file() else None
 
 
-def write_index(directory: Path, num_shards: int, header: dict[str, Any]) -> dict[str, Any]:
-    """Gather the completion records of shards 0..num_shards-1 into ``index.json`` and ``failures.jsonl``; shards
-    numbered past the plan (left by an earlier, larger plan) are removed."""
+def write_index(directory: Path, records: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Any]:
+    """Gather the completion records of shards 0, 1, ... (``finished_record``'s, in order) into ``index.json`` and
+    ``failures.jsonl``; shards numbered past them (left by an earlier, larger plan) are removed."""
+    num_shards = len(records)
     shards, failures = [], []
-    for i in range(num_shards):
-        record = json.loads((directory / shard_name(i)).with_suffix(".json").read_text())
+    for record in records:
         frames = sum(s["frames"] for s in record["samples"])
         seconds = sum(s["seconds"] for s in record["samples"])
         shards.append({"name": record["shard"], "plan": record["plan"], "samples": len(record["samples"]),
@@ -132,10 +132,11 @@ class SampleRef:
 
     shard: Path
     key: str
-    latents_offset: int  # byte offset of the .npy member's data in the tar
-    meta_offset: int
-    meta_size: int
+    data_offset: int  # byte offset in the tar of the latents' first value (past the .npy header)
     frames: int
+    dim: int
+    meta_offset: int  # the json member's data
+    meta_size: int
     caption: str  # "" when none was given
 
 
@@ -162,8 +163,9 @@ def sample_refs(shard: Path) -> list[SampleRef]:
             except (ValueError, AttributeError):
                 raise ShardError(f"{shard}: sample {key}: its json is not an object") from None
             f.seek(npy.offset_data)
-            shape, _ = _npy_header(f, shard, key)
-            refs.append(SampleRef(shard, key, npy.offset_data, meta.offset_data, meta.size, int(shape[0]), caption))
+            shape, header = _npy_header(f, shard, key)
+            refs.append(SampleRef(shard, key, npy.offset_data + header, int(shape[0]), int(shape[1]), meta.offset_data,
+                                  meta.size, caption))
     return refs
 
 
@@ -193,8 +195,7 @@ def shard_paths(directory: str | os.PathLike[str], model: dict[str, Any]) -> lis
     d = Path(directory)
     d = d if d.is_dir() else d.parent
     paths = []
-    for s in index["shards"]:
-        number = int(s["name"].split("-")[1].split(".")[0])
+    for number, s in enumerate(index["shards"]):  # write_index lists shards 0, 1, ... in order
         if finished_record(d, number, s.get("plan", "")) is None:  # missing, or remade since the index was written
             raise ShardError(f"{d / s['name']}: missing or not the shard its index describes (an encode run was "
                              f"stopped part way: run it again to finish)")
@@ -202,14 +203,18 @@ def shard_paths(directory: str | os.PathLike[str], model: dict[str, Any]) -> lis
     return paths
 
 
-def read_sample(ref: SampleRef, start: int = 0, frames: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Frames ``start : start + frames`` of a sample's latents (all of them by default), and its metadata."""
+def read_sample(ref: SampleRef, start: int = 0, frames: int | None = None) -> np.ndarray:
+    """Frames ``start : start + frames`` of a sample's latents (all of them by default): one seek and one read."""
+    n = ref.frames - start if frames is None else max(0, min(frames, ref.frames - start))
+    with ref.shard.open("rb") as f:
+        f.seek(ref.data_offset + 4 * start * ref.dim)
+        data = np.frombuffer(f.read(4 * n * ref.dim), dtype="<f4").reshape(n, ref.dim)
+    return data.astype(np.float32)
+
+
+def read_meta(ref: SampleRef) -> dict[str, Any]:
+    """A sample's metadata (its json member)."""
     with ref.shard.open("rb") as f:
         f.seek(ref.meta_offset)
-        meta = json.loads(f.read(ref.meta_size))
-        f.seek(ref.latents_offset)
-        shape, header = _npy_header(f, ref.shard, ref.key)
-        n = shape[0] - start if frames is None else max(0, min(frames, shape[0] - start))
-        f.seek(ref.latents_offset + header + 4 * start * shape[1])
-        data = np.frombuffer(f.read(4 * n * shape[1]), dtype="<f4").reshape(n, shape[1])
-    return data.astype(np.float32), meta
+        meta: dict[str, Any] = json.loads(f.read(ref.meta_size))
+    return meta

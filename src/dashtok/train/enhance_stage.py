@@ -77,15 +77,15 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
         lengths = torch.tensor([len(noisy_z[i][start : start + e.segment_frames]) for i, start in picks])
         x = torch.zeros(per_rank, int(lengths.max()), tokenizer.latent_dim)
         y = torch.zeros_like(x)
+        target = torch.zeros(per_rank, x.shape[1] * hop) if e.hears else None  # the clean audio of each crop
         for j, ((i, start), n) in enumerate(zip(picks, lengths.tolist(), strict=True)):
             x[j, :n], y[j, :n] = noisy_z[i][start : start + n], clean_z[i][start : start + n]
+            if target is not None:
+                target[j, : n * hop] = clean_audio[i][start * hop : (start + n) * hop]
         mask = lengths_to_mask(lengths, x.shape[1]).to(device)
         enhanced = net(x.to(device), mask)
         terms = {"enhance/mse": ((enhanced - y.to(device)).square().mean(-1) * mask).sum() / mask.sum()}
-        if e.hears:  # what is heard: the enhanced latents through the frozen decoder, against the clean audio
-            target = torch.zeros(per_rank, x.shape[1] * hop)
-            for j, ((i, start), n) in enumerate(zip(picks, lengths.tolist(), strict=True)):
-                target[j, : n * hop] = clean_audio[i][start * hop : (start + n) * hop]
+        if target is not None:  # what is heard: the enhanced latents through the frozen decoder against the clean audio
             heard = tokenizer.synthesize(tokenizer.denormalize_latents(enhanced), lengths.to(device))
             target = target.to(device)
             terms["mel/l1"] = mel_loss(target, heard)

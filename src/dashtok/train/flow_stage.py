@@ -75,8 +75,7 @@ class ShardedLatents:
         self.frames = np.array([r.frames for r in self.refs])
 
     def crop(self, i: int, start: int, frames: int) -> torch.Tensor:
-        z, _ = read_sample(self.refs[i], start, frames)
-        return self.tokenizer.normalize_latents(torch.from_numpy(z))
+        return self.tokenizer.normalize_latents(torch.from_numpy(read_sample(self.refs[i], start, frames)))
 
 
 def flow_batch(data: CaptionedLatents | ShardedLatents, text: TextEncoder, gen: torch.Generator, size: int,
