@@ -27,7 +27,8 @@ def test_frechet_distance_on_known_gaussians() -> None:
 def _corpus(root: Path) -> None:
     kinds = [("speech", "a man speaks English slowly", {"gender": "male", "language": "English"}, 140),
              ("speech", "a woman speaks English slowly", {"gender": "female", "language": "English"}, 240),
-             ("music", "a violin plays a C note", {"instrument": "violin", "family": "strings"}, 440)]
+             ("music", "a violin plays a single A4 note", {"instrument": "violin", "family": "strings", "kind": "note",
+                                                        "pitch": 69}, 440)]
     (root / "audio").mkdir(parents=True)
     for split, n in (("train", 8), ("valid", 4), ("test", 4)):
         with (root / f"{split}.jsonl").open("w") as f:
@@ -78,6 +79,17 @@ def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
     for wav in ("real/000_", "dashtok/000_", "vae/003_"):
         (found,) = (out / "samples").glob(wav + "*.wav")
         assert found.with_suffix(".png").is_file() and found.relative_to(out / "samples").as_posix() in page
+    # text-to-music: only the music caption (test clip 2), its note measured in the real clip (a 440 Hz sine: A4)
+    assert main(["eval", "gen", str(corpus), "--system", "dashtok", str(gens["tok"]), str(tiny_ckpt), "--domain",
+                 "music", "-o", str(tmp_path / "music"), "--steps", "2"]) == 0
+    report = json.loads((tmp_path / "music" / "gen.json").read_text())
+    assert report["n_test"] == 1 and report["domain"] == "music"
+    assert report["real_test"]["music"]["note"] == {"mean": 1.0, "n": 1, "chance": pytest.approx(1 / 85, abs=1e-4)}
+    assert report["systems"]["dashtok"]["music"]["note"]["n"] == 1
+    assert "| note | 1 |" in (tmp_path / "music" / "report.md").read_text()
+    with pytest.raises(SystemExit):  # no captions of that domain: one line, not a traceback
+        main(["eval", "gen", str(corpus), "--system", "dashtok", str(gens["tok"]), str(tiny_ckpt), "--domain",
+              "sound", "-o", str(tmp_path / "sound")])
     with pytest.raises(SystemExit):  # a generator with another tokenizer's latents is refused
         main(["eval", "gen", str(corpus), "--system", "x", str(gens["vae"]), str(tiny_ckpt), "-o",
               str(tmp_path / "e2")])

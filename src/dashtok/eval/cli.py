@@ -79,12 +79,16 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_gen(args: argparse.Namespace) -> int:
-    from dashtok.eval.gen import evaluate_gen, markdown, write_report
+    from dashtok.eval.gen import evaluate_gen, markdown, test_captions, write_report
     from dashtok.generate.model import TextToAudio
     from dashtok.generate.tied import require_tokenizer
 
     out = Path(args.output)
     refuse_overwrite([out / "gen.json"], args.force)
+    try:
+        test_captions(args.corpus, args.max_clips, args.domain)  # fail before loading any model
+    except (ValueError, OSError) as err:
+        raise CliError(str(err)) from None
     systems = {}
     for name, generator, codec in args.system:
         try:
@@ -95,7 +99,7 @@ def cmd_eval_gen(args: argparse.Namespace) -> int:
             raise CliError(f"system {name}: {err}") from None
     judge = load_model(None, "cpu")
     report = evaluate_gen(systems, args.corpus, judge, max_clips=args.max_clips, steps=args.steps,
-                          guidance=args.guidance, out_dir=out / "samples")
+                          guidance=args.guidance, out_dir=out / "samples", domain=args.domain)
     write_report(report, out)
     print(markdown(report))
     print(f"wrote {out / 'gen.json'}, {out / 'report.md'} and the listening page {out / 'samples' / 'listen.html'}")
@@ -181,6 +185,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                         "bundled generator / tokenizer); repeat to compare systems")
     p.add_argument("-o", "--output", default="out/eval_gen", help="output folder (gen.json, report.md, samples)")
     p.add_argument("--max-clips", type=int, default=160, help="test captions used (spread over the split)")
+    p.add_argument("--domain", choices=("speech", "music", "sound"),
+                   help="only test captions of this domain (music: text-to-music, with pitch, chord, key and tempo "
+                        "measured in the audio)")
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")

@@ -12,7 +12,10 @@ Measures per system and judge: the Frechet distance between the generated and th
 of the embeddings; with the distance between two disjoint real sets of the same size as a floor), and per-caption
 label accuracy: linear probes trained on real training clips (the evaluation's probes, on the log-mel judge)
 predict each generated clip's labels, which are compared with the labels of the caption's source clip ("does a
-trumpet caption produce a trumpet?"); the probes' accuracy on the real test clips is the ceiling.
+trumpet caption produce a trumpet?"); the probes' accuracy on the real test clips is the ceiling. For music
+captions, ``eval/music.py`` also measures what the caption names in the audio: the note's pitch, the chord, the key
+and the tempo, with the same measures on the real clips as their ceiling. ``domain`` restricts the test captions to
+one domain (``music``: the text-to-music evaluation).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from dashtok.audio_io import load_audio
 from dashtok.codec import Codec
 from dashtok.data.manifest import Clip, read_manifest
+from dashtok.eval import music
 from dashtok.eval.probe import TASKS, accuracy, fit_linear, pooled_features
 from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
@@ -39,7 +43,9 @@ LABEL_TASKS = ("speech/music/sound", "gender", "language", "instrument family", 
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to the rows of ``a`` and ``b``."""
+    """Frechet distance between Gaussians fitted to the rows of ``a`` and ``b``; NaN when either has under 2 rows."""
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     # tr sqrt(cov_a cov_b) = sum of sqrt of the eigenvalues of sqrt(cov_a) cov_b sqrt(cov_a), all >= 0
@@ -100,18 +106,32 @@ class LabelProbes:
         return out
 
 
+def test_captions(corpus: str | Path, max_clips: int, domain: str | None = None) -> list[Clip]:
+    """The test clips whose captions are generated: captioned, not the real-speech set, of ``domain`` if given,
+    at most ``max_clips`` spread over the split. Raises ValueError when none is left."""
+    path = Path(corpus) / "test.jsonl"
+    test = [c for c in read_manifest(path) if c.caption and c.source != "real-speech" and domain in (None, c.domain)]
+    if not test:
+        raise ValueError(f"{path}: no captioned test clips" + (f" of domain {domain!r}" if domain else ""))
+    return _spread(test, max_clips)
+
+
 def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Path,
                  judge: Tokenizer, max_clips: int = 160, max_train: int = 1500, max_seconds: float = 6.0,
-                 steps: int = 32, guidance: float = 3.0, out_dir: Path | None = None) -> dict[str, Any]:
+                 steps: int = 32, guidance: float = 3.0, out_dir: Path | None = None,
+                 domain: str | None = None) -> dict[str, Any]:
     root = Path(corpus)
     t0 = time.perf_counter()
-    split = {s: [c for c in read_manifest(root / f"{s}.jsonl") if c.caption] for s in ("train", "valid", "test")}
-    test = _spread([c for c in split["test"] if c.source != "real-speech"], max_clips)
+    split = {s: [c for c in read_manifest(root / f"{s}.jsonl") if c.caption] for s in ("train", "valid")}
+    test = test_captions(root, max_clips, domain)
     train = _spread(split["train"], max_train)
     valid = _spread(split["valid"], max_train // 4)
 
     def real(clips: list[Clip]) -> dict[str, np.ndarray]:
         return _stack([judge_features(judge, load_audio(root / c.path, judge.sample_rate)) for c in clips])
+
+    def heard(clip: Clip, audio: np.ndarray) -> dict[str, float]:  # a music caption's named attributes, measured
+        return music.attributes(audio[: int(max_seconds * judge.sample_rate)], judge.sample_rate, clip.labels)
 
     feats = {"train": real(train), "valid": real(valid), "test": real(test)}
     probes = LabelProbes({s: feats[s]["logmel"] for s in ("train", "valid")}, {"train": train, "valid": valid})
@@ -119,8 +139,11 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
     report: dict[str, Any] = {
         "judges": {"logmel": "64-bin dB mel, mean and std over time (128-d)",
                    "semantic": f"mean-pooled frozen encoder features of {judge.model_id}"},
-        "n_test": len(test), "settings": {"steps": steps, "guidance": guidance, "max_seconds": max_seconds},
+        "n_test": len(test), "domain": domain or "all",
+        "settings": {"steps": steps, "guidance": guidance, "max_seconds": max_seconds},
         "real_test": {"labels": probes.score(feats["test"]["logmel"], test),
+                      "music": music.summarise([heard(c, load_audio(root / c.path, judge.sample_rate))
+                                                for c in test]),
                       "fd_train_vs_test": {j: round(frechet_distance(floor_set[j], feats["test"][j]), 3)
                                            for j in JUDGES}},
         "systems": {}}
@@ -133,7 +156,7 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
                                                                                       real_audio, judge.sample_rate)}})
     for name, (gen, codec) in systems.items():
         t1 = time.perf_counter()
-        rows = []
+        rows, attributes = [], []
         for i, clip in enumerate(test):
             tokens, mask = text([clip.caption])
             seconds = min(max_seconds, max(0.2, clip.duration))
@@ -141,11 +164,13 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
             if out_dir is not None and i < LISTEN_CLIPS:
                 page[i]["audio"][name] = _listening_clip(out_dir, name, i, clip, audio, codec.sample_rate)
             rows.append(judge_features(judge, audio))
+            attributes.append(heard(clip, audio))
         g = _stack(rows)
         report["systems"][name] = {
             "generator": gen.training_record, "codec": codec.model_id,
             "fd": {j: round(frechet_distance(g[j], feats["test"][j]), 3) for j in JUDGES},
-            "labels": probes.score(g["logmel"], test), "seconds": round(time.perf_counter() - t1, 1)}
+            "labels": probes.score(g["logmel"], test), "music": music.summarise(attributes),
+            "seconds": round(time.perf_counter() - t1, 1)}
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if out_dir is not None:
         listening_page(out_dir / "listen.html", page, ["real", *systems])
@@ -196,7 +221,8 @@ def listening_page(path: Path, rows: list[dict[str, Any]], columns: list[str]) -
 
 def markdown(report: dict[str, Any]) -> str:
     systems = report["systems"]
-    lines = ["# Text-to-audio evaluation", "",
+    domain = report.get("domain", "all")
+    lines = ["# Text-to-audio evaluation" + ("" if domain == "all" else f" ({domain} captions)"), "",
              f"{report['n_test']} test captions; {report['settings']['steps']} Euler steps, guidance "
              f"{report['settings']['guidance']}. Judges: " + "; ".join(f"`{k}` = {v}" for k, v in
                                                                          report["judges"].items()) + ".", "",
@@ -214,6 +240,19 @@ def markdown(report: dict[str, Any]) -> str:
         r = report["real_test"]["labels"][t]
         cells = [f"{systems[n]['labels'].get(t, {}).get('accuracy', float('nan')):.3f}" for n in systems]
         lines.append(f"| {t} | {r['n']} | {r['chance']:.3f} | " + " | ".join(cells) + f" | {r['accuracy']:.3f} |")
+    measures = list(report["real_test"].get("music", {}))
+    if measures:
+        lines += ["", "## Music: what the caption names, measured in the audio (eval/music.py)", "",
+                  "Accuracy (in key: the mean share of note energy inside the named key; cents: the median pitch "
+                  "error of single notes); the real test clips' row is each measure's ceiling.", "",
+                  "| measure | n | chance | " + " | ".join(systems) + " | real test clips |",
+                  "|---|---|---|" + "---|" * (len(systems) + 1)]
+        for m in measures:
+            r = report["real_test"]["music"][m]
+            field = "median" if m == "cents" else "mean"
+            cells = [f"{systems[n].get('music', {}).get(m, {}).get(field, float('nan')):.3f}" for n in systems]
+            chance = f"{r['chance']:.3f}" if "chance" in r else "-"
+            lines.append(f"| {m} | {r['n']} | {chance} | " + " | ".join(cells) + f" | {r[field]:.3f} |")
     return "\n".join(lines) + "\n"
 
 
