@@ -80,6 +80,7 @@ def test_the_enhancer_learns_from_what_is_heard(tmp_path: Path, tiny_ckpt: Path)
     against the clean audio; the gradient reaches the enhancer through the decoder (its zero-initialised output
     layer moves) and every term is logged."""
     import csv
+    from dataclasses import replace
 
     from dashtok.train.config import TrainConfig
     from dashtok.train.loop import train
@@ -111,5 +112,15 @@ def test_the_enhancer_learns_from_what_is_heard(tmp_path: Path, tiny_ckpt: Path)
     total = [float(r["enhance/loss"]) for r in logged]
     parts = [float(r["mel/l1"]) + float(r["stft/l1"]) for r in logged]
     np.testing.assert_allclose(total, parts, rtol=1e-4)  # the weighted sum of the logged terms
+    # bf16 autocast (enhance.autocast): the enhancer and the decoder's blocks in bf16, the iSTFT and losses float32;
+    # the first step sees the same batch, so its losses are the float32 ones within bf16's precision
+    train(replace(cfg, out=str(tmp_path / "bf16"), steps=1, enhance=replace(cfg.enhance, autocast="bf16")))
+    with (tmp_path / "bf16" / "metrics.csv").open() as f:
+        first = next(csv.DictReader(f))
+    for k in ("enhance/mse", "mel/l1", "stft/l1"):
+        assert float(first[k]) == pytest.approx(float(logged[0][k]), rel=0.03)
+    assert first["enhance/loss"] != logged[0]["enhance/loss"]
     with pytest.raises(ValueError, match="enhance.loss_weights"):
         TrainConfig.from_dict({"stage": "enhance", "out": "x", "enhance": {"loss_weights": {"adv/gen": 1.0}}})
+    with pytest.raises(ValueError, match="enhance.autocast"):
+        TrainConfig.from_dict({"stage": "enhance", "out": "x", "enhance": {"autocast": "fp16"}})

@@ -95,7 +95,9 @@ def test_text_encoder_is_offline_and_tells_captions_apart() -> None:
 
 
 def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, tiny_ckpt) -> None:  # noqa: ANN001
+    import csv
     import json
+    from dataclasses import replace
 
     import pytest
     import soundfile as sf
@@ -126,3 +128,13 @@ def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, 
     assert sf.info(out).frames == 30 * 640  # 1.2 s -> 30 frames of 40 ms
     with pytest.raises(SystemExit):  # latents of another tokenizer are refused
         main(["generate", "x", "-g", str(path), "-o", str(tmp_path / "other.wav")])
+    # bf16 autocast (flow.autocast): the first step sees the same batch; the output layer starts at zero, so the loss
+    # is the same, and its gradient, made from the hidden activations, is the float32 one within bf16's precision,
+    # not bit for bit (the network did run in bf16)
+    train(replace(cfg, out=str(tmp_path / "bf16"), steps=1, flow=replace(cfg.flow, autocast="bf16")))
+    first = [next(csv.DictReader((tmp_path / r / "metrics.csv").open())) for r in ("run", "bf16")]
+    assert first[1]["flow/loss"] == first[0]["flow/loss"]
+    assert float(first[1]["grad_norm"]) == pytest.approx(float(first[0]["grad_norm"]), rel=0.03)
+    assert first[1]["grad_norm"] != first[0]["grad_norm"]
+    with pytest.raises(ValueError, match="flow.autocast"):
+        TrainConfig.from_dict({"stage": "flow", "out": "unused", "flow": {"autocast": "fp16"}})

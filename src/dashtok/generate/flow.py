@@ -34,7 +34,8 @@ def flow_loss(field: VelocityField, data: torch.Tensor, gen: torch.Generator,
     """Mean squared error between predicted and target velocity; ``mask`` (B, N) excludes padded frames."""
     noise = torch.randn(data.shape, generator=gen).to(data)
     t = sample_times(data.shape[0], gen, data.device)
-    err = (field(interpolate(noise, data, t), t) - velocity_target(noise, data)).square().mean(-1)  # (B, N)
+    v = field(interpolate(noise, data, t), t).float()  # float32 loss under autocast
+    err = (v - velocity_target(noise, data)).square().mean(-1)  # (B, N)
     if mask is None:
         return err.mean()
     m = mask.to(err.dtype)

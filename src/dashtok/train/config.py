@@ -40,6 +40,11 @@ class MAEConfig:
     segment_seconds: float = 10.08  # one encoder chunk (1008 frames): every position embedding is trained
 
 
+def check_autocast(section: str, value: str) -> None:
+    if value not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"{section}.autocast must be 'fp32', 'bf16' or 'auto', not {value!r}")
+
+
 @dataclass(frozen=True)
 class TokenizerStageConfig:
     # The frozen encoder comes from: an MAE run folder or its encoder.safetensors, an upstream Dasheng .pt file,
@@ -84,8 +89,7 @@ class TokenizerStageConfig:
     autocast: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.autocast not in ("fp32", "bf16", "auto"):
-            raise ValueError(f"tokenizer.autocast must be 'fp32', 'bf16' or 'auto', not {self.autocast!r}")
+        check_autocast("tokenizer", self.autocast)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"tokenizer.ema_decay must be in [0, 1), not {self.ema_decay}")
         known = ("mel/l1", "stft/l1", "phase/ip", "phase/gd", "phase/if", "adv/gen", "adv/feat")
@@ -113,6 +117,12 @@ class FlowStageConfig:
     max_seconds: float = 6.0  # training crops
     caption_dropout: float = 0.1  # for classifier-free guidance
     name: str = "dashtok-tta-small"
+    # "fp32" | "bf16" | "auto" (as tokenizer.autocast): the velocity network; the loss stays fp32. bf16 made a step
+    # 1.6x cheaper on an AVX-512 BF16 CPU (records/generation/README.md); fp32 reproduces the bundled generator.
+    autocast: str = "fp32"
+
+    def __post_init__(self) -> None:
+        check_autocast("flow", self.autocast)
 
 
 @dataclass(frozen=True)
@@ -131,8 +141,12 @@ class EnhanceStageConfig:
     # (gradients flow through its decoder into the enhancer), on ``stft_resolutions``.
     loss_weights: dict[str, float] = field(default_factory=lambda: {"enhance/mse": 1.0})
     stft_resolutions: tuple[tuple[int, int], ...] = ((1280, 320), (512, 128), (128, 32))
+    # "fp32" | "bf16" | "auto" (as tokenizer.autocast): the enhancer and, with losses on audio, the frozen decoder's
+    # blocks (its iSTFT and the losses stay fp32); fp32 reproduces the bundled enhancer.
+    autocast: str = "fp32"
 
     def __post_init__(self) -> None:
+        check_autocast("enhance", self.autocast)
         known = ("enhance/mse", "mel/l1", "stft/l1")
         unknown = set(self.loss_weights) - set(known)
         if unknown or not self.loss_weights:

@@ -20,11 +20,12 @@ from dashtok.data.manifest import mixture_pairs
 from dashtok.data.mixtures import draw_mixtures
 from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
 from dashtok.masking import lengths_to_mask
+from dashtok.precision import autocast_for
 from dashtok.tokenizer import Tokenizer
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator, weighted_crops
 from dashtok.train.losses import mel_loss, stft_loss
-from dashtok.train.run import Run, device_for, log_progress, optimizer_step, say, wrap_ddp
+from dashtok.train.run import Run, device_for, log_progress, optimizer_step, resolve_autocast, say, wrap_ddp
 
 
 def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
@@ -32,6 +33,7 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     device = device_for(rank)
     run = Run(cfg.out, rank)
     e = cfg.enhance
+    precision = resolve_autocast("enhance", e.autocast, device, rank)
     tokenizer = Tokenizer.from_pretrained(e.tokenizer or None).eval()
     model = LatentEnhancer(EnhancerConfig(tokenizer.latent_dim, e.dim, e.depth, e.heads), tokenizer.model_id)
     model = model.to(device)
@@ -83,10 +85,12 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
             if target is not None:
                 target[j, : n * hop] = clean_audio[i][start * hop : (start + n) * hop]
         mask = lengths_to_mask(lengths, x.shape[1]).to(device)
-        enhanced = net(x.to(device), mask)
+        with autocast_for(precision, device):
+            enhanced = net(x.to(device), mask).float()
         terms = {"enhance/mse": ((enhanced - y.to(device)).square().mean(-1) * mask).sum() / mask.sum()}
         if target is not None:  # what is heard: the enhanced latents through the frozen decoder against the clean audio
-            heard = tokenizer.synthesize(tokenizer.denormalize_latents(enhanced), lengths.to(device))
+            with autocast_for(precision, device):  # the decoder's blocks; its head's iSTFT is float32 regardless
+                heard = tokenizer.synthesize(tokenizer.denormalize_latents(enhanced), lengths.to(device)).float()
             target = target.to(device)
             terms["mel/l1"] = mel_loss(target, heard)
             terms["stft/l1"] = stft_loss(target, heard, e.stft_resolutions)

@@ -24,10 +24,11 @@ from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
 from dashtok.generate.velocity_net import VelocityNetConfig
 from dashtok.masking import lengths_to_mask
+from dashtok.precision import autocast_for
 from dashtok.shards import read_sample, sample_refs, shard_paths
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator, weighted_crops
-from dashtok.train.run import Run, device_for, log_progress, optimizer_step, say, wrap_ddp
+from dashtok.train.run import Run, device_for, log_progress, optimizer_step, resolve_autocast, say, wrap_ddp
 
 
 class CaptionedLatents:
@@ -96,6 +97,7 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     device = device_for(rank)
     run = Run(cfg.out, rank)
     f = cfg.flow
+    precision = resolve_autocast("flow", f.autocast, device, rank)
     tokenizer = load_codec(f.tokenizer or None).eval()
     net_cfg = VelocityNetConfig(latent_dim=tokenizer.latent_dim, text_dim=TextEncoder.dim, dim=f.dim, depth=f.depth,
                                 heads=f.heads)
@@ -126,7 +128,8 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
         def field(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return net(x, t, text, text_mask, frame_mask, drop)  # noqa: B023  (used within this iteration)
 
-        loss = flow_loss(field, z, gen, frame_mask)
+        with autocast_for(precision, device):
+            loss = flow_loss(field, z, gen, frame_mask)
         grad_norm = optimizer_step(opt, loss, model, cfg, step)
         step += 1
         log_progress(run, cfg, step, t0, "flow", "flow/loss", loss, grad_norm, opt.param_groups[0]["lr"])

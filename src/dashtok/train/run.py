@@ -29,6 +29,7 @@ from dashtok import metrics
 from dashtok.atomic import atomic_write
 from dashtok.codec import Codec, reconstruct
 from dashtok.data.recordings import REAL_SPEECH_SOURCES
+from dashtok.precision import native_bf16
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import SAMPLE_RATE, AudioBank
 
@@ -228,6 +229,26 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
 def say(rank: int, msg: str) -> None:
     if rank == 0:
         print(msg, flush=True)
+
+
+def training_autocast(name: str, device: torch.device) -> str:
+    """A stage's ``autocast`` setting on ``device``: "auto" is bf16 where bf16 runs in hardware (``native_bf16``),
+    else fp32; "fp32" and "bf16" stay what they are (``resolve_autocast`` warns of an emulated bf16)."""
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return name
+
+
+def resolve_autocast(stage: str, configured: str, device: torch.device, rank: int) -> str:
+    """``training_autocast``, said once at the start of a run (with a warning where bf16 would be emulated)."""
+    precision = training_autocast(configured, device)
+    cpu = device.type == "cpu"
+    say(rank, f"{stage}: autocast {precision} (configured '{configured}'; {device.type}"
+              f"{', CPU capability ' + torch.backends.cpu.get_cpu_capability() if cpu else ''})")
+    if precision == "bf16" and not native_bf16(device):
+        say(rank, f"{stage}: warning: {stage}.autocast = 'bf16' on a {device.type} without bf16 hardware "
+                  f"({torch.backends.cpu.get_cpu_capability()}): emulated, many times slower than 'fp32' or 'auto'")
+    return precision
 
 
 def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict[str, float]:

@@ -15,7 +15,7 @@ from torch import nn
 
 from dashtok.checkpoint import FORMAT, LEGACY_FORMATS, load_encoder, read_metadata
 from dashtok.config import DecoderConfig, dataclass_from_dict
-from dashtok.precision import autocast_for, native_bf16
+from dashtok.precision import autocast_for
 from dashtok.release import official_dir
 from dashtok.tokenizer import Features, Tokenizer
 from dashtok.train.config import TokenizerStageConfig, TrainConfig
@@ -23,7 +23,18 @@ from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator
 from dashtok.train.discriminators import Discriminators, frozen, windows
 from dashtok.train.features import FeatureCache
 from dashtok.train.losses import PHASE_TERMS, disc_hinge, feature_matching, gen_hinge, mel_loss, phase_losses, stft_loss
-from dashtok.train.run import EMA, Run, config_dict, device_for, evaluate, lr_factor, say, wrap_ddp
+from dashtok.train.run import (
+    EMA,
+    Run,
+    config_dict,
+    device_for,
+    evaluate,
+    lr_factor,
+    resolve_autocast,
+    say,
+    training_autocast,
+    wrap_ddp,
+)
 
 
 class Generator(nn.Module):
@@ -191,25 +202,12 @@ def scale_phase_steps(opt: torch.optim.Optimizer, out: nn.Linear, rows: int, sca
     opt.register_step_post_hook(stretch)
 
 
-def training_autocast(name: str, device: torch.device) -> str:
-    """``tokenizer.autocast`` on ``device``: "auto" is bf16 where bf16 runs in hardware (``native_bf16``), else fp32;
-    "fp32" and "bf16" stay what they are (``run_tokenizer`` warns of an emulated bf16)."""
-    if name == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    return name
-
-
 def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     torch.manual_seed(cfg.seed)
     device = device_for(rank)
     run = Run(cfg.out, rank)
-    t = replace(cfg.tokenizer, autocast=training_autocast(cfg.tokenizer.autocast, device))  # resolved once
+    t = replace(cfg.tokenizer, autocast=resolve_autocast("tokenizer", cfg.tokenizer.autocast, device, rank))
     precision = t.autocast
-    say(rank, f"tokenizer: autocast {precision} (configured '{cfg.tokenizer.autocast}'; {device.type}"
-              f"{', CPU capability ' + torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else ''})")
-    if precision == "bf16" and not native_bf16(device):
-        say(rank, f"tokenizer: warning: tokenizer.autocast = 'bf16' on a {device.type} without bf16 hardware "
-                  f"({torch.backends.cpu.get_cpu_capability()}): emulated, many times slower than 'fp32' or 'auto'")
     model = build_tokenizer(cfg).to(device).train()
     disc = build_discriminators(t).to(device)
     opt_g, opt_d = build_optimizers(model, disc, cfg)
