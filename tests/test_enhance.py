@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import speechlike
 from dashtok import Tokenizer, metrics
@@ -20,6 +21,13 @@ def test_untrained_enhancer_is_the_identity_on_latents(tiny_ckpt: Path) -> None:
     x = speechlike(1.0)
     resynth = tok.decode(tok.encode(x).latents).audio[0].numpy()[: len(x)]
     np.testing.assert_allclose(enh.enhance(tok, x), resynth, atol=1e-5)
+    # so the stage's validation of an untrained enhancer scores the codec's own resynthesis of the noisy input
+    from dashtok.train.enhance_stage import validate
+
+    noisy = x + 0.05 * np.random.default_rng(0).standard_normal(len(x)).astype(np.float32)
+    expected = metrics.speech_scores(x, tok.decode(tok.encode(noisy).latents).audio[0].numpy()[: len(x)])
+    scores = validate(enh, tok, [(noisy, x)])
+    assert set(scores) == set(expected) and all(scores[k] == pytest.approx(expected[k], abs=2e-3) for k in scores)
 
 
 def test_wiener_baseline_improves_white_noise() -> None:
@@ -50,12 +58,33 @@ def test_enhance_stage_cli_and_report(tmp_path: Path, tiny_ckpt: Path) -> None:
         assert min(abs(snr - s) for s in SNRS_DB) < 0.05 and np.abs(noisy).max() <= 0.99
     cfg = TrainConfig.from_dict({
         "stage": "enhance", "out": str(tmp_path / "run"), "steps": 4, "batch_size": 2, "lr": 1e-3, "warmup": 1,
-        "log_every": 1, "save_every": 2, "data": {"manifests": [str(corpus / "train.jsonl")]},
+        "log_every": 1, "save_every": 2, "eval_every": 2,
+        "data": {"manifests": [str(corpus / "train.jsonl")], "valid_manifests": [str(corpus / "test.jsonl")],
+                 "max_valid_clips": 2},
         "enhance": {"tokenizer": str(tiny_ckpt), "dim": 16, "depth": 1, "heads": 2, "segment_frames": 20,
                     "extra_mixtures": 3}})
     path = train(cfg)
     record = LatentEnhancer.load(path).training_record
     assert record["steps"] == 4 and record["pairs"] == record["corpus_pairs"] + 3
+    # the validation curve: enhanced mixtures scored every eval_every steps, the noisy input's scores beside them
+    import csv
+
+    from dashtok.train.enhance_stage import mixtures
+
+    with (tmp_path / "run" / "eval.csv").open() as f:
+        curve = list(csv.DictReader(f))
+    assert [r["step"] for r in curve] == ["2", "4"]
+    assert all(np.isfinite(float(r[k])) for r in curve for k in ("pesq_wb", "stoi", "input/pesq_wb", "input/stoi"))
+    pairs = mixtures((str(corpus / "test.jsonl"),), 16000)
+    pairs = pairs[:: max(1, len(pairs) // 2)][:2]
+    noisy_stoi = np.mean([metrics.speech_scores(clean, noisy)["stoi"] for noisy, clean in pairs])
+    assert float(curve[0]["input/stoi"]) == pytest.approx(noisy_stoi, abs=1e-4)
+    # and validating leaves training as it was: the same run without it ends on the same weights, bit for bit
+    from dataclasses import replace
+
+    unvalidated = train(replace(cfg, out=str(tmp_path / "run2"), data=replace(cfg.data, valid_manifests=())))
+    trained, plain = LatentEnhancer.load(path).state_dict(), LatentEnhancer.load(unvalidated).state_dict()
+    assert all(torch.equal(trained[k], plain[k]) for k in trained)
     wav = tmp_path / "noisy.wav"
     sf.write(wav, speechlike(1.3) + 0.05 * np.random.default_rng(0).standard_normal(20800), 16000)
     assert main(["enhance", str(wav), "-e", str(path), "-c", str(tiny_ckpt), "-o", str(tmp_path / "out.wav")]) == 0

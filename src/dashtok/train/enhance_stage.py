@@ -4,7 +4,10 @@ The clean target of a mixture is its clean clip times the mixture's render gain 
 were scaled down as a whole). ``enhance.extra_mixtures`` adds pairs mixed at the start of the run from the training
 clips (``dashtok.data.mixtures.draw_mixtures``). Latents of both, normalised per channel, are cached once; the loss is
 the MSE between enhanced and clean latents on random crops, and with ``enhance.loss_weights`` "mel/l1" / "stft/l1"
-also losses on what is heard: the enhanced latents decoded by the frozen tokenizer against the clean audio.
+also losses on what is heard: the enhanced latents decoded by the frozen tokenizer against the clean audio. With
+``data.valid_manifests``, every ``eval_every`` steps the validation mixtures are enhanced end to end (audio in, audio
+out) and scored against their clean targets (PESQ-WB, STOI) into ``eval.csv``, the noisy input's scores beside them:
+the curve that says when training has flattened.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dashtok import metrics
 from dashtok.audio_io import load_audio
 from dashtok.data.manifest import mixture_pairs
 from dashtok.data.mixtures import draw_mixtures
@@ -26,6 +30,27 @@ from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator, weighted_crops
 from dashtok.train.losses import mel_loss, stft_loss
 from dashtok.train.run import Run, device_for, log_progress, optimizer_step, resolve_autocast, say, wrap_ddp
+
+
+def mixtures(manifests: tuple[str, ...], sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(noisy, clean target) audio of every mixture of the manifests, the target at the mixture's gain and length."""
+    out = []
+    for noisy_path, clean_path, gain in mixture_pairs(manifests):
+        noisy = load_audio(noisy_path, sample_rate)
+        clean = load_audio(clean_path, sample_rate)[: len(noisy)] * gain
+        out.append((noisy, np.pad(clean, (0, len(noisy) - len(clean)))))  # as long as the mixture
+    return out
+
+
+def validate(model: LatentEnhancer, tokenizer: Tokenizer, pairs: list[tuple[np.ndarray, np.ndarray]]
+             ) -> dict[str, float]:
+    """Mean PESQ-WB and STOI of the enhanced validation mixtures against their clean targets."""
+    model.eval()
+    rows = [metrics.speech_scores(clean, model.enhance(tokenizer, noisy), tokenizer.sample_rate)
+            for noisy, clean in pairs]
+    model.train()
+    return {k: round(float(np.mean([r[k] for r in rows if k in r])), 4) for k in ("pesq_wb", "stoi")
+            if any(k in r for r in rows)}
 
 
 def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
@@ -41,7 +66,7 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     step = run.resume({"enhancer": model}, {"opt": opt}, "enhance")
     t0 = time.perf_counter()
     tokenizer.requires_grad_(False)  # frozen; with losses on audio, gradients pass through its decoder
-    if e.hears:
+    if e.hears or cfg.data.valid_manifests:  # decoding on the enhancer's device: for losses on audio, for validation
         tokenizer.to(device)
     hop = tokenizer.hop_length
     noisy_z: list[torch.Tensor] = []
@@ -56,10 +81,8 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                 n = len(clean_z[-1]) * hop
                 clean_audio.append(torch.from_numpy(np.pad(clean, (0, max(0, n - len(clean))))[:n].copy()))
 
-    for noisy_path, clean_path, gain in mixture_pairs(cfg.data.manifests):
-        noisy = load_audio(noisy_path, tokenizer.sample_rate)
-        clean = load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain
-        add(noisy, np.pad(clean, (0, len(noisy) - len(clean))))  # as long as the mixture: latents frame for frame
+    for noisy, clean in mixtures(cfg.data.manifests, tokenizer.sample_rate):
+        add(noisy, clean)  # as long as the mixture: latents frame for frame
     corpus_pairs = len(noisy_z)
     if e.extra_mixtures:
         for noisy, clean in draw_mixtures(cfg.data.manifests[0], e.extra_mixtures, cfg.seed):
@@ -70,6 +93,17 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     say(rank, f"enhance: {len(noisy_z)} noisy/clean pairs ({corpus_pairs} from the corpus, "
                f"{len(noisy_z) - corpus_pairs} drawn) cached in {time.perf_counter() - t0:.0f} s; "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    valid = mixtures(cfg.data.valid_manifests, tokenizer.sample_rate) if cfg.data.valid_manifests else []
+    valid = valid[:: max(1, len(valid) // cfg.data.max_valid_clips)][: cfg.data.max_valid_clips]
+    if cfg.data.valid_manifests and not valid:
+        raise ValueError(f"no (mixture, clean) pairs in data.valid_manifests {list(cfg.data.valid_manifests)}")
+    inputs: dict[str, float] = {}
+    if rank == 0 and valid:  # the noisy input's own scores: the level the enhancer has to beat
+        rows = [metrics.speech_scores(clean, noisy, tokenizer.sample_rate) for noisy, clean in valid]
+        inputs = {f"input/{k}": round(float(np.mean([r[k] for r in rows if k in r])), 4) for k in ("pesq_wb", "stoi")
+                  if any(k in r for r in rows)}
+        say(rank, f"enhance: {len(valid)} validation mixtures, the noisy input scores "
+                  + ", ".join(f"{k.split('/')[1]} {v}" for k, v in inputs.items()))
     net = wrap_ddp(model, world)
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
@@ -99,6 +133,8 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
         step += 1
         log_progress(run, cfg, step, t0, "enhance", "enhance/loss", loss, grad_norm, opt.param_groups[0]["lr"],
                      terms)
+        if rank == 0 and valid and (step % cfg.eval_every == 0 or step == cfg.steps):
+            run.log({"step": step, **validate(model, tokenizer, valid), **inputs}, name="eval.csv")
         if step % cfg.save_every == 0 or step == cfg.steps:
             run.checkpoint(step, {"enhancer": model}, {"opt": opt}, world, model)
     final = run.out / "enhancer.safetensors"
