@@ -107,6 +107,14 @@ def mix_at_snr(clean: np.ndarray, noise_type: str, parts: list[np.ndarray], snr_
     return (clean + gain * noise).astype(np.float32)
 
 
+def load_pair(noisy_path: str | Path, clean_path: str | Path, gain: float, sample_rate: int = SAMPLE_RATE
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """A corpus mixture and its clean target: the clean clip at the mixture's render gain, cut to the mixture's
+    length (``manifest.mixture_pairs`` gives the paths and the gain)."""
+    noisy = load_audio(noisy_path, sample_rate)
+    return noisy, load_audio(clean_path, sample_rate)[: len(noisy)] * gain
+
+
 def draw_mixtures(manifest: str | Path, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``n`` more (noisy, clean) training pairs, mixed on the fly from one split's clips as the corpus mixes its own:
     clean speech (the real Asterisk prompts too, which the corpus's mixtures leave out), one of the noise types at one

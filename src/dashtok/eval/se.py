@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from dashtok import metrics
-from dashtok.audio_io import load_audio
 from dashtok.codec import reconstruct
 from dashtok.data.manifest import mixture_pairs, read_manifest
+from dashtok.data.mixtures import load_pair
 from dashtok.eval.recon import mean_ci
 from dashtok.generate.enhance import LatentEnhancer, wiener_baseline
 from dashtok.tokenizer import Tokenizer
@@ -68,8 +68,7 @@ def evaluate_se(tokenizer: Tokenizer, enhancer: LatentEnhancer, corpus: str | Pa
                                                                                    for s in SYSTEMS})
         for noisy_path, clean_path, gain in items:
             band = f"{snr.get(str(noisy_path))} dB"
-            noisy = load_audio(noisy_path, tokenizer.sample_rate)
-            clean = load_audio(clean_path, tokenizer.sample_rate)[: len(noisy)] * gain
+            noisy, clean = load_pair(noisy_path, clean_path, gain, tokenizer.sample_rate)
             outputs = {"noisy": noisy, "wiener": wiener_baseline(noisy), "dashtok": enhancer.enhance(tokenizer, noisy),
                        "resynth noisy": reconstruct(tokenizer, noisy),
                        "resynth clean": reconstruct(tokenizer, clean)}

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from dashtok import metrics
-from dashtok.audio_io import load_audio
 from dashtok.data.manifest import mixture_pairs
-from dashtok.data.mixtures import draw_mixtures
+from dashtok.data.mixtures import draw_mixtures, load_pair
 from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
 from dashtok.masking import lengths_to_mask
 from dashtok.precision import autocast_for
@@ -35,9 +34,8 @@ from dashtok.train.run import Run, device_for, log_progress, optimizer_step, res
 def mixtures(manifests: tuple[str, ...], sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(noisy, clean target) audio of every mixture of the manifests, the target at the mixture's gain and length."""
     out = []
-    for noisy_path, clean_path, gain in mixture_pairs(manifests):
-        noisy = load_audio(noisy_path, sample_rate)
-        clean = load_audio(clean_path, sample_rate)[: len(noisy)] * gain
+    for pair in mixture_pairs(manifests):
+        noisy, clean = load_pair(*pair, sample_rate)
         out.append((noisy, np.pad(clean, (0, len(noisy) - len(clean)))))  # as long as the mixture
     return out
 
