@@ -84,7 +84,7 @@ def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
                  "music", "-o", str(tmp_path / "music"), "--steps", "2"]) == 0
     report = json.loads((tmp_path / "music" / "gen.json").read_text())
     assert report["n_test"] == 1 and report["domain"] == "music"
-    assert report["real_test"]["music"]["note"] == {"mean": 1.0, "n": 1, "chance": pytest.approx(1 / 85, abs=1e-4)}
+    assert report["real_test"]["music"]["note"] == {"mean": 1.0, "n": 1, "chance": pytest.approx(1 / 45, abs=1e-4)}
     assert report["systems"]["dashtok"]["music"]["note"]["n"] == 1
     assert "| note | 1 |" in (tmp_path / "music" / "report.md").read_text()
     with pytest.raises(SystemExit):  # no captions of that domain: one line, not a traceback

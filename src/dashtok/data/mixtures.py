@@ -109,10 +109,20 @@ def mix_at_snr(clean: np.ndarray, noise_type: str, parts: list[np.ndarray], snr_
 
 def load_pair(noisy_path: str | Path, clean_path: str | Path, gain: float, sample_rate: int = SAMPLE_RATE
               ) -> tuple[np.ndarray, np.ndarray]:
-    """A corpus mixture and its clean target: the clean clip at the mixture's render gain, cut to the mixture's
-    length (``manifest.mixture_pairs`` gives the paths and the gain)."""
+    """A corpus mixture and its clean target: the clean clip at the mixture's render gain, cut to at most the
+    mixture's length (``manifest.mixture_pairs`` gives the paths and the gain)."""
     noisy = load_audio(noisy_path, sample_rate)
     return noisy, load_audio(clean_path, sample_rate)[: len(noisy)] * gain
+
+
+def load_pairs(pairs: list[tuple[Path, Path, float]], sample_rate: int = SAMPLE_RATE
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``load_pair`` of each, the clean target zero-padded to the mixture's length (latents frame for frame)."""
+    out = []
+    for pair in pairs:
+        noisy, clean = load_pair(*pair, sample_rate)
+        out.append((noisy, np.pad(clean, (0, len(noisy) - len(clean)))))
+    return out
 
 
 def draw_mixtures(manifest: str | Path, n: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -79,14 +79,14 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_gen(args: argparse.Namespace) -> int:
-    from dashtok.eval.gen import evaluate_gen, markdown, test_captions, write_report
+    from dashtok.eval.gen import caption_clips, evaluate_gen, markdown, write_report
     from dashtok.generate.model import TextToAudio
     from dashtok.generate.tied import require_tokenizer
 
     out = Path(args.output)
     refuse_overwrite([out / "gen.json"], args.force)
     try:
-        test_captions(args.corpus, args.max_clips, args.domain)  # fail before loading any model
+        caption_clips(args.corpus, args.max_clips, args.domain)  # fail before loading any model
     except (ValueError, OSError) as err:
         raise CliError(str(err)) from None
     systems = {}

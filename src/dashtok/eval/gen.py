@@ -106,7 +106,7 @@ class LabelProbes:
         return out
 
 
-def test_captions(corpus: str | Path, max_clips: int, domain: str | None = None) -> list[Clip]:
+def caption_clips(corpus: str | Path, max_clips: int, domain: str | None = None) -> list[Clip]:
     """The test clips whose captions are generated: captioned, not the real-speech set, of ``domain`` if given,
     at most ``max_clips`` spread over the split. Raises ValueError when none is left."""
     path = Path(corpus) / "test.jsonl"
@@ -123,27 +123,30 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
     root = Path(corpus)
     t0 = time.perf_counter()
     split = {s: [c for c in read_manifest(root / f"{s}.jsonl") if c.caption] for s in ("train", "valid")}
-    test = test_captions(root, max_clips, domain)
+    test = caption_clips(root, max_clips, domain)
     train = _spread(split["train"], max_train)
     valid = _spread(split["valid"], max_train // 4)
 
     def real(clips: list[Clip]) -> dict[str, np.ndarray]:
         return _stack([judge_features(judge, load_audio(root / c.path, judge.sample_rate)) for c in clips])
 
+    test_audio = [load_audio(root / c.path, judge.sample_rate) for c in test]
+
     def heard(clip: Clip, audio: np.ndarray) -> dict[str, float]:  # a music caption's named attributes, measured
         return music.attributes(audio[: int(max_seconds * judge.sample_rate)], judge.sample_rate, clip.labels)
 
-    feats = {"train": real(train), "valid": real(valid), "test": real(test)}
+    feats = {"train": real(train), "valid": real(valid),
+             "test": _stack([judge_features(judge, audio) for audio in test_audio])}
     probes = LabelProbes({s: feats[s]["logmel"] for s in ("train", "valid")}, {"train": train, "valid": valid})
-    floor_set = real(_spread([c for c in train if c.id not in {t.id for t in test}], len(test)))
+    floor_set = real(_spread([c for c in split["train"] if c.id not in {t.id for t in test}
+                              and domain in (None, c.domain)], len(test)))  # real clips of the test captions' domain(s)
     report: dict[str, Any] = {
         "judges": {"logmel": "64-bin dB mel, mean and std over time (128-d)",
                    "semantic": f"mean-pooled frozen encoder features of {judge.model_id}"},
         "n_test": len(test), "domain": domain or "all",
         "settings": {"steps": steps, "guidance": guidance, "max_seconds": max_seconds},
         "real_test": {"labels": probes.score(feats["test"]["logmel"], test),
-                      "music": music.summarise([heard(c, load_audio(root / c.path, judge.sample_rate))
-                                                for c in test]),
+                      "music": music.summarise([heard(c, a) for c, a in zip(test, test_audio, strict=True)]),
                       "fd_train_vs_test": {j: round(frechet_distance(floor_set[j], feats["test"][j]), 3)
                                            for j in JUDGES}},
         "systems": {}}
@@ -151,7 +154,7 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
     page: list[dict[str, Any]] = []  # the listening page's rows: caption, the real clip, each system's clip
     if out_dir is not None:
         for i, clip in enumerate(test[:LISTEN_CLIPS]):
-            real_audio = load_audio(root / clip.path, judge.sample_rate)[: int(max_seconds * judge.sample_rate)]
+            real_audio = test_audio[i][: int(max_seconds * judge.sample_rate)]
             page.append({"caption": clip.caption, "audio": {"real": _listening_clip(out_dir, "real", i, clip,
                                                                                       real_audio, judge.sample_rate)}})
     for name, (gen, codec) in systems.items():

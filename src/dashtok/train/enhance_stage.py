@@ -20,7 +20,7 @@ import torch
 
 from dashtok import metrics
 from dashtok.data.manifest import mixture_pairs
-from dashtok.data.mixtures import draw_mixtures, load_pair
+from dashtok.data.mixtures import draw_mixtures, load_pairs
 from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
 from dashtok.masking import lengths_to_mask
 from dashtok.precision import autocast_for
@@ -31,13 +31,9 @@ from dashtok.train.losses import mel_loss, stft_loss
 from dashtok.train.run import Run, device_for, log_progress, optimizer_step, resolve_autocast, say, wrap_ddp
 
 
-def mixtures(manifests: tuple[str, ...], sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(noisy, clean target) audio of every mixture of the manifests, the target at the mixture's gain and length."""
-    out = []
-    for pair in mixture_pairs(manifests):
-        noisy, clean = load_pair(*pair, sample_rate)
-        out.append((noisy, np.pad(clean, (0, len(noisy) - len(clean)))))  # as long as the mixture
-    return out
+def _mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(float(np.mean([r[k] for r in rows if k in r])), 4) for k in ("pesq_wb", "stoi")
+            if any(k in r for r in rows)}
 
 
 def validate(model: LatentEnhancer, tokenizer: Tokenizer, pairs: list[tuple[np.ndarray, np.ndarray]]
@@ -47,8 +43,7 @@ def validate(model: LatentEnhancer, tokenizer: Tokenizer, pairs: list[tuple[np.n
     rows = [metrics.speech_scores(clean, model.enhance(tokenizer, noisy), tokenizer.sample_rate)
             for noisy, clean in pairs]
     model.train()
-    return {k: round(float(np.mean([r[k] for r in rows if k in r])), 4) for k in ("pesq_wb", "stoi")
-            if any(k in r for r in rows)}
+    return _mean_scores(rows)
 
 
 def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
@@ -64,7 +59,7 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     step = run.resume({"enhancer": model}, {"opt": opt}, "enhance")
     t0 = time.perf_counter()
     tokenizer.requires_grad_(False)  # frozen; with losses on audio, gradients pass through its decoder
-    if e.hears or cfg.data.valid_manifests:  # decoding on the enhancer's device: for losses on audio, for validation
+    if e.hears:  # decoding on the enhancer's device (the cache is then encoded there too)
         tokenizer.to(device)
     hop = tokenizer.hop_length
     noisy_z: list[torch.Tensor] = []
@@ -79,8 +74,8 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
                 n = len(clean_z[-1]) * hop
                 clean_audio.append(torch.from_numpy(np.pad(clean, (0, max(0, n - len(clean))))[:n].copy()))
 
-    for noisy, clean in mixtures(cfg.data.manifests, tokenizer.sample_rate):
-        add(noisy, clean)  # as long as the mixture: latents frame for frame
+    for noisy, clean in load_pairs(mixture_pairs(cfg.data.manifests), tokenizer.sample_rate):
+        add(noisy, clean)
     corpus_pairs = len(noisy_z)
     if e.extra_mixtures:
         for noisy, clean in draw_mixtures(cfg.data.manifests[0], e.extra_mixtures, cfg.seed):
@@ -91,17 +86,21 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     say(rank, f"enhance: {len(noisy_z)} noisy/clean pairs ({corpus_pairs} from the corpus, "
                f"{len(noisy_z) - corpus_pairs} drawn) cached in {time.perf_counter() - t0:.0f} s; "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
-    valid = mixtures(cfg.data.valid_manifests, tokenizer.sample_rate) if cfg.data.valid_manifests else []
-    valid = valid[:: max(1, len(valid) // cfg.data.max_valid_clips)][: cfg.data.max_valid_clips]
-    if cfg.data.valid_manifests and not valid:
-        raise ValueError(f"no (mixture, clean) pairs in data.valid_manifests {list(cfg.data.valid_manifests)}")
+    valid: list[tuple[np.ndarray, np.ndarray]] = []
     inputs: dict[str, float] = {}
-    if rank == 0 and valid:  # the noisy input's own scores: the level the enhancer has to beat
-        rows = [metrics.speech_scores(clean, noisy, tokenizer.sample_rate) for noisy, clean in valid]
-        inputs = {f"input/{k}": round(float(np.mean([r[k] for r in rows if k in r])), 4) for k in ("pesq_wb", "stoi")
-                  if any(k in r for r in rows)}
-        say(rank, f"enhance: {len(valid)} validation mixtures, the noisy input scores "
-                  + ", ".join(f"{k.split('/')[1]} {v}" for k, v in inputs.items()))
+    if cfg.data.valid_manifests:  # rank 0 validates: the mixtures spread over the manifests, long enough to encode
+        pairs = mixture_pairs(cfg.data.valid_manifests)
+        if not pairs:
+            raise ValueError(f"no (mixture, clean) pairs in data.valid_manifests {list(cfg.data.valid_manifests)}")
+        if rank == 0:
+            picked = pairs[:: max(1, len(pairs) // cfg.data.max_valid_clips)][: cfg.data.max_valid_clips]
+            valid = [(noisy, clean) for noisy, clean in load_pairs(picked, tokenizer.sample_rate)
+                     if len(noisy) >= tokenizer.config.min_num_samples]
+            tokenizer.to(device)  # after the cache: validating does not change what is trained
+            inputs = {f"input/{k}": v for k, v in _mean_scores(
+                [metrics.speech_scores(clean, noisy, tokenizer.sample_rate) for noisy, clean in valid]).items()}
+            say(rank, f"enhance: {len(valid)} validation mixtures, the noisy input scores "
+                      + ", ".join(f"{k.split('/')[1]} {v}" for k, v in inputs.items()))
     net = wrap_ddp(model, world)
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()

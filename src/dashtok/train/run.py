@@ -246,8 +246,9 @@ def resolve_autocast(stage: str, configured: str, device: torch.device, rank: in
     say(rank, f"{stage}: autocast {precision} (configured '{configured}'; {device.type}"
               f"{', CPU capability ' + torch.backends.cpu.get_cpu_capability() if cpu else ''})")
     if precision == "bf16" and not native_bf16(device):
-        say(rank, f"{stage}: warning: {stage}.autocast = 'bf16' on a {device.type} without bf16 hardware "
-                  f"({torch.backends.cpu.get_cpu_capability()}): emulated, many times slower than 'fp32' or 'auto'")
+        what = f" ({torch.backends.cpu.get_cpu_capability()})" if cpu else ""
+        say(rank, f"{stage}: warning: {stage}.autocast = 'bf16' on a {device.type} without bf16 hardware{what}: "
+                  f"emulated, many times slower than 'fp32' or 'auto'")
     return precision
 
 
