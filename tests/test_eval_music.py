@@ -27,7 +27,7 @@ def test_pitch_of_a_harmonic_tone(midi: int) -> None:
 
 def test_chords_and_key_signatures() -> None:
     def chord(root: int, minor: bool) -> np.ndarray:
-        return sum(tone(root + i, 2.0) for i in (0, 3 if minor else 4, 7))
+        return np.sum([tone(root + i, 2.0) for i in (0, 3 if minor else 4, 7)], axis=0)
 
     assert music.estimate_chord(chord(60, False), SR) == "C major"
     assert music.estimate_chord(chord(57, True), SR) == "A minor"
