@@ -118,7 +118,7 @@ class FlowStageConfig:
     caption_dropout: float = 0.1  # for classifier-free guidance
     name: str = "dashtok-tta-small"
     # "fp32" | "bf16" | "auto" (as tokenizer.autocast): the velocity network; the loss stays fp32. bf16 made a step
-    # 1.6x cheaper on an AVX-512 BF16 CPU (records/generation/README.md, "flow.autocast"); fp32 reproduces the
+    # 1.4x cheaper on an AVX-512 BF16 CPU (benchmarks/cpu_2core/flow_step.md); fp32 reproduces the
     # bundled generator.
     autocast: str = "fp32"
 
