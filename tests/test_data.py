@@ -185,3 +185,11 @@ def test_installed_asterisk_prompts_are_speech() -> None:
     clip = next(c for c in clips if c.labels["prompt"] == "conf-getpin" and c.labels["language"] == "English")
     x = decode_g722(clip.params["file"])
     assert 1.0 < len(x) / 16000 < 10.0 and 0.05 < np.abs(x).max() < 1.0
+
+
+def test_spread_covers_the_whole_list() -> None:
+    from dashtok.data.manifest import spread
+
+    assert spread(list(range(10)), 3) == [0, 3, 6] and spread([1, 2], 5) == [1, 2] and spread([], 3) == []
+    picked = spread(list(range(4142)), 1500)  # eval gen's training clips: the manifest's last domains included
+    assert len(picked) == len(set(picked)) == 1500 and picked[-1] >= 4142 - 3

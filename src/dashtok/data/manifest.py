@@ -7,9 +7,11 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dashtok.atomic import atomic_write
+
+T = TypeVar("T")
 
 SPLITS = ("train", "valid", "test")
 
@@ -48,6 +50,15 @@ def write_manifest(path: Path, clips: list[Clip]) -> None:
             row = asdict(clip)
             row.pop("params")
             f.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def spread(items: list[T], n: int) -> list[T]:
+    """At most ``n`` items, evenly spaced over the whole list (all of them when there are no more). Unlike taking
+    every ``len // n``-th item and keeping the first ``n`` (which the reconstruction, probe and tokenizer-validation
+    selections still do, for comparability with their records), nothing at the end of a long list is left out."""
+    if n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Clip]:

@@ -30,7 +30,7 @@ import torch
 
 from dashtok.audio_io import load_audio
 from dashtok.codec import Codec
-from dashtok.data.manifest import Clip, read_manifest
+from dashtok.data.manifest import Clip, read_manifest, spread
 from dashtok.eval import music
 from dashtok.eval.probe import TASKS, accuracy, fit_linear, pooled_features
 from dashtok.generate.model import TextToAudio
@@ -64,10 +64,6 @@ def judge_features(judge: Tokenizer, audio: np.ndarray) -> dict[str, np.ndarray]
 
 def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {j: np.stack([r[j] for r in rows]) for j in JUDGES}
-
-
-def _spread(clips: list[Clip], n: int) -> list[Clip]:
-    return clips[:: max(1, len(clips) // n)][:n] if n < len(clips) else clips
 
 
 class LabelProbes:
@@ -113,7 +109,7 @@ def caption_clips(corpus: str | Path, max_clips: int, domain: str | None = None)
     test = [c for c in read_manifest(path) if c.caption and c.source != "real-speech" and domain in (None, c.domain)]
     if not test:
         raise ValueError(f"{path}: no captioned test clips" + (f" of domain {domain!r}" if domain else ""))
-    return _spread(test, max_clips)
+    return spread(test, max_clips)
 
 
 def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Path,
@@ -124,8 +120,8 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
     t0 = time.perf_counter()
     split = {s: [c for c in read_manifest(root / f"{s}.jsonl") if c.caption] for s in ("train", "valid")}
     test = caption_clips(root, max_clips, domain)
-    train = _spread(split["train"], max_train)
-    valid = _spread(split["valid"], max_train // 4)
+    train = spread(split["train"], max_train)
+    valid = spread(split["valid"], max_train // 4)
 
     def real(clips: list[Clip]) -> dict[str, np.ndarray]:
         return _stack([judge_features(judge, load_audio(root / c.path, judge.sample_rate)) for c in clips])
@@ -138,7 +134,7 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
     feats = {"train": real(train), "valid": real(valid),
              "test": _stack([judge_features(judge, audio) for audio in test_audio])}
     probes = LabelProbes({s: feats[s]["logmel"] for s in ("train", "valid")}, {"train": train, "valid": valid})
-    floor_set = real(_spread([c for c in split["train"] if c.id not in {t.id for t in test}
+    floor_set = real(spread([c for c in split["train"] if c.id not in {t.id for t in test}
                               and domain in (None, c.domain)], len(test)))  # real clips of the test captions' domain(s)
     report: dict[str, Any] = {
         "judges": {"logmel": "64-bin dB mel, mean and std over time (128-d)",

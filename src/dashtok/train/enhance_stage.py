@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dashtok import metrics
-from dashtok.data.manifest import mixture_pairs
+from dashtok.data.manifest import mixture_pairs, spread
 from dashtok.data.mixtures import draw_mixtures, load_pairs
 from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
 from dashtok.masking import lengths_to_mask
@@ -93,8 +93,8 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
         if not pairs:
             raise ValueError(f"no (mixture, clean) pairs in data.valid_manifests {list(cfg.data.valid_manifests)}")
         if rank == 0:
-            picked = pairs[:: max(1, len(pairs) // cfg.data.max_valid_clips)][: cfg.data.max_valid_clips]
-            valid = [(noisy, clean) for noisy, clean in load_pairs(picked, tokenizer.sample_rate)
+            valid = [(noisy, clean) for noisy, clean in load_pairs(spread(pairs, cfg.data.max_valid_clips),
+                                                                   tokenizer.sample_rate)
                      if len(noisy) >= tokenizer.config.min_num_samples]
             tokenizer.to(device)  # after the cache: validating does not change what is trained
             inputs = {f"input/{k}": v for k, v in _mean_scores(
