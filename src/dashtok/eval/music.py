@@ -199,10 +199,10 @@ def attributes(audio: np.ndarray, sample_rate: int, labels: dict[str, Any]) -> d
         out["chord"] = float(estimate_chord(audio, sample_rate) == labels["chord"])
     if kind in ("scale", "melody") and "key" in labels:
         profile = note_profile(audio, sample_rate)
-        named = KEY_SIGNATURES[key_signature(str(labels["key"]))]
-        out["in key"] = float(profile @ named)
+        named = key_signature(str(labels["key"]))
+        out["in key"] = float(profile @ KEY_SIGNATURES[named])
         if kind == "scale":
-            out["key signature"] = float(_best_template(profile, KEY_SIGNATURES) == key_signature(str(labels["key"])))
+            out["key signature"] = float(_best_template(profile, KEY_SIGNATURES) == named)
     if kind in ("drums", "melody", "scale") and "tempo" in labels:
         est = estimate_tempo(audio, sample_rate)
         if kind == "drums":  # a beat has accents on the beat; a scale's notes fall on half beats, a melody's anywhere
