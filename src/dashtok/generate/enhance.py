@@ -1,7 +1,13 @@
 """Speech enhancement in latent space: noisy-speech latents -> clean-speech latents, decoded by the tokenizer.
 
-A small non-causal transformer predicts a residual on per-channel normalised latents (zero-initialised output, so
-an untrained enhancer is the identity). Tied to the tokenizer it was trained with, like the generator.
+A small non-causal transformer on per-channel normalised latents, of one of two kinds:
+- ``regression``: one pass predicts a residual on the noisy latents (zero-initialised output, so an untrained
+  enhancer is the identity); trained by the MSE to the clean latents, it gives their conditional mean.
+- ``flow``: generative; flow matching (``dashtok.generate.flow``, the generator's time convention) of the clean
+  latents conditioned on the noisy ones, which enter beside the path's state ``x_t``; enhancing integrates
+  ``sample_steps`` Euler steps from seeded noise, so it draws a clean estimate instead of averaging what the noise
+  hides.
+Tied to the tokenizer it was trained with, like the generator.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from torch import nn
 
 from dashtok.audio_io import fit_length
 from dashtok.encoder import Block
+from dashtok.generate.flow import flow_loss, sample
 from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
 from dashtok.generate.velocity_net import sinusoid
 from dashtok.tokenizer import Tokenizer
 
 FORMAT = "dashtok-enhancer/1"
 BUNDLED = "enhancer.safetensors"  # trained on the bundled default tokenizer's latents
+KINDS = ("regression", "flow")
 
 
 @dataclass(frozen=True)
@@ -30,16 +38,29 @@ class EnhancerConfig:
     dim: int = 256
     depth: int = 4
     heads: int = 4
+    kind: str = "regression"  # or "flow" (module docstring)
+    sample_steps: int = 8  # flow: Euler steps from noise to the clean latents
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"enhancer kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.sample_steps < 1:
+            raise ValueError(f"enhancer sample_steps must be >= 1, not {self.sample_steps}")
 
 
 class LatentEnhancer(nn.Module):
-    """forward(noisy (B, N, D) normalised latents, mask (B, N)) -> clean estimate (B, N, D)."""
+    """forward(noisy (B, N, D) normalised latents, mask (B, N)[, x_t (B, N, D), t (B,)]) -> (B, N, D): the clean
+    estimate (regression), or the velocity at ``x_t``, time ``t`` (flow). :meth:`clean_latents` gives the clean
+    latents for either kind, :meth:`loss` the training objective."""
 
     def __init__(self, config: EnhancerConfig, tokenizer_id: str) -> None:
         super().__init__()
         self.config = config
         self.tokenizer_id = tokenizer_id
-        self.inp = nn.Linear(config.latent_dim, config.dim)
+        flow = config.kind == "flow"
+        self.inp = nn.Linear(config.latent_dim * (2 if flow else 1), config.dim)
+        if flow:  # the path's time, added to every frame
+            self.time = nn.Sequential(nn.Linear(config.dim, config.dim), nn.SiLU(), nn.Linear(config.dim, config.dim))
         self.blocks = nn.ModuleList([Block(config.dim, config.heads) for _ in range(config.depth)])
         self.norm = nn.LayerNorm(config.dim, eps=1e-6)
         self.out = nn.Linear(config.dim, config.latent_dim)
@@ -47,11 +68,42 @@ class LatentEnhancer(nn.Module):
         nn.init.zeros_(self.out.bias)
         self.training_record: dict[str, Any] = {}
 
-    def forward(self, noisy: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.inp(noisy) + sinusoid(torch.arange(noisy.shape[1], device=noisy.device), self.config.dim)
+    def forward(self, noisy: torch.Tensor, mask: torch.Tensor | None = None, x_t: torch.Tensor | None = None,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        pos = sinusoid(torch.arange(noisy.shape[1], device=noisy.device), self.config.dim)
+        if self.config.kind == "regression":
+            h = self.inp(noisy) + pos
+        else:
+            if x_t is None or t is None:
+                raise ValueError("a flow enhancer's forward takes the path's state x_t and time t (clean_latents "
+                                 "integrates them)")
+            h = self.inp(torch.cat([x_t, noisy], dim=-1)) + pos
+            h = h + self.time(sinusoid(t * 1000.0, self.config.dim))[:, None]
         for block in self.blocks:
             h = block(h, mask)
-        return noisy + self.out(self.norm(h))
+        out = self.out(self.norm(h))
+        return noisy + out if self.config.kind == "regression" else out
+
+    def loss(self, noisy: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, gen: torch.Generator,
+             net: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> (training loss, the clean estimate of one pass or None): the MSE to the clean latents over the frames
+        of ``mask`` (regression; name "enhance/mse"), or the flow-matching MSE of the velocity with noise and times
+        drawn from ``gen`` ("enhance/flow"). ``net``: this module wrapped (DDP), called in its place."""
+        net = net or self
+        if self.config.kind == "regression":
+            enhanced = net(noisy, mask).float()
+            m = mask.to(enhanced.dtype)
+            return ((enhanced - clean).square().mean(-1) * m).sum() / m.sum().clamp(min=1), enhanced
+        return flow_loss(lambda x, t: net(noisy, mask, x, t), clean, gen, mask), None
+
+    @torch.no_grad()
+    def clean_latents(self, noisy: torch.Tensor, mask: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+        """Noisy normalised latents (B, N, D) -> the enhanced normalised latents; a flow enhancer draws its noise
+        from ``seed`` (the same seed, the same output)."""
+        if self.config.kind == "regression":
+            return self(noisy, mask)
+        noise = torch.randn(noisy.shape, generator=torch.Generator().manual_seed(seed)).to(noisy)
+        return sample(lambda x, t: self(noisy, mask, x, t), noise, self.config.sample_steps)
 
     def save(self, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
         save_tied(self.state_dict(), self.config, self.tokenizer_id, FORMAT, path, training or self.training_record)
@@ -74,7 +126,7 @@ class LatentEnhancer(nn.Module):
         """Noisy 16 kHz mono audio (T,) -> enhanced audio (T,)."""
         require_tokenizer(tokenizer, self.tokenizer_id, "enhancer")
         z = tokenizer.normalize_latents(tokenizer.encode(audio).latents)
-        clean = tokenizer.denormalize_latents(self(z))
+        clean = tokenizer.denormalize_latents(self.clean_latents(z))
         y = tokenizer.decode(clean).audio[0].cpu().numpy()
         return fit_length(y, len(audio))
 

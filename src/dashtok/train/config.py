@@ -132,6 +132,10 @@ class EnhanceStageConfig:
     dim: int = 256
     depth: int = 4
     heads: int = 4
+    # "regression" (one pass, MSE on latents) or "flow" (generative: flow matching conditioned on the noisy latents;
+    # its loss is "enhance/flow", alone) -- dashtok.generate.enhance
+    kind: str = "regression"
+    sample_steps: int = 8  # flow: Euler steps when enhancing (validation included)
     segment_frames: int = 100  # 4 s crops
     # this many more noisy/clean pairs, mixed at the start of the run from the first manifest's clips
     # (dashtok.data.mixtures.draw_mixtures: real Asterisk speech too, the corpus's noise types and SNRs), besides the
@@ -148,7 +152,10 @@ class EnhanceStageConfig:
 
     def __post_init__(self) -> None:
         check_autocast("enhance", self.autocast)
-        known = ("enhance/mse", "mel/l1", "stft/l1")
+        known = ("enhance/mse", "mel/l1", "stft/l1") if self.kind != "flow" else ("enhance/flow",)
+        if self.kind == "flow" and set(self.loss_weights) != {"enhance/flow"}:
+            raise ValueError('a flow enhancer (enhance.kind = "flow") trains on its own loss alone: set '
+                             f'enhance.loss_weights = {{"enhance/flow" = 1.0}}, not {sorted(self.loss_weights)}')
         unknown = set(self.loss_weights) - set(known)
         if unknown or not self.loss_weights:
             raise ValueError(f"enhance.loss_weights must name some of {', '.join(known)}; got "

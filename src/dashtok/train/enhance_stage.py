@@ -53,7 +53,8 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     e = cfg.enhance
     precision = resolve_autocast("enhance", e.autocast, device, rank)
     tokenizer = Tokenizer.from_pretrained(e.tokenizer or None).eval()
-    model = LatentEnhancer(EnhancerConfig(tokenizer.latent_dim, e.dim, e.depth, e.heads), tokenizer.model_id)
+    model = LatentEnhancer(EnhancerConfig(tokenizer.latent_dim, e.dim, e.depth, e.heads, e.kind, e.sample_steps),
+                           tokenizer.model_id)
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     step = run.resume({"enhancer": model}, {"opt": opt}, "enhance")
@@ -116,10 +117,11 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
             if target is not None:
                 target[j, : n * hop] = clean_audio[i][start * hop : (start + n) * hop]
         mask = lengths_to_mask(lengths, x.shape[1]).to(device)
-        with autocast_for(precision, device):
-            enhanced = net(x.to(device), mask).float()
-        terms = {"enhance/mse": ((enhanced - y.to(device)).square().mean(-1) * mask).sum() / mask.sum()}
-        if target is not None:  # what is heard: the enhanced latents through the frozen decoder against the clean audio
+        with autocast_for(precision, device):  # the loss itself is float32
+            objective, enhanced = model.loss(x.to(device), y.to(device), mask, gen, net)
+        terms = {"enhance/flow" if e.kind == "flow" else "enhance/mse": objective}
+        if target is not None and enhanced is not None:  # what is heard: the enhanced latents through the frozen
+            # decoder against the clean audio (regression only: the config refuses audio losses for a flow enhancer)
             with autocast_for(precision, device):  # the decoder's blocks; its head's iSTFT is float32 regardless
                 heard = tokenizer.synthesize(tokenizer.denormalize_latents(enhanced), lengths.to(device)).float()
             target = target.to(device)
