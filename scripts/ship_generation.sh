@@ -15,7 +15,8 @@ cp "$FLOW/config.toml" "$DEST/flow_config.toml"; cp "$FLOW/metrics.csv" "$DEST/f
 cp "$FLOW_LOG" "$DEST/flow_train.log"
 cp "$ENH/config.toml" "$DEST/enhance_config.toml"; cp "$ENH/metrics.csv" "$DEST/enhance_metrics.csv"
 cp "$ENH_LOG" "$DEST/enhance_train.log"
-if [ -f "$ENH/eval.csv" ]; then cp "$ENH/eval.csv" "$DEST/enhance_eval.csv"; fi  # its validation curve, when it had one
+# its validation curve, when it had one (and no other run's curve left beside it when it had none)
+if [ -f "$ENH/eval.csv" ]; then cp "$ENH/eval.csv" "$DEST/enhance_eval.csv"; else rm -f "$DEST/enhance_eval.csv"; fi
 for pair in "$FLOW:flow" "$ENH:enhance"; do  # each start's --set overrides (runs made before this record lack it)
   if [ -f "${pair%:*}/invocations.jsonl" ]; then cp "${pair%:*}/invocations.jsonl" "$DEST/${pair#*:}_invocations.jsonl"; fi
 done

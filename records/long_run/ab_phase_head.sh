@@ -12,8 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/.venv/bin:$PATH"
 corpus=$1 runs=$2 minutes=$3
-start=()  # the first call starts from the bundled default; a second one resumes the run folder bit for bit
-[ -d "$runs/ab_phead_R/checkpoints" ] || start=(--resume-from src/dashtok/assets/default.safetensors
+# the start: the bundled default of sessions 8-25 (step 3200; the default since session 26 is this A/B's arm P at
+# step 9600), taken from the history, with the discriminators of its step
+start3200="$runs/default_step3200.safetensors"
+[ -f "$start3200" ] || git show 8a49fc8:src/dashtok/assets/default.safetensors > "$start3200"
+start=()  # the first call starts from step 3200; a second one resumes the run folder bit for bit
+[ -d "$runs/ab_phead_R/checkpoints" ] || start=(--resume-from "$start3200"
                                                 --disc records/long_run/gan_stage.disc.safetensors)
 OMP_NUM_THREADS=1 nohup dashtok train configs/tokenizer_long_gan.toml "${start[@]}" \
     --set "out=$runs/ab_phead_R" threads=1 eval_every=400 save_every=200 "max_minutes=$minutes" \

@@ -11,7 +11,7 @@ tracked tree itself must fit too: the checkpoints that git tracks travel unless 
 (README).
 
     python records/long_run/device.py bundle src/dashtok/assets/default.safetensors \
-        --disc records/long_run/gan_stage.disc.safetensors --corpus data/corpus --mb 31
+        --disc records/long_run/phase_stage.disc.safetensors --corpus data/corpus --mb 31
     # on the device, with gpu_bundle and .whl carried (the command: records/long_run/README.md):
     python records/long_run/device.py run --minutes 7 --out $OUT        # 2 parts; --parts 1 to go on, machine warm
     python records/long_run/device.py join FILES_AT records/long_run/gan_gpu.safetensors

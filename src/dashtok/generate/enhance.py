@@ -89,7 +89,7 @@ class LatentEnhancer(nn.Module):
         """-> (training loss, the clean estimate of one pass or None): the MSE to the clean latents over the frames
         of ``mask`` (regression; name "enhance/mse"), or the flow-matching MSE of the velocity with noise and times
         drawn from ``gen`` ("enhance/flow"). ``net``: this module wrapped (DDP), called in its place."""
-        net = net or self
+        net = net if net is not None else self
         if self.config.kind == "regression":
             enhanced = net(noisy, mask).float()
             m = mask.to(enhanced.dtype)

@@ -141,9 +141,10 @@ class EnhanceStageConfig:
     # (dashtok.data.mixtures.draw_mixtures: real Asterisk speech too, the corpus's noise types and SNRs), besides the
     # corpus's own mixtures
     extra_mixtures: int = 0
-    # Keyed by the logged loss names: "enhance/mse" (the latents' mean squared error) and, optionally, losses on what
-    # is heard: "mel/l1" and "stft/l1" between the clean audio and the enhanced latents decoded by the frozen tokenizer
-    # (gradients flow through its decoder into the enhancer), on ``stft_resolutions``.
+    # Keyed by the logged loss names: "enhance/mse" (the latents' mean squared error; "enhance/flow", alone, for a flow
+    # enhancer: its flow-matching loss) and, for a regression, optionally losses on what is heard: "mel/l1" and
+    # "stft/l1" between the clean audio and the enhanced latents decoded by the frozen tokenizer (gradients flow
+    # through its decoder into the enhancer), on ``stft_resolutions``.
     loss_weights: dict[str, float] = field(default_factory=lambda: {"enhance/mse": 1.0})
     stft_resolutions: tuple[tuple[int, int], ...] = ((1280, 320), (512, 128), (128, 32))
     # "fp32" | "bf16" | "auto" (as tokenizer.autocast): the enhancer and, with losses on audio, the frozen decoder's
@@ -152,6 +153,10 @@ class EnhanceStageConfig:
 
     def __post_init__(self) -> None:
         check_autocast("enhance", self.autocast)
+        if self.kind not in ("regression", "flow"):
+            raise ValueError(f"enhance.kind must be 'regression' or 'flow', not {self.kind!r}")
+        if self.sample_steps < 1:
+            raise ValueError(f"enhance.sample_steps must be >= 1, not {self.sample_steps}")
         known = ("enhance/mse", "mel/l1", "stft/l1") if self.kind != "flow" else ("enhance/flow",)
         if self.kind == "flow" and set(self.loss_weights) != {"enhance/flow"}:
             raise ValueError('a flow enhancer (enhance.kind = "flow") trains on its own loss alone: set '

@@ -3,8 +3,10 @@
 The clean target of a mixture is its clean clip times the mixture's render gain (mixtures that would have clipped
 were scaled down as a whole). ``enhance.extra_mixtures`` adds pairs mixed at the start of the run from the training
 clips (``dashtok.data.mixtures.draw_mixtures``). Latents of both, normalised per channel, are cached once; the loss is
-the MSE between enhanced and clean latents on random crops, and with ``enhance.loss_weights`` "mel/l1" / "stft/l1"
-also losses on what is heard: the enhanced latents decoded by the frozen tokenizer against the clean audio. With
+the MSE between enhanced and clean latents on random crops (``enhance.kind = "flow"``: the flow-matching loss of the
+clean latents given the noisy ones, "enhance/flow"), and for the regression with ``enhance.loss_weights`` "mel/l1" /
+"stft/l1" also losses on what is heard: the enhanced latents decoded by the frozen tokenizer against the clean audio.
+With
 ``data.valid_manifests``, every ``eval_every`` steps the validation mixtures are enhanced end to end (audio in, audio
 out) and scored against their clean targets (PESQ-WB, STOI) into ``eval.csv``, the noisy input's scores beside them:
 the curve that says when training has flattened.
