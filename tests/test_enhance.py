@@ -15,6 +15,25 @@ from dashtok.cli import main
 from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer, wiener_baseline
 
 
+def _mixture_manifest(folder: Path, n: int) -> Path:
+    """A training manifest of ``n`` speech-like clean clips and their mixtures with white noise (gain 1), in
+    ``folder``."""
+    rng = np.random.default_rng(0)
+    (folder / "audio").mkdir()
+    rows = []
+    for i in range(n):
+        clean = speechlike(2.0, seed=i)
+        sf.write(folder / "audio" / f"clean{i}.wav", clean, 16000)
+        sf.write(folder / "audio" / f"mix{i}.wav", clean + 0.05 * rng.standard_normal(len(clean)), 16000)
+        rows.append({"id": f"clean{i}", "source": "test", "split": "train", "domain": "speech", "caption": "",
+                     "labels": {}, "path": f"audio/clean{i}.wav", "duration": 2.0})
+        rows.append({"id": f"mix{i}", "source": "mixture", "split": "train", "domain": "mixture", "caption": "",
+                     "labels": {"clean_id": f"clean{i}", "gain": 1.0}, "path": f"audio/mix{i}.wav",
+                     "duration": 2.0})
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder / "train.jsonl"
+
+
 def test_untrained_enhancer_is_the_identity_on_latents(tiny_ckpt: Path) -> None:
     tok = Tokenizer.load(tiny_ckpt)
     enh = LatentEnhancer(EnhancerConfig(latent_dim=32, dim=16, depth=1, heads=2), tok.model_id)
@@ -114,22 +133,10 @@ def test_the_enhancer_learns_from_what_is_heard(tmp_path: Path, tiny_ckpt: Path)
     from dashtok.train.config import TrainConfig
     from dashtok.train.loop import train
 
-    rng = np.random.default_rng(0)
-    (tmp_path / "audio").mkdir()
-    rows = []
-    for i in range(3):
-        clean = speechlike(2.0, seed=i)
-        sf.write(tmp_path / "audio" / f"clean{i}.wav", clean, 16000)
-        sf.write(tmp_path / "audio" / f"mix{i}.wav", clean + 0.05 * rng.standard_normal(len(clean)), 16000)
-        rows.append({"id": f"clean{i}", "source": "test", "split": "train", "domain": "speech", "caption": "",
-                     "labels": {}, "path": f"audio/clean{i}.wav", "duration": 2.0})
-        rows.append({"id": f"mix{i}", "source": "mixture", "split": "train", "domain": "mixture", "caption": "",
-                     "labels": {"clean_id": f"clean{i}", "gain": 1.0}, "path": f"audio/mix{i}.wav",
-                     "duration": 2.0})
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _mixture_manifest(tmp_path, 3)
     cfg = TrainConfig.from_dict({
         "stage": "enhance", "out": str(tmp_path / "run"), "steps": 3, "batch_size": 2, "lr": 1e-3, "warmup": 1,
-        "log_every": 1, "save_every": 3, "data": {"manifests": [str(tmp_path / "train.jsonl")]},
+        "log_every": 1, "save_every": 3, "data": {"manifests": [str(manifest)]},
         "enhance": {"tokenizer": str(tiny_ckpt), "dim": 16, "depth": 1, "heads": 2, "segment_frames": 25,
                     "loss_weights": {"mel/l1": 1.0, "stft/l1": 1.0}}})
     enhancer = LatentEnhancer.load(train(cfg))
@@ -198,21 +205,9 @@ def test_the_enhance_stage_trains_a_flow_enhancer(tmp_path: Path, tiny_ckpt: Pat
     from dashtok.train.config import TrainConfig
     from dashtok.train.loop import train
 
-    rng = np.random.default_rng(0)
-    (tmp_path / "audio").mkdir()
-    rows = []
-    for i in range(2):
-        clean = speechlike(2.0, seed=i)
-        sf.write(tmp_path / "audio" / f"clean{i}.wav", clean, 16000)
-        sf.write(tmp_path / "audio" / f"mix{i}.wav", clean + 0.05 * rng.standard_normal(len(clean)), 16000)
-        rows.append({"id": f"clean{i}", "source": "test", "split": "train", "domain": "speech", "caption": "",
-                     "labels": {}, "path": f"audio/clean{i}.wav", "duration": 2.0})
-        rows.append({"id": f"mix{i}", "source": "mixture", "split": "train", "domain": "mixture", "caption": "",
-                     "labels": {"clean_id": f"clean{i}", "gain": 1.0}, "path": f"audio/mix{i}.wav",
-                     "duration": 2.0})
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = _mixture_manifest(tmp_path, 2)
     raw = {"stage": "enhance", "out": str(tmp_path / "run"), "steps": 3, "batch_size": 2, "lr": 1e-3, "warmup": 1,
-           "log_every": 1, "save_every": 3, "data": {"manifests": [str(tmp_path / "train.jsonl")]},
+           "log_every": 1, "save_every": 3, "data": {"manifests": [str(manifest)]},
            "enhance": {"tokenizer": str(tiny_ckpt), "dim": 16, "depth": 1, "heads": 2, "segment_frames": 25,
                        "kind": "flow", "sample_steps": 2}}
     with pytest.raises(ValueError, match='enhance.loss_weights = {"enhance/flow" = 1.0}'):

@@ -43,6 +43,18 @@ def dataclass_from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> 
     return cls(**kwargs)
 
 
+ENHANCER_KINDS = ("regression", "flow")  # dashtok.generate.enhance: one-pass regression, or generative flow matching
+
+
+def check_enhancer(kind: str, sample_steps: int, prefix: str) -> None:
+    """An enhancer's kind and sampling steps, checked where its model config and the training config are built
+    alike; ``prefix`` names them in the message ("enhance." for the training config's keys)."""
+    if kind not in ENHANCER_KINDS:
+        raise ValueError(f"{prefix}kind must be {' or '.join(map(repr, ENHANCER_KINDS))}, not {kind!r}")
+    if sample_steps < 1:
+        raise ValueError(f"{prefix}sample_steps must be >= 1, not {sample_steps}")
+
+
 N = TypeVar("N", int, "torch.Tensor")
 
 

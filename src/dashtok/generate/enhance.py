@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from dashtok.audio_io import fit_length
+from dashtok.config import check_enhancer
 from dashtok.encoder import Block
 from dashtok.generate.flow import flow_loss, sample
 from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
@@ -29,7 +30,6 @@ from dashtok.tokenizer import Tokenizer
 
 FORMAT = "dashtok-enhancer/1"
 BUNDLED = "enhancer.safetensors"  # trained on the bundled default tokenizer's latents
-KINDS = ("regression", "flow")
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,7 @@ class EnhancerConfig:
     sample_steps: int = 8  # flow: Euler steps from noise to the clean latents
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"enhancer kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        if self.sample_steps < 1:
-            raise ValueError(f"enhancer sample_steps must be >= 1, not {self.sample_steps}")
+        check_enhancer(self.kind, self.sample_steps, "enhancer ")
 
 
 class LatentEnhancer(nn.Module):

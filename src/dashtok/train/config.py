@@ -9,7 +9,7 @@ from typing import Any
 
 import tomllib
 
-from dashtok.config import dataclass_from_dict
+from dashtok.config import check_enhancer, dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -153,10 +153,7 @@ class EnhanceStageConfig:
 
     def __post_init__(self) -> None:
         check_autocast("enhance", self.autocast)
-        if self.kind not in ("regression", "flow"):
-            raise ValueError(f"enhance.kind must be 'regression' or 'flow', not {self.kind!r}")
-        if self.sample_steps < 1:
-            raise ValueError(f"enhance.sample_steps must be >= 1, not {self.sample_steps}")
+        check_enhancer(self.kind, self.sample_steps, "enhance.")
         known = ("enhance/mse", "mel/l1", "stft/l1") if self.kind != "flow" else ("enhance/flow",)
         if self.kind == "flow" and set(self.loss_weights) != {"enhance/flow"}:
             raise ValueError('a flow enhancer (enhance.kind = "flow") trains on its own loss alone: set '
