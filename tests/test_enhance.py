@@ -12,7 +12,8 @@ import torch
 from conftest import speechlike
 from dashtok import Tokenizer, metrics
 from dashtok.cli import main
-from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer, wiener_baseline
+from dashtok.generate.enhance import MASK_FLOOR, MASK_GRID, EnhancerConfig, LatentEnhancer, wiener_baseline
+from dashtok.spectral import masked_by
 
 
 def _mixture_manifest(folder: Path, n: int) -> Path:
@@ -39,14 +40,37 @@ def test_untrained_enhancer_is_the_identity_on_latents(tiny_ckpt: Path) -> None:
     enh = LatentEnhancer(EnhancerConfig(latent_dim=32, dim=16, depth=1, heads=2), tok.model_id)
     x = speechlike(1.0)
     resynth = tok.decode(tok.encode(x).latents).audio[0].numpy()[: len(x)]
-    np.testing.assert_allclose(enh.enhance(tok, x), resynth, atol=1e-5)
-    # so the stage's validation of an untrained enhancer scores the codec's own resynthesis of the noisy input
+    np.testing.assert_allclose(enh.enhance(tok, x, render="decoder"), resynth, atol=1e-5)
+    # by default that decoding is a gain on the input
+    mask = masked_by(torch.from_numpy(resynth), torch.from_numpy(x), MASK_FLOOR, *MASK_GRID).numpy()
+    np.testing.assert_allclose(enh.enhance(tok, x), mask, atol=1e-5)
+    # so the stage's validation of an untrained enhancer scores the codec's own resynthesis of the noisy input as a
+    # gain on it, as `dashtok enhance` renders it
     from dashtok.train.enhance_stage import validate
 
     noisy = x + 0.05 * np.random.default_rng(0).standard_normal(len(x)).astype(np.float32)
-    expected = metrics.speech_scores(x, tok.decode(tok.encode(noisy).latents).audio[0].numpy()[: len(x)])
+    rendered = tok.decode(tok.encode(noisy).latents).audio[0][: len(x)]
+    expected = metrics.speech_scores(x, masked_by(rendered, torch.from_numpy(noisy), MASK_FLOOR, *MASK_GRID).numpy())
     scores = validate(enh, tok, [(noisy, x)])
     assert set(scores) == set(expected) and all(scores[k] == pytest.approx(expected[k], abs=2e-3) for k in scores)
+
+
+def test_a_mask_keeps_what_the_estimate_keeps_and_adds_nothing() -> None:
+    x = torch.from_numpy(speechlike(0.5))
+    noise = torch.from_numpy(0.3 * np.random.default_rng(0).standard_normal(len(x)).astype(np.float32))
+    np.testing.assert_allclose(masked_by(x, x, 0.0, 512, 128), x, atol=1e-5)  # estimate == input: unchanged
+    np.testing.assert_allclose(masked_by(2 * x, x, 0.0, 512, 128), x, atol=1e-5)  # the gain stops at 1
+    np.testing.assert_allclose(masked_by(0 * x, x, 0.2, 512, 128), 0.2 * x, atol=1e-5)  # and at the floor
+    np.testing.assert_allclose(masked_by(0.5 * x, -x, 0.0, 512, 128), -0.5 * x, atol=1e-5)  # the input's phase
+    # the clean part of a mixture as the estimate: most of the noise goes
+    y = masked_by(x, x + noise, 0.0, 512, 128)
+    assert float((y - x).norm()) < 0.5 * float(noise.norm())
+    short = x[:100]  # shorter than one window
+    np.testing.assert_allclose(masked_by(short, short, 0.0, 512, 128), short, atol=1e-5)
+    with pytest.raises(ValueError, match="two signals of one length"):
+        masked_by(x, x[:-1], 0.0, 512, 128)
+    with pytest.raises(ValueError, match="floor must be in"):
+        masked_by(x, x, 1.5, 512, 128)
 
 
 def test_wiener_baseline_improves_white_noise() -> None:
@@ -108,12 +132,17 @@ def test_enhance_stage_cli_and_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     sf.write(wav, speechlike(1.3) + 0.05 * np.random.default_rng(0).standard_normal(20800), 16000)
     assert main(["enhance", str(wav), "-e", str(path), "-c", str(tiny_ckpt), "-o", str(tmp_path / "out.wav")]) == 0
     assert sf.info(tmp_path / "out.wav").frames == 20800
+    assert main(["enhance", str(wav), "-e", str(path), "-c", str(tiny_ckpt), "-o", str(tmp_path / "own.wav"),
+                 "--render", "decoder"]) == 0  # the decoding itself: another rendering of the same latents
+    decoded, noisy = sf.read(tmp_path / "own.wav")[0], sf.read(wav)[0]
+    expected = masked_by(torch.from_numpy(decoded).float(), torch.from_numpy(noisy).float(), MASK_FLOOR, *MASK_GRID)
+    np.testing.assert_allclose(sf.read(tmp_path / "out.wav")[0], expected.numpy(), atol=2e-4)  # 16-bit files
     out = tmp_path / "se"
     assert main(["eval", "se", str(corpus), "-e", str(path), "-c", str(tiny_ckpt), "-o", str(out),
                  "--max-per-group", "2"]) == 0
     report = json.loads((out / "se.json").read_text())
     real = report["groups"]["real speech + noise"]
-    assert set(real) == {"noisy", "wiener", "dashtok", "resynth noisy", "resynth clean"}
+    assert set(real) == {"noisy", "wiener", "dashtok", "dashtok, decoder", "resynth noisy", "resynth clean"}
     assert real["noisy"]["si_sdr"]["n"] == 2
     bands = report["by_snr"]["real speech + noise"]  # the same mixtures by SNR band, every system
     assert sum(b["noisy"]["stoi"]["n"] for b in bands.values()) == 2

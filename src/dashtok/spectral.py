@@ -1,4 +1,4 @@
-"""Inverse STFT with "same" padding and per-item frame masks.
+"""Inverse STFT with "same" padding and per-item frame masks; a noisy signal under the gain of a clean estimate.
 
 ``torch.istft`` cannot do "same" padding (trim (n_fft - hop) / 2 on both sides) without an envelope check that
 fails for it (https://github.com/pytorch/pytorch/issues/62323), so overlap-add is written out with ``fold``, as
@@ -37,3 +37,26 @@ class ISTFT(nn.Module):
         envelope = F.fold(weight, **fold)[:, 0, 0, pad : size - pad]
         safe = envelope > 1e-11
         return torch.where(safe, audio / torch.where(safe, envelope, 1.0), 0.0)
+
+
+
+def masked_by(estimate: torch.Tensor, noisy: torch.Tensor, floor: float, n_fft: int, hop_length: int) -> torch.Tensor:
+    """A noisy signal X (T,) under the gain |E| / |X| of an estimate E (T,) of its clean part, clamped to [floor, 1],
+    on one Hann-window STFT grid, resynthesised to (T,): E's magnitude where it is below the input's, X's phase
+    everywhere. The gain cannot add energy the input lacks, and the floor keeps a little of the input in every bin
+    (the classical practice of mask-based enhancement)."""
+    if estimate.shape != noisy.shape or estimate.dim() != 1:
+        raise ValueError(f"masked_by takes two signals of one length, not {tuple(estimate.shape)} and "
+                         f"{tuple(noisy.shape)}")
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"the gain's floor must be in [0, 1], not {floor}")
+    length = estimate.shape[0]
+    window = torch.hann_window(n_fft, device=estimate.device)
+
+    def stft(x: torch.Tensor) -> torch.Tensor:  # clips shorter than a window are zero-padded to one
+        x = F.pad(x.float(), (0, max(0, n_fft - length)))
+        return torch.stft(x, n_fft, hop_length, window=window, return_complex=True)
+
+    e, x = stft(estimate), stft(noisy)
+    gain = (e.abs() / x.abs().clamp(min=1e-8)).clamp(floor, 1.0)
+    return torch.istft(x * gain, n_fft, hop_length, window=window, length=max(length, n_fft))[:length]

@@ -2,11 +2,13 @@
 before and after, against a Wiener baseline.
 
 Groups: mixtures of held-out *real* human speech, and of synthetic test speech. Systems: the noisy input, the
-classical Wiener-style baseline, and the latent enhancer decoded by its tokenizer. Two references separate the
-enhancer from its codec: the noisy input encoded and decoded unchanged (``resynth noisy``: what the enhancer starts
-from) and the clean target encoded and decoded (``resynth clean``: the best a perfect latent enhancer could reach with
-this tokenizer). Measures: PESQ-WB, STOI, SI-SDR and DNSMOS overall, each against the clean target (DNSMOS needs no
-reference). Each group is also reported per SNR band of the mixtures (PESQ-WB and STOI of every system).
+classical Wiener-style baseline, and the latent enhancer decoded by its tokenizer, rendered as ``dashtok enhance``
+renders it (the decoded magnitude as a gain on the noisy input) and as the decoding itself ("dashtok, decoder"). Two
+references separate the enhancer from its codec: the noisy input encoded and decoded unchanged (``resynth noisy``:
+what the enhancer starts from) and the clean target encoded and decoded (``resynth clean``: the best a perfect latent
+enhancer could reach with this tokenizer, decoded). Measures: PESQ-WB, STOI, SI-SDR and DNSMOS overall, each against
+the clean target (DNSMOS needs no reference). Each group is also reported per SNR band of the mixtures (PESQ-WB and
+STOI of every system).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dashtok.eval.recon import mean_ci
 from dashtok.generate.enhance import LatentEnhancer, wiener_baseline
 from dashtok.tokenizer import Tokenizer
 
-SYSTEMS = ("noisy", "wiener", "dashtok", "resynth noisy", "resynth clean")
+SYSTEMS = ("noisy", "wiener", "dashtok", "dashtok, decoder", "resynth noisy", "resynth clean")
 MEASURES = ("pesq_wb", "stoi", "si_sdr", "dnsmos_ovrl")
 
 
@@ -70,6 +72,7 @@ def evaluate_se(tokenizer: Tokenizer, enhancer: LatentEnhancer, corpus: str | Pa
             band = f"{snr.get(str(noisy_path))} dB"
             noisy, clean = load_pair(noisy_path, clean_path, gain, tokenizer.sample_rate)
             outputs = {"noisy": noisy, "wiener": wiener_baseline(noisy), "dashtok": enhancer.enhance(tokenizer, noisy),
+                       "dashtok, decoder": enhancer.enhance(tokenizer, noisy, render="decoder"),
                        "resynth noisy": reconstruct(tokenizer, noisy),
                        "resynth clean": reconstruct(tokenizer, clean)}
             for system, y in outputs.items():

@@ -21,7 +21,7 @@ from dashtok.cli_common import (
     skip_finished,
     write_output,
 )
-from dashtok.generate.enhance import LatentEnhancer
+from dashtok.generate.enhance import RENDERS, LatentEnhancer
 from dashtok.generate.model import MAX_SECONDS
 
 
@@ -77,7 +77,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
     def work(job: Job) -> None:
         audio = load_audio(job.source, model.sample_rate, max_seconds=args.max_seconds)
-        write_output(job.target, enhancer.enhance(model, audio), model.sample_rate, rescale=False)
+        write_output(job.target, enhancer.enhance(model, audio, args.render), model.sample_rate, rescale=False)
 
     return run_jobs(jobs, "enhance", work, args.quiet)
 
@@ -101,6 +101,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("-o", "--output", help="output .wav (one input) or directory (default: beside each input)")
     p.add_argument("--enhancer", "-e", help="enhancer checkpoint (from dashtok train, stage enhance; default: the "
                                           "bundled enhancer, for the bundled default tokenizer)")
+    p.add_argument("--render", choices=RENDERS, default="mask",
+                   help="mask (default): the enhanced latents' decoded magnitude as a gain on the noisy input (its "
+                        "phase); decoder: the decoded audio itself")
     p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave inputs whose output exists (a run stopped part way goes on where it was)")

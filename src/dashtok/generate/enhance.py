@@ -26,10 +26,14 @@ from dashtok.encoder import Block
 from dashtok.generate.flow import flow_loss, sample
 from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
 from dashtok.generate.velocity_net import sinusoid
+from dashtok.spectral import masked_by
 from dashtok.tokenizer import Tokenizer
 
 FORMAT = "dashtok-enhancer/1"
 BUNDLED = "enhancer.safetensors"  # trained on the bundled default tokenizer's latents
+RENDERS = ("mask", "decoder")  # how the enhanced latents become audio (LatentEnhancer.enhance)
+MASK_GRID = (512, 128)  # n_fft, hop of the mask, and its floor: chosen on the validation mixtures
+MASK_FLOOR = 0.2  # (records/generation/ab_enhance_phase/)
 
 
 @dataclass(frozen=True)
@@ -119,13 +123,21 @@ class LatentEnhancer(nn.Module):
         return cls.load(bundled_checkpoint(path, BUNDLED, "enhancer", "configs/enhance_small.toml"))
 
     @torch.no_grad()
-    def enhance(self, tokenizer: Tokenizer, audio: np.ndarray) -> np.ndarray:
-        """Noisy 16 kHz mono audio (T,) -> enhanced audio (T,)."""
+    def enhance(self, tokenizer: Tokenizer, audio: np.ndarray, render: str = "mask") -> np.ndarray:
+        """Noisy 16 kHz mono audio (T,) -> enhanced audio (T,). The enhanced latents are decoded; ``render`` "mask"
+        (the default) then applies the decoded magnitude to the noisy input as a gain (``dashtok.spectral.masked_by``
+        with ``MASK_FLOOR`` on ``MASK_GRID``: the noisy phase, no energy the input lacks), "decoder" returns the
+        decoding itself, the decoder's own phase."""
+        if render not in RENDERS:
+            raise ValueError(f"render must be one of {RENDERS}, not {render!r}")
         require_tokenizer(tokenizer, self.tokenizer_id, "enhancer")
         z = tokenizer.normalize_latents(tokenizer.encode(audio).latents)
         clean = tokenizer.denormalize_latents(self.clean_latents(z))
-        y = tokenizer.decode(clean).audio[0].cpu().numpy()
-        return fit_length(y, len(audio))
+        y = fit_length(tokenizer.decode(clean).audio[0].cpu().numpy(), len(audio))
+        if render == "mask":
+            noisy = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+            y = masked_by(torch.from_numpy(y), noisy, MASK_FLOOR, *MASK_GRID).numpy()
+        return y
 
 
 def wiener_baseline(noisy: np.ndarray, n_fft: int = 512, hop: int = 128, noise_quantile: float = 0.1) -> np.ndarray:
