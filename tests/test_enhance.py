@@ -44,6 +44,8 @@ def test_untrained_enhancer_is_the_identity_on_latents(tiny_ckpt: Path) -> None:
     # by default that decoding is a gain on the input
     mask = masked_by(torch.from_numpy(resynth), torch.from_numpy(x), MASK_FLOOR, *MASK_GRID).numpy()
     np.testing.assert_allclose(enh.enhance(tok, x), mask, atol=1e-5)
+    with pytest.raises(ValueError, match="render must be one of"):
+        enh.enhance(tok, x, render="phase")
     # so the stage's validation of an untrained enhancer scores the codec's own resynthesis of the noisy input as a
     # gain on it, as `dashtok enhance` renders it
     from dashtok.train.enhance_stage import validate

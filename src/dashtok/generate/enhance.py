@@ -7,7 +7,9 @@ A small non-causal transformer on per-channel normalised latents, of one of two 
   latents conditioned on the noisy ones, which enter beside the path's state ``x_t``; enhancing integrates
   ``sample_steps`` Euler steps from seeded noise, so it draws a clean estimate instead of averaging what the noise
   hides.
-Tied to the tokenizer it was trained with, like the generator.
+Tied to the tokenizer it was trained with, like the generator. :meth:`LatentEnhancer.enhance` decodes the enhanced
+latents and, by default, applies their decoded magnitude to the noisy input as a gain (``render="mask"``): the
+decoder's own phase is the default tokenizer's weak part, and an enhancer has its input's phase at hand.
 """
 
 from __future__ import annotations

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Issue 26's generator comparison at equal budget: one 4500-step generator (3x the 1500 of the bundled one) on the
+# bundled default's latents ("dashtok") or on the VAE baseline's ("vae", records/generation/vae/), one seed.
+#   bash records/generation/generators_4500.sh CORPUS RUNS dashtok|vae SEED [THREADS]
+# About 100 min on 2 threads of a 2-core AVX2 CPU (1.37 s a step, measured in session 27), alone; the run resumes
+# from its last checkpoint (every 200 steps) when started again with the same arguments.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CORPUS=${1:?corpus folder}; RUNS=${2:?runs folder}; ARM=${3:?dashtok or vae}; SEED=${4:?seed}; THREADS=${5:-2}
+case "$ARM" in
+  dashtok) CODEC=src/dashtok/assets/default.safetensors ;;
+  vae) CODEC=records/generation/vae/vae.safetensors ;;
+  *) echo "generators_4500: ARM must be dashtok or vae, not $ARM"; exit 1 ;;
+esac
+mkdir -p "$RUNS/logs"
+.venv/bin/dashtok train configs/flow_small.toml --set steps=4500 warmup=450 "threads=$THREADS" "seed=$SEED" \
+  "out=$RUNS/flow_${ARM}_s$SEED" "flow.tokenizer=$CODEC" flow.autocast=auto \
+  "data.manifests=[\"$CORPUS/train.jsonl\"]" >> "$RUNS/logs/flow_${ARM}_s$SEED.log" 2>&1
