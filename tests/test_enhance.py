@@ -69,7 +69,12 @@ def test_a_mask_keeps_what_the_estimate_keeps_and_adds_nothing() -> None:
     assert float((y - x).norm()) < 0.5 * float(noise.norm())
     short = x[:100]  # shorter than one window
     np.testing.assert_allclose(masked_by(short, short, 0.0, 512, 128), short, atol=1e-5)
-    with pytest.raises(ValueError, match="two signals of one length"):
+    broken = x.clone()
+    broken[1000] = float("nan")  # a non-finite estimate: the floor's gain where it is, the input elsewhere
+    y = masked_by(broken, x, 0.2, 512, 128)
+    assert torch.isfinite(y).all()
+    np.testing.assert_allclose(y[4000:], x[4000:], atol=1e-5)
+    with pytest.raises(ValueError, match="two 1-D signals of one length"):
         masked_by(x, x[:-1], 0.0, 512, 128)
     with pytest.raises(ValueError, match="floor must be in"):
         masked_by(x, x, 1.5, 512, 128)

@@ -7,6 +7,8 @@
 #      log-magnitude STFT L1, weight 1 each
 # Judged on the validation mixtures (dashtok eval se --split valid: synthetic speech; the corpus keeps real speech
 # for the test split, which reports the winner), PESQ-WB and DNSMOS beside the noisy input and the Wiener baseline.
+# (Session 25 read the "dashtok" rows, then the decoder's rendering; since session 27 that is "dashtok, decoder", and
+# "dashtok" is the mask rendering of `dashtok enhance`.)
 # Usage: records/generation/ab_enhance_heard.sh CORPUS RUNS STEPS    (e.g. ~/dashtok-runs/corpus ~/dashtok-runs 2500)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -5,8 +5,10 @@
 # About 100 min on 2 threads of a 2-core AVX2 CPU (1.37 s a step, measured in session 27), alone; the run resumes
 # from its last checkpoint (every 200 steps) when started again with the same arguments.
 set -euo pipefail
+CORPUS=$(realpath "${1:?corpus folder}"); RUNS=$(realpath -m "${2:?runs folder}")  # as given, before the cd
+ARM=${3:?dashtok or vae}; SEED=${4:?seed}; THREADS=${5:-2}
 cd "$(dirname "$0")/../.."
-CORPUS=${1:?corpus folder}; RUNS=${2:?runs folder}; ARM=${3:?dashtok or vae}; SEED=${4:?seed}; THREADS=${5:-2}
+test -f "$CORPUS/train.jsonl" || { echo "generators_4500: $CORPUS is not a corpus folder (no train.jsonl)"; exit 1; }
 case "$ARM" in
   dashtok) CODEC=src/dashtok/assets/default.safetensors ;;
   vae) CODEC=records/generation/vae/vae.safetensors ;;

@@ -39,14 +39,14 @@ class ISTFT(nn.Module):
         return torch.where(safe, audio / torch.where(safe, envelope, 1.0), 0.0)
 
 
-
 def masked_by(estimate: torch.Tensor, noisy: torch.Tensor, floor: float, n_fft: int, hop_length: int) -> torch.Tensor:
     """A noisy signal X (T,) under the gain |E| / |X| of an estimate E (T,) of its clean part, clamped to [floor, 1],
     on one Hann-window STFT grid, resynthesised to (T,): E's magnitude where it is below the input's, X's phase
     everywhere. The gain cannot add energy the input lacks, and the floor keeps a little of the input in every bin
-    (the classical practice of mask-based enhancement)."""
+    (the classical practice of mask-based enhancement). Float32 on ``estimate``'s device; where the estimate is not
+    finite, the gain is the floor."""
     if estimate.shape != noisy.shape or estimate.dim() != 1:
-        raise ValueError(f"masked_by takes two signals of one length, not {tuple(estimate.shape)} and "
+        raise ValueError(f"masked_by takes two 1-D signals of one length, not {tuple(estimate.shape)} and "
                          f"{tuple(noisy.shape)}")
     if not 0.0 <= floor <= 1.0:
         raise ValueError(f"the gain's floor must be in [0, 1], not {floor}")
@@ -57,6 +57,6 @@ def masked_by(estimate: torch.Tensor, noisy: torch.Tensor, floor: float, n_fft: 
         x = F.pad(x.float(), (0, max(0, n_fft - length)))
         return torch.stft(x, n_fft, hop_length, window=window, return_complex=True)
 
-    e, x = stft(estimate), stft(noisy)
-    gain = (e.abs() / x.abs().clamp(min=1e-8)).clamp(floor, 1.0)
+    e, x = stft(estimate), stft(noisy.to(estimate.device))
+    gain = torch.nan_to_num(e.abs() / x.abs().clamp(min=1e-8), nan=floor).clamp(floor, 1.0)
     return torch.istft(x * gain, n_fft, hop_length, window=window, length=max(length, n_fft))[:length]

@@ -5,8 +5,9 @@ Groups: mixtures of held-out *real* human speech, and of synthetic test speech. 
 classical Wiener-style baseline, and the latent enhancer decoded by its tokenizer, rendered as ``dashtok enhance``
 renders it (the decoded magnitude as a gain on the noisy input) and as the decoding itself ("dashtok, decoder"). Two
 references separate the enhancer from its codec: the noisy input encoded and decoded unchanged (``resynth noisy``:
-what the enhancer starts from) and the clean target encoded and decoded (``resynth clean``: the best a perfect latent
-enhancer could reach with this tokenizer, decoded). Measures: PESQ-WB, STOI, SI-SDR and DNSMOS overall, each against
+where the decoder rendering starts) and the clean target encoded and decoded (``resynth clean``: the best a perfect
+latent enhancer could reach through the decoder; the mask rendering keeps the input's phase and is not bounded by
+it). Measures: PESQ-WB, STOI, SI-SDR and DNSMOS overall, each against
 the clean target (DNSMOS needs no reference). Each group is also reported per SNR band of the mixtures (PESQ-WB and
 STOI of every system).
 """
@@ -26,7 +27,7 @@ from dashtok.codec import reconstruct
 from dashtok.data.manifest import mixture_pairs, read_manifest
 from dashtok.data.mixtures import load_pair
 from dashtok.eval.recon import mean_ci
-from dashtok.generate.enhance import LatentEnhancer, wiener_baseline
+from dashtok.generate.enhance import LatentEnhancer, render_enhanced, wiener_baseline
 from dashtok.tokenizer import Tokenizer
 
 SYSTEMS = ("noisy", "wiener", "dashtok", "dashtok, decoder", "resynth noisy", "resynth clean")
@@ -71,8 +72,9 @@ def evaluate_se(tokenizer: Tokenizer, enhancer: LatentEnhancer, corpus: str | Pa
         for noisy_path, clean_path, gain in items:
             band = f"{snr.get(str(noisy_path))} dB"
             noisy, clean = load_pair(noisy_path, clean_path, gain, tokenizer.sample_rate)
-            outputs = {"noisy": noisy, "wiener": wiener_baseline(noisy), "dashtok": enhancer.enhance(tokenizer, noisy),
-                       "dashtok, decoder": enhancer.enhance(tokenizer, noisy, render="decoder"),
+            decoded = enhancer.decode_enhanced(tokenizer, noisy)
+            outputs = {"noisy": noisy, "wiener": wiener_baseline(noisy),
+                       "dashtok": render_enhanced(decoded, noisy, "mask"), "dashtok, decoder": decoded,
                        "resynth noisy": reconstruct(tokenizer, noisy),
                        "resynth clean": reconstruct(tokenizer, clean)}
             for system, y in outputs.items():

@@ -126,20 +126,36 @@ class LatentEnhancer(nn.Module):
 
     @torch.no_grad()
     def enhance(self, tokenizer: Tokenizer, audio: np.ndarray, render: str = "mask") -> np.ndarray:
-        """Noisy 16 kHz mono audio (T,) -> enhanced audio (T,). The enhanced latents are decoded; ``render`` "mask"
-        (the default) then applies the decoded magnitude to the noisy input as a gain (``dashtok.spectral.masked_by``
-        with ``MASK_FLOOR`` on ``MASK_GRID``: the noisy phase, no energy the input lacks), "decoder" returns the
-        decoding itself, the decoder's own phase."""
-        if render not in RENDERS:
-            raise ValueError(f"render must be one of {RENDERS}, not {render!r}")
+        """Noisy 16 kHz mono audio (T,) -> enhanced audio (T,): :meth:`decode_enhanced`, rendered by
+        :func:`render_enhanced` ("mask", the default: the decoded magnitude as a gain on the noisy input; "decoder":
+        the decoding itself)."""
+        check_render(render)
+        return render_enhanced(self.decode_enhanced(tokenizer, audio), audio, render)
+
+    @torch.no_grad()
+    def decode_enhanced(self, tokenizer: Tokenizer, audio: np.ndarray) -> np.ndarray:
+        """Noisy 16 kHz mono audio (T,) -> its enhanced latents decoded by the tokenizer (T,), the decoder's phase."""
         require_tokenizer(tokenizer, self.tokenizer_id, "enhancer")
         z = tokenizer.normalize_latents(tokenizer.encode(audio).latents)
         clean = tokenizer.denormalize_latents(self.clean_latents(z))
-        y = fit_length(tokenizer.decode(clean).audio[0].cpu().numpy(), len(audio))
-        if render == "mask":
-            noisy = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-            y = masked_by(torch.from_numpy(y), noisy, MASK_FLOOR, *MASK_GRID).numpy()
-        return y
+        return fit_length(tokenizer.decode(clean).audio[0].cpu().numpy(), len(audio))
+
+
+def check_render(render: str) -> None:
+    if render not in RENDERS:
+        raise ValueError(f"render must be one of {RENDERS}, not {render!r}")
+
+
+def render_enhanced(decoded: np.ndarray, noisy: np.ndarray, render: str = "mask") -> np.ndarray:
+    """An enhancer's decoded output (:meth:`LatentEnhancer.decode_enhanced`) and its noisy input, both (T,) -> the
+    enhanced audio: "decoder" returns the decoding; "mask" applies its magnitude to the noisy input as a gain
+    (``dashtok.spectral.masked_by`` with ``MASK_FLOOR`` on ``MASK_GRID``: the noisy phase, no energy the input
+    lacks)."""
+    check_render(render)
+    if render == "decoder":
+        return decoded
+    estimate, mixture = (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (decoded, noisy))
+    return masked_by(estimate, mixture, MASK_FLOOR, *MASK_GRID).numpy()
 
 
 def wiener_baseline(noisy: np.ndarray, n_fft: int = 512, hop: int = 128, noise_quantile: float = 0.1) -> np.ndarray:

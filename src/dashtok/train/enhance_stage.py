@@ -6,10 +6,10 @@ clips (``dashtok.data.mixtures.draw_mixtures``). Latents of both, normalised per
 the MSE between enhanced and clean latents on random crops (``enhance.kind = "flow"``: the flow-matching loss of the
 clean latents given the noisy ones, "enhance/flow"), and for the regression with ``enhance.loss_weights`` "mel/l1" /
 "stft/l1" also losses on what is heard: the enhanced latents decoded by the frozen tokenizer against the clean audio.
-With
-``data.valid_manifests``, every ``eval_every`` steps the validation mixtures are enhanced end to end (audio in, audio
-out) and scored against their clean targets (PESQ-WB, STOI) into ``eval.csv``, the noisy input's scores beside them:
-the curve that says when training has flattened.
+With ``data.valid_manifests``, every ``eval_every`` steps the validation mixtures are enhanced end to end (audio in,
+audio out, rendered as ``dashtok enhance`` renders them: ``LatentEnhancer.enhance``'s default) and scored against
+their clean targets (PESQ-WB, STOI) into ``eval.csv``, the noisy input's scores beside them: the curve that says when
+training has flattened.
 """
 
 from __future__ import annotations
