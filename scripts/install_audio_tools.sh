@@ -12,17 +12,4 @@ PACKAGES=(
   wamerican wngerman wfrench wspanish witalian wportuguese wdutch wswedish wpolish wnorwegian wdanish wukrainian
   wbulgarian wcatalan
 )
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "audio tools: all ${#PACKAGES[@]} packages present"
-  exit 0
-fi
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "audio tools: installed ${missing[*]}"
+exec bash "$(dirname "$0")/install_debian.sh" "audio tools" "${PACKAGES[@]}"

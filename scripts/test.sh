@@ -6,7 +6,8 @@ bash scripts/setup.sh
 # The corpus tests render audio with Debian's tools; without root (or sudo) they are skipped, and say so.
 bash scripts/install_audio_tools.sh || echo "test: could not install the audio tools; corpus tests will be skipped"
 # The listening page's test opens it in Debian's Chromium; without root it is skipped, and says so.
-bash scripts/install_test_tools.sh || echo "test: could not install Chromium; the listening page's browser test will be skipped"
+bash scripts/install_debian.sh "test tools" chromium \
+  || echo "test: could not install Chromium; the listening page's browser test will be skipped"
 .venv/bin/ruff check src tests scripts records benchmarks
 .venv/bin/mypy src/dashtok --ignore-missing-imports
 # scripts/, records/ and benchmarks/ hold scripts, not packages: one mypy run per folder (script names may repeat; the tone

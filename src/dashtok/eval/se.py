@@ -7,9 +7,8 @@ renders it (the decoded magnitude as a gain on the noisy input) and as the decod
 references separate the enhancer from its codec: the noisy input encoded and decoded unchanged (``resynth noisy``:
 where the decoder rendering starts) and the clean target encoded and decoded (``resynth clean``: the best a perfect
 latent enhancer could reach through the decoder; the mask rendering keeps the input's phase and is not bounded by
-it). Measures: PESQ-WB, STOI, SI-SDR and DNSMOS overall, each against
-the clean target (DNSMOS needs no reference). Each group is also reported per SNR band of the mixtures (PESQ-WB and
-STOI of every system).
+it). Measures: PESQ-WB, STOI, SI-SDR and DNSMOS overall, each against the clean target (DNSMOS needs no reference).
+Each group is also reported per SNR band of the mixtures (PESQ-WB and STOI of every system).
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Debian packages some tests need beyond the audio tools: Chromium, in which the listening page of `dashtok eval gen`
-# is opened headless and screenshotted. Needs root; safe to re-run.
+# Install the Debian packages that are not installed yet: the one installer behind install_audio_tools.sh and the
+# test command's Chromium. Needs root (or sudo); safe to re-run.
+#   bash scripts/install_debian.sh LABEL PACKAGE...
 set -euo pipefail
-PACKAGES=(chromium)
+LABEL=${1:?label for the messages}; shift
 missing=()
-for p in "${PACKAGES[@]}"; do
+for p in "$@"; do
   # installed, not only known (a removed package keeps its configuration files, and dpkg -s still answers)
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test tools: all ${#PACKAGES[@]} packages present"
+  echo "$LABEL: all $# packages present"
   exit 0
 fi
 SUDO=""
@@ -17,4 +18,4 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "test tools: installed ${missing[*]}"
+echo "$LABEL: installed ${missing[*]}"
