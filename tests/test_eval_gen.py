@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from conftest import speechlike
-from dashtok.eval.gen import frechet_distance
+from dashtok.eval.gen import frechet_differences, frechet_distance
 
 
 def test_frechet_distance_on_known_gaussians() -> None:
@@ -41,6 +41,22 @@ def _corpus(root: Path) -> None:
                 source = "espeak" if domain == "speech" else "fluidsynth"
                 f.write(json.dumps({"id": f"{split}{i}", "source": source, "split": split, "domain": domain,
                                     "caption": caption, "labels": labels, "path": path, "duration": 1.0}) + "\n")
+
+
+def test_frechet_differences_are_paired_over_captions() -> None:
+    rng = np.random.default_rng(1)
+    real = rng.standard_normal((300, 3))
+    near = real + 0.1 * rng.standard_normal((300, 3))  # generated clip i close to real clip i
+    far = rng.standard_normal((300, 3)) + 1.0  # a shifted mean: a distance about 3 larger
+    diff = frechet_differences({"near": near, "same": near.copy(), "far": far}, real, draws=200)
+    assert set(diff) == {"same", "far"}  # differences to the first system
+    assert diff["same"] == {"delta": 0.0, "interval": [0.0, 0.0], "draws": 200}  # the same clips: no spread at all
+    lo, hi = diff["far"]["interval"]
+    assert 2.0 < lo < diff["far"]["delta"] < hi and diff["far"]["delta"] == pytest.approx(
+        frechet_distance(far, real) - frechet_distance(near, real), abs=1e-3)
+    assert frechet_differences({"a": near[:3], "b": far[:3]}, real[:3], draws=50)["b"]["draws"] == 50
+    one = frechet_differences({"a": near[:1], "b": far[:1]}, real[:1])["b"]  # one caption: no distance, no interval
+    assert one["draws"] == 0 and np.isnan(one["delta"]) and all(np.isnan(one["interval"]))
 
 
 def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
@@ -74,6 +90,9 @@ def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
         assert {"gender", "speech/music/sound"} <= set(s["labels"])
         assert s["labels"]["gender"]["n"] == 3  # the test captions that name a gender (clips 0, 1, 3)
     assert (out / "report.md").read_text().count("\n| dashtok |") == 1  # its Frechet distance row
+    assert set(report["systems"]["vae"]["fd_minus_first"]) == {"logmel", "semantic"}
+    assert "fd_minus_first" not in report["systems"]["dashtok"]
+    assert "\n| vae - dashtok | " in (out / "report.md").read_text()
     page = (out / "samples" / "listen.html").read_text()  # one row per caption: the real clip, then each system
     assert page.count("<tr><td class=caption>") == 4 and page.count("<audio controls") == 12
     for wav in ("real/000_", "dashtok/000_", "vae/003_"):

@@ -9,7 +9,8 @@ depend on the systems under test:
 - ``semantic``: the mean-pooled frozen encoder features of the bundled default tokenizer (192-d).
 
 Measures per system and judge: the Frechet distance between the generated and the real test clips (Gaussian fits
-of the embeddings; with the distance between two disjoint real sets of the same size as a floor), and per-caption
+of the embeddings; with the distance between two disjoint real sets of the same size as a floor; each later system's
+distance minus the first's, with a paired bootstrap interval over the captions), and per-caption
 label accuracy: linear probes trained on real training clips (the evaluation's probes, on the log-mel judge)
 predict each generated clip's labels, which are compared with the labels of the caption's source clip ("does a
 trumpet caption produce a trumpet?"); the probes' accuracy on the real test clips is the ceiling. For music
@@ -38,6 +39,7 @@ from dashtok.generate.text import TextEncoder
 from dashtok.tokenizer import Tokenizer
 
 JUDGES = ("logmel", "semantic")
+BOOTSTRAP_DRAWS = 1000  # resamples of the test captions for the intervals of Frechet-distance differences
 LABEL_TASKS = ("speech/music/sound", "gender", "language", "instrument family", "instrument", "drum class",
                "sample category")
 
@@ -54,6 +56,32 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
                  - 2 * np.sum(np.sqrt(np.clip(cross, 0, None))))
+
+
+def frechet_differences(systems: dict[str, np.ndarray], real: np.ndarray, draws: int = BOOTSTRAP_DRAWS,
+                        seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Each system's Frechet distance minus the first system's, with a 95% paired bootstrap interval.
+
+    Row i of every array belongs to test caption i (the real clip, and what each system generated from its caption),
+    so a draw resamples captions and keeps the rows of one caption together: the interval is of the difference on
+    the same captions, not of two independent distances. A difference whose interval excludes 0 is more than the
+    choice of captions. NaN when there are under 2 captions."""
+    names = list(systems)
+    if not names:
+        return {}
+    first = names[0]
+    rng = np.random.default_rng(seed)
+    picks = [rng.integers(0, len(real), len(real)) for _ in range(draws)] if len(real) >= 2 else []
+    base = [frechet_distance(systems[first][i], real[i]) for i in picks]
+    out = {}
+    for name in names[1:]:
+        delta = frechet_distance(systems[name], real) - frechet_distance(systems[first], real)
+        diffs = np.array([frechet_distance(systems[name][i], real[i]) - b for i, b in zip(picks, base, strict=True)])
+        lo, hi = np.percentile(diffs, [2.5, 97.5]) if len(diffs) else (float("nan"), float("nan"))
+        out[name] = {"delta": round(float(delta), 3), "interval": [round(float(lo), 3), round(float(hi), 3)],
+                     "draws": len(diffs)}
+    return out
+
 
 
 def judge_features(judge: Tokenizer, audio: np.ndarray) -> dict[str, np.ndarray]:
@@ -153,6 +181,7 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
             real_audio = test_audio[i][: int(max_seconds * judge.sample_rate)]
             page.append({"caption": clip.caption, "audio": {"real": _listening_clip(out_dir, "real", i, clip,
                                                                                       real_audio, judge.sample_rate)}})
+    generated: dict[str, dict[str, np.ndarray]] = {}
     for name, (gen, codec) in systems.items():
         t1 = time.perf_counter()
         rows, attributes = [], []
@@ -165,11 +194,15 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
             rows.append(judge_features(judge, audio))
             attributes.append(heard(clip, audio))
         g = _stack(rows)
+        generated[name] = g
         report["systems"][name] = {
             "generator": gen.training_record, "codec": codec.model_id,
             "fd": {j: round(frechet_distance(g[j], feats["test"][j]), 3) for j in JUDGES},
             "labels": probes.score(g["logmel"], test), "music": music.summarise(attributes),
             "seconds": round(time.perf_counter() - t1, 1)}
+    for j in JUDGES:
+        for name, diff in frechet_differences({n: g[j] for n, g in generated.items()}, feats["test"][j]).items():
+            report["systems"][name].setdefault("fd_minus_first", {})[j] = diff
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if out_dir is not None:
         listening_page(out_dir / "listen.html", page, ["real", *systems])
@@ -231,6 +264,17 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{s['fd'][j]:.2f}" for j in JUDGES) + " |")
     floor = report["real_test"]["fd_train_vs_test"]
     lines.append("| real training clips (floor) | " + " | ".join(f"{floor[j]:.2f}" for j in JUDGES) + " |")
+    first = next(iter(systems), None)
+    others = [n for n in systems if "fd_minus_first" in systems[n]]
+    if others:
+        lines += ["", f"Each system's distance minus {first}'s on the same captions (negative: closer to the real "
+                  "clips than " + first + "), with a 95% paired bootstrap interval over the captions:", "",
+                  "| system | " + " | ".join(JUDGES) + " |", "|---|" + "---|" * len(JUDGES)]
+        for name in others:
+            d = systems[name]["fd_minus_first"]
+            lines.append(f"| {name} - {first} | " + " | ".join(
+                f"{d[j]['delta']:+.2f} [{d[j]['interval'][0]:+.2f}, {d[j]['interval'][1]:+.2f}]" for j in JUDGES)
+                + " |")
     tasks = list(report["real_test"]["labels"])
     lines += ["", "## Label accuracy of generated clips (log-mel probes trained on real clips)", "",
               "| task | n | chance | " + " | ".join(systems) + " | real test clips |",
