@@ -264,11 +264,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{s['fd'][j]:.2f}" for j in JUDGES) + " |")
     floor = report["real_test"]["fd_train_vs_test"]
     lines.append("| real training clips (floor) | " + " | ".join(f"{floor[j]:.2f}" for j in JUDGES) + " |")
-    first = next(iter(systems), None)
     others = [n for n in systems if "fd_minus_first" in systems[n]]
     if others:
+        first = next(iter(systems))
         lines += ["", f"Each system's distance minus {first}'s on the same captions (negative: closer to the real "
-                  "clips than " + first + "), with a 95% paired bootstrap interval over the captions:", "",
+                  f"clips than {first}), with a 95% paired bootstrap interval over the captions:", "",
                   "| system | " + " | ".join(JUDGES) + " |", "|---|" + "---|" * len(JUDGES)]
         for name in others:
             d = systems[name]["fd_minus_first"]
