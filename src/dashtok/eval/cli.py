@@ -182,7 +182,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("corpus", help="corpus folder (dashtok data build)")
     p.add_argument("--system", nargs=3, action="append", required=True, metavar=("NAME", "GENERATOR", "CODEC"),
                    help="a generator checkpoint and the tokenizer/VAE checkpoint it decodes with ('default': the "
-                        "bundled generator / tokenizer); repeat to compare systems")
+                        "bundled generator / tokenizer); repeat to compare systems (the first is the reference: the "
+                        "others' Frechet distances are also given as differences to it, with bootstrap intervals)")
     p.add_argument("-o", "--output", default="out/eval_gen", help="output folder (gen.json, report.md, samples)")
     p.add_argument("--max-clips", type=int, default=160, help="test captions used (spread over the split)")
     p.add_argument("--domain", choices=("speech", "music", "sound"),
