@@ -42,8 +42,17 @@ for i in "${!folders[@]}"; do  # each start's --set overrides (none left from an
   src=${folders[$i]}/invocations.jsonl; dst=$DEST/${names[$i]}_invocations.jsonl
   if [ -f "$src" ]; then cp "$src" "$dst"; else rm -f "$dst"; fi
 done
-# the curves of what ships: the pair's together, or the generator's alone (the pair's plot would show the old flow run)
-if [ -n "$ENH" ]; then curves=$DEST/curves.png; rm -f "$DEST/flow_curves.png"; else curves=$DEST/flow_curves.png; rm -f "$DEST/curves.png"; fi
+# the curves of what ships: the pair's together; or the generator's alone, and the bundled enhancer's redrawn from its
+# records (the pair's plot would show the old flow run)
+if [ -n "$ENH" ]; then
+  curves=$DEST/curves.png; rm -f "$DEST/flow_curves.png" "$DEST/enhance_curves.png"
+else
+  curves=$DEST/flow_curves.png; rm -f "$DEST/curves.png"
+  kept=$(mktemp -d); trap 'rm -rf "$kept"' EXIT; mkdir "$kept/enhance"
+  cp "$DEST/enhance_metrics.csv" "$kept/enhance/metrics.csv"
+  if [ -f "$DEST/enhance_eval.csv" ]; then cp "$DEST/enhance_eval.csv" "$kept/enhance/eval.csv"; fi
+  .venv/bin/dashtok eval curves "$kept/enhance" -o "$DEST/enhance_curves.png" -f
+fi
 .venv/bin/dashtok eval curves "${folders[@]}" -o "$curves" -f
 .venv/bin/python - <<'PY'
 from dashtok.generate.enhance import LatentEnhancer
