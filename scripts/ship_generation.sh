@@ -13,6 +13,8 @@ DEST=records/generation
 test -f "$FLOW/generator.safetensors" || { echo "ship: $FLOW/generator.safetensors missing (finish the run)"; exit 1; }
 if [ -n "$ENH" ]; then
   test -f "$ENH/enhancer.safetensors" || { echo "ship: $ENH/enhancer.safetensors missing (finish the run)"; exit 1; }
+else  # the bundled enhancer stays: its curves are redrawn from its records below
+  test -f "$DEST/enhance_metrics.csv" || { echo "ship: $DEST/enhance_metrics.csv missing (the bundled enhancer's records)"; exit 1; }
 fi
 .venv/bin/python - "$FLOW/generator.safetensors" ${ENH:+"$ENH/enhancer.safetensors"} <<'PY'
 import sys

@@ -57,6 +57,13 @@ def test_frechet_differences_are_paired_over_captions() -> None:
     assert frechet_differences({"a": near[:3], "b": far[:3]}, real[:3], draws=50)["b"]["draws"] == 50
     one = frechet_differences({"a": near[:1], "b": far[:1]}, real[:1])["b"]  # one caption: no distance, no interval
     assert one["draws"] == 0 and np.isnan(one["delta"]) and all(np.isnan(one["interval"]))
+    assert frechet_differences({"alone": near}, real) == {}  # one system: nothing to compare with
+    # paired: a draw takes the same captions' rows of the real and of every generated set. A copy of the real clips
+    # is then at distance 0 in every draw, and the real clips in another order are not (same set, other pairing),
+    # so the interval is above 0 although the two sets, and so their distances, are the same
+    shuffled = real[rng.permutation(len(real))]
+    paired = frechet_differences({"copy": real.copy(), "shuffled": shuffled}, real, draws=200)["shuffled"]
+    assert abs(paired["delta"]) < 1e-6 and paired["interval"][0] > 0
 
 
 def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
@@ -82,7 +89,7 @@ def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
     out = tmp_path / "eval"
     assert main(["eval", "gen", str(corpus), "--system", "dashtok", str(gens["tok"]), str(tiny_ckpt),
                  "--system", "vae", str(gens["vae"]), str(tmp_path / "vae.safetensors"), "-o", str(out),
-                 "--steps", "2"]) == 0
+                 "--steps", "2", "--bootstrap-draws", "50"]) == 0
     report = json.loads((out / "gen.json").read_text())
     assert report["n_test"] == 4 and set(report["systems"]) == {"dashtok", "vae"}
     for s in report["systems"].values():
@@ -91,6 +98,7 @@ def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
         assert s["labels"]["gender"]["n"] == 3  # the test captions that name a gender (clips 0, 1, 3)
     assert (out / "report.md").read_text().count("\n| dashtok |") == 1  # its Frechet distance row
     assert set(report["systems"]["vae"]["fd_minus_first"]) == {"logmel", "semantic"}
+    assert report["systems"]["vae"]["fd_minus_first"]["logmel"]["draws"] == 50
     assert "fd_minus_first" not in report["systems"]["dashtok"]
     assert "\n| vae - dashtok | " in (out / "report.md").read_text()
     page = (out / "samples" / "listen.html").read_text()  # one row per caption: the real clip, then each system
@@ -109,6 +117,9 @@ def test_eval_gen_compares_systems(tmp_path: Path, tiny_ckpt: Path) -> None:
     with pytest.raises(SystemExit):  # no captions of that domain: one line, not a traceback
         main(["eval", "gen", str(corpus), "--system", "dashtok", str(gens["tok"]), str(tiny_ckpt), "--domain",
               "sound", "-o", str(tmp_path / "sound")])
+    with pytest.raises(SystemExit):  # no resamples: refused before any model is loaded
+        main(["eval", "gen", str(corpus), "--system", "dashtok", str(gens["tok"]), str(tiny_ckpt),
+              "--bootstrap-draws", "0", "-o", str(tmp_path / "e0")])
     with pytest.raises(SystemExit):  # a generator with another tokenizer's latents is refused
         main(["eval", "gen", str(corpus), "--system", "x", str(gens["vae"]), str(tiny_ckpt), "-o",
               str(tmp_path / "e2")])

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Issue 26's generator comparison at equal budget: one 4500-step generator (3x the 1500 of the bundled one) on the
+# Issue 26's generator comparison at equal budget: one 4500-step generator (3x session 26's 1500 steps) on the
 # bundled default's latents ("dashtok") or on the VAE baseline's ("vae", records/generation/vae/), one seed.
 #   bash records/generation/generators_4500.sh CORPUS RUNS dashtok|vae SEED [THREADS]
-# About 100 min on 2 threads of a 2-core AVX2 CPU (1.37 s a step, measured in session 27), alone; the run resumes
+# 75-100 min on 2 threads of a 2-core AVX2 CPU (0.84-1.38 s a step, sessions 27-28), alone; the run resumes
 # from its last checkpoint (every 200 steps) when started again with the same arguments.
 set -euo pipefail
 CORPUS=$(realpath "${1:?corpus folder}"); RUNS=$(realpath -m "${2:?runs folder}")  # as given, before the cd

@@ -79,11 +79,14 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_gen(args: argparse.Namespace) -> int:
-    from dashtok.eval.gen import caption_clips, evaluate_gen, markdown, write_report
+    from dashtok.eval.gen import BOOTSTRAP_DRAWS, caption_clips, evaluate_gen, markdown, write_report
     from dashtok.generate.model import TextToAudio
     from dashtok.generate.tied import require_tokenizer
 
     out = Path(args.output)
+    draws = BOOTSTRAP_DRAWS if args.bootstrap_draws is None else args.bootstrap_draws
+    if draws < 1:
+        raise CliError(f"--bootstrap-draws must be at least 1, not {draws}")
     refuse_overwrite([out / "gen.json"], args.force)
     try:
         caption_clips(args.corpus, args.max_clips, args.domain)  # fail before loading any model
@@ -99,7 +102,8 @@ def cmd_eval_gen(args: argparse.Namespace) -> int:
             raise CliError(f"system {name}: {err}") from None
     judge = load_model(None, "cpu")
     report = evaluate_gen(systems, args.corpus, judge, max_clips=args.max_clips, steps=args.steps,
-                          guidance=args.guidance, out_dir=out / "samples", domain=args.domain)
+                          guidance=args.guidance, out_dir=out / "samples", domain=args.domain,
+                          draws=draws)
     write_report(report, out)
     print(markdown(report))
     print(f"wrote {out / 'gen.json'}, {out / 'report.md'} and the listening page {out / 'samples' / 'listen.html'}")
@@ -191,6 +195,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                         "measured in the audio)")
     p.add_argument("--steps", type=int, default=32)
     p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--bootstrap-draws", type=int, help="resamples of the captions for the intervals of the "
+                                                      "Frechet-distance differences (default: 1000)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_eval_gen)
 

@@ -65,9 +65,11 @@ def frechet_differences(systems: dict[str, np.ndarray], real: np.ndarray, draws:
     Row i of every array belongs to test caption i (the real clip, and what each system generated from its caption),
     so a draw resamples captions and keeps the rows of one caption together: the interval is of the difference on
     the same captions, not of two independent distances. A difference whose interval excludes 0 is more than the
-    choice of captions. NaN when there are under 2 captions."""
+    choice of captions. It is a percentile interval: a resample repeats captions, which shrinks the covariances and
+    biases each distance, so the interval need not be centred on the difference itself. NaN when there are under 2
+    captions; {} for one system."""
     names = list(systems)
-    if not names:
+    if len(names) < 2:
         return {}
     first = names[0]
     rng = np.random.default_rng(seed)
@@ -81,7 +83,6 @@ def frechet_differences(systems: dict[str, np.ndarray], real: np.ndarray, draws:
         out[name] = {"delta": round(float(delta), 3), "interval": [round(float(lo), 3), round(float(hi), 3)],
                      "draws": len(diffs)}
     return out
-
 
 
 def judge_features(judge: Tokenizer, audio: np.ndarray) -> dict[str, np.ndarray]:
@@ -143,7 +144,7 @@ def caption_clips(corpus: str | Path, max_clips: int, domain: str | None = None)
 def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Path,
                  judge: Tokenizer, max_clips: int = 160, max_train: int = 1500, max_seconds: float = 6.0,
                  steps: int = 32, guidance: float = 3.0, out_dir: Path | None = None,
-                 domain: str | None = None) -> dict[str, Any]:
+                 domain: str | None = None, draws: int = BOOTSTRAP_DRAWS) -> dict[str, Any]:
     root = Path(corpus)
     t0 = time.perf_counter()
     split = {s: [c for c in read_manifest(root / f"{s}.jsonl") if c.caption] for s in ("train", "valid")}
@@ -201,7 +202,8 @@ def evaluate_gen(systems: dict[str, tuple[TextToAudio, Codec]], corpus: str | Pa
             "labels": probes.score(g["logmel"], test), "music": music.summarise(attributes),
             "seconds": round(time.perf_counter() - t1, 1)}
     for j in JUDGES:
-        for name, diff in frechet_differences({n: g[j] for n, g in generated.items()}, feats["test"][j]).items():
+        for name, diff in frechet_differences({n: g[j] for n, g in generated.items()}, feats["test"][j],
+                                              draws).items():
             report["systems"][name].setdefault("fd_minus_first", {})[j] = diff
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if out_dir is not None:
