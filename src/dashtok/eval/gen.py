@@ -75,9 +75,10 @@ def frechet_differences(systems: dict[str, np.ndarray], real: np.ndarray, draws:
     rng = np.random.default_rng(seed)
     picks = [rng.integers(0, len(real), len(real)) for _ in range(draws)] if len(real) >= 2 else []
     base = [frechet_distance(systems[first][i], real[i]) for i in picks]
+    base_whole = frechet_distance(systems[first], real)
     out = {}
     for name in names[1:]:
-        delta = frechet_distance(systems[name], real) - frechet_distance(systems[first], real)
+        delta = frechet_distance(systems[name], real) - base_whole
         diffs = np.array([frechet_distance(systems[name][i], real[i]) - b for i, b in zip(picks, base, strict=True)])
         lo, hi = np.percentile(diffs, [2.5, 97.5]) if len(diffs) else (float("nan"), float("nan"))
         out[name] = {"delta": round(float(delta), 3), "interval": [round(float(lo), 3), round(float(hi), 3)],
