@@ -94,9 +94,10 @@ def test_text_encoder_is_offline_and_tells_captions_apart() -> None:
     assert float(pooled[0] @ pooled[1]) > float(pooled[0] @ pooled[2])  # paraphrase closer than another topic
 
 
-def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, tiny_ckpt) -> None:  # noqa: ANN001
+def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, tiny_ckpt, monkeypatch) -> None:  # noqa: ANN001
     import csv
     import json
+    import time
     from dataclasses import replace
 
     import pytest
@@ -128,6 +129,21 @@ def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, 
     assert sf.info(out).frames == 30 * 640  # 1.2 s -> 30 frames of 40 ms
     with pytest.raises(SystemExit):  # latents of another tokenizer are refused
         main(["generate", "x", "-g", str(path), "-o", str(tmp_path / "other.wav")])
+    # max_minutes: the run stops with a checkpoint of the step it reached, and the same command ends where the run
+    # that never stopped ended (20 s a clock reading: past the minute within the first steps)
+    from safetensors.torch import load_file
+
+    stopped = replace(cfg, out=str(tmp_path / "stopped"), save_every=100)
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(time, "perf_counter", lambda: 20.0 * next(ticks))
+    checkpoint = train(replace(stopped, max_minutes=1.0))
+    monkeypatch.undo()
+    assert checkpoint.parent.name == "checkpoints" and 0 < int(checkpoint.name.removeprefix("step-")) < 6
+    assert (checkpoint / "train_state.pt").is_file() and not (tmp_path / "stopped" / "generator.safetensors").exists()
+    a, b = load_file(str(path)), load_file(str(train(stopped)))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    logged = [int(r["step"]) for r in csv.DictReader((tmp_path / "stopped" / "metrics.csv").read_text().splitlines())]
+    assert logged == list(range(1, 7))  # continued from the stop, not started again
     # bf16 autocast (flow.autocast): the first step sees the same batch; the output layer starts at zero, so the loss
     # is the same, and its gradient, made from the hidden activations, is the float32 one within bf16's precision,
     # not bit for bit (the network did run in bf16)

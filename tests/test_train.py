@@ -183,8 +183,7 @@ def test_autocast_auto_is_bf16_only_where_bf16_runs_in_hardware(monkeypatch: pyt
         f = model.features(torch.from_numpy(speechlike(1.0, seed=0))[None])
         resolved = Generator(model, training_autocast("auto", cpu))(f.semantic, f.patches)
         assert torch.equal(Generator(model, "auto")(f.semantic, f.patches), resolved)
-    with pytest.raises(ValueError, match="max_minutes"):
-        TrainConfig.from_dict({"stage": "mae", "out": "unused", "max_minutes": 5})
+    assert TrainConfig.from_dict({"stage": "mae", "out": "unused", "max_minutes": 5}).max_minutes == 5  # any stage
     with pytest.raises(ValueError, match="extra_mixtures must be >= 0"):
         TrainConfig.from_dict({"stage": "enhance", "out": "unused", "enhance": {"extra_mixtures": -1}})
     with pytest.raises(ValueError, match="data.manifests, which is empty"):

@@ -199,8 +199,8 @@ class TrainConfig:
     eval_every: int = 500
     save_every: int = 200
     threads: int = 0  # 0: torch's default
-    # Wall-clock budget of the training loop of one invocation of the tokenizer stage (0: none): past it the run saves
-    # a checkpoint and exits without exporting; the same command continues it (as after a kill, but losing no steps).
+    # Wall-clock budget of the training loop of one invocation, any stage (0: none): past it the run saves a
+    # checkpoint and exits without exporting; the same command continues it (as after a kill, but losing no steps).
     max_minutes: float = 0.0
     data: DataConfig = field(default_factory=DataConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
@@ -214,8 +214,6 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'cosine' or 'constant', not {self.schedule!r}")
         if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
             raise ValueError(f"max_minutes must be a number >= 0, not {self.max_minutes}")
-        if self.max_minutes and self.stage != "tokenizer":
-            raise ValueError(f"max_minutes is a setting of the tokenizer stage, not of {self.stage!r}")
         if self.enhance.extra_mixtures < 0:
             raise ValueError(f"enhance.extra_mixtures must be >= 0, not {self.enhance.extra_mixtures}")
         if self.enhance.extra_mixtures and self.stage == "enhance" and not self.data.manifests:

@@ -108,6 +108,8 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
     while step < cfg.steps:
+        if stopped := run.out_of_time(cfg, t0, step, {"enhancer": model}, {"opt": opt}, world, model, "enhance"):
+            return stopped
         gen = batch_generator(cfg.seed, step, rank)
         picks = weighted_crops(frames, per_rank, e.segment_frames, gen)
         lengths = torch.tensor([len(noisy_z[i][start : start + e.segment_frames]) for i, start in picks])

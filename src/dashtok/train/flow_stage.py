@@ -121,6 +121,8 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
     while step < cfg.steps:
+        if stopped := run.out_of_time(cfg, t0, step, {"net": model.net}, {"opt": opt}, world, model, "flow"):
+            return stopped
         gen = batch_generator(cfg.seed, step, rank)
         z, frame_mask, text, text_mask = (t.to(device) for t in flow_batch(data, captions, gen, per_rank, max_frames))
         drop = (torch.rand(per_rank, generator=gen) < f.caption_dropout).to(device)

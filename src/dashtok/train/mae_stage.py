@@ -32,6 +32,8 @@ def run_mae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
     while step < cfg.steps:
+        if stopped := run.out_of_time(cfg, t0, step, {"mae": model}, {"opt": opt}, world, model, "mae"):
+            return stopped
         gen = batch_generator(cfg.seed, step, rank)
         wav = torch.from_numpy(np.stack([bank.concatenated(n, gen) for _ in range(per_rank)])).to(device)
         loss = ddp(wav, gen)

@@ -92,6 +92,20 @@ class Run:
                   {**{name: o.state_dict() for name, o in optimizers.items()}, "step": step, "rng": _rng_state(),
                    "rank_checksums": sums})
 
+    def out_of_time(self, cfg: TrainConfig, t0: float, step: int, modules: dict[str, nn.Module],
+                    optimizers: dict[str, torch.optim.Optimizer], world: int, trained: nn.Module,
+                    label: str) -> Path | None:
+        """Past ``cfg.max_minutes`` of the loop that started at ``t0``: save the step reached (unless it was just
+        saved) and say so; the checkpoint to return instead of an export, or None while time is left."""
+        if not cfg.max_minutes or time.perf_counter() - t0 <= 60 * cfg.max_minutes:
+            return None
+        latest = self.latest()
+        if latest is None or latest.name != f"step-{step:07d}":
+            self.checkpoint(step, modules, optimizers, world, trained)
+        say(self.rank, f"{label}: stopped at step {step} after max_minutes={cfg.max_minutes}; the same command "
+                       "continues the run")
+        return self.ckpts / f"step-{step:07d}"
+
     def log(self, row: dict[str, Any], name: str = "metrics.csv") -> None:
         if self.rank != 0:
             return

@@ -226,13 +226,9 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
     while step < cfg.steps:
-        if cfg.max_minutes and time.perf_counter() - t0 > 60 * cfg.max_minutes:
-            latest = run.latest()
-            if latest is None or latest.name != f"step-{step:07d}":  # unless this step was just saved
-                run.checkpoint(step, modules, {"opt_g": opt_g, "opt_d": opt_d}, world, model)
-            say(rank, f"tokenizer: stopped at step {step} after max_minutes={cfg.max_minutes}; the same command "
-                      "continues the run")
-            return run.ckpts / f"step-{step:07d}"
+        if stopped := run.out_of_time(cfg, t0, step, modules, {"opt_g": opt_g, "opt_d": opt_d}, world, model,
+                                      "tokenizer"):
+            return stopped
         gen = batch_generator(cfg.seed, step, rank)
         feats, real = cache.batch(gen, per_rank, t.segment_frames, model.hop_length)
         crop = disc_crop(gen, real.shape, t)

@@ -47,6 +47,8 @@ def run_vae(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
     while step < cfg.steps:
+        if stopped := run.out_of_time(cfg, t0, step, {"model": model}, {"opt": opt}, world, model, "vae"):
+            return stopped
         gen = batch_generator(cfg.seed, step, rank)
         real = crops(bank, gen, per_rank, samples).to(device)
         mean, logvar, frames = model.posterior_of(real)
