@@ -223,7 +223,9 @@ def test_eval_curves_overlays_run_folders(tmp_path: Path, capsys: pytest.Capture
     out = tmp_path / "curves.png"
     assert main(["eval", "curves", str(tmp_path / "a"), f"{tmp_path / 'b'}=second", "-o", str(out),
                  "--csv", str(tmp_path / "valid.csv")]) == 0
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = out.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(png[16:20], "big") == round(2 * 4.2 * 90)  # two measures: two panels, no empty ones
     rows = (tmp_path / "valid.csv").read_text().splitlines()
     assert rows[0] == "run,step,pesq_wb,ema/pesq_wb" and len(rows) == 5 and rows[3].startswith("second,10,")
     with pytest.raises(SystemExit):  # no silent overwrite

@@ -104,7 +104,7 @@ def training_curves(path: Path, runs: list[tuple[Path, str]], smooth: int = 25) 
                         (label + tag, style, [s for s, _ in points], [v for _, v in points]))
     if not curves:
         raise ValueError(f"no metrics.csv or eval.csv with numbers in {', '.join(str(f) for f, _ in runs)}")
-    cols = 4
+    cols = min(4, len(curves))  # a run with one measure gets one panel, not a row of empty ones
     rows = -(-len(curves) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, (title, lines) in zip(axes.flat, curves.items(), strict=False):
