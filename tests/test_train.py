@@ -294,7 +294,8 @@ def test_webdataset_shards_and_folders_feed_training(tmp_path: Path, audio_dir: 
     assert np.array_equal(a, b) and np.abs(a).max() > 0  # batches are a function of (seed, step)
 
 
-def test_train_cli_records_every_start_with_its_overrides(tmp_path: Path, audio_dir: Path) -> None:
+def test_train_cli_records_every_start_with_its_overrides(tmp_path: Path, audio_dir: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
     from dashtok.cli import main
@@ -312,6 +313,13 @@ def test_train_cli_records_every_start_with_its_overrides(tmp_path: Path, audio_
     assert [s["resolved"]["steps"] for s in starts] == [2, 4]
     assert starts[0]["resolved"]["mae"]["encoder_preset"] == "tiny"
     assert len(losses(run, "mae/loss")) == 4
+    capsys.readouterr()
+    exported = (run / "encoder.safetensors").stat().st_mtime_ns  # by the run to step 4
+    assert main(["train", str(toml), "--set", "steps=8", "max_minutes=0.0001"]) == 0  # 6 ms: stops after a step
+    said = capsys.readouterr().out
+    assert "mae: stopped at step" in said and "checkpoint to continue from: " in said, said
+    assert said.split("checkpoint to continue from: ")[1].strip() == str(run / "checkpoints" / "step-0000005")
+    assert (run / "encoder.safetensors").stat().st_mtime_ns == exported  # no export of an unfinished run
 
 
 def test_training_starts_from_the_official_release_layout(tmp_path: Path, audio_dir: Path) -> None:

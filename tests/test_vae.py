@@ -65,3 +65,31 @@ def test_vae_stage_learns_and_exports(tmp_path: Path) -> None:
     vae = load_codec(path)
     assert isinstance(vae, MelVAE) and vae.training_record["steps"] == 40
     assert float(vae.latent_std.min()) > 0 and not torch.equal(vae.latent_mean, torch.zeros(16))
+
+
+def test_vae_stage_stopped_by_max_minutes_continues_to_the_same_weights(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / "0.wav", speechlike(2.0, seed=0), 16000)
+    cfg = TrainConfig.from_dict({
+        "stage": "vae", "out": str(tmp_path / "straight"), "steps": 5, "batch_size": 2, "lr": 2e-3, "warmup": 1,
+        "log_every": 1, "save_every": 100, "threads": 1, "data": {"folders": [str(audio)]},
+        "vae": {"latent_dim": 16, "encoder_dim": 32, "encoder_blocks": 1, "decoder_preset": "tiny",
+                "segment_frames": 8}})
+    straight = train(cfg)
+    stopped = replace(cfg, out=str(tmp_path / "stopped"))
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(time, "perf_counter", lambda: 20.0 * next(ticks))  # 20 s a reading: a minute in 2-3 steps
+    checkpoint = train(replace(stopped, max_minutes=1.0))
+    monkeypatch.undo()
+    assert checkpoint.name.startswith("step-") and (checkpoint / "train_state.pt").is_file()
+    assert 0 < int(checkpoint.name.removeprefix("step-")) < 5
+    assert not (tmp_path / "stopped" / "vae.safetensors").exists()
+    a, b = load_file(str(straight)), load_file(str(train(stopped)))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

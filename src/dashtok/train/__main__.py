@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "resolved": asdict(cfg)}) + "\n")
     from dashtok.train.loop import train
 
-    print(f"trained output: {train(cfg)}")
+    out = train(cfg)
+    stopped = out.is_dir() and out.name.startswith("step-")  # max_minutes ran out: the step reached, not an export
+    print(f"{'checkpoint to continue from' if stopped else 'trained output'}: {out}")
     return 0
 
 

@@ -199,8 +199,9 @@ class TrainConfig:
     eval_every: int = 500
     save_every: int = 200
     threads: int = 0  # 0: torch's default
-    # Wall-clock budget of the training loop of one invocation, any stage (0: none): past it the run saves a
-    # checkpoint and exits without exporting; the same command continues it (as after a kill, but losing no steps).
+    # Wall-clock budget of the training loop of one invocation, any stage, single process (0: none): past it the run
+    # saves a checkpoint and exits without exporting; the same command continues it (as after a kill, but losing no
+    # steps). The setup before the loop (data, caches) and the export after it come on top.
     max_minutes: float = 0.0
     data: DataConfig = field(default_factory=DataConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
