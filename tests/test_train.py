@@ -135,20 +135,17 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_r
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_the_same_command_continues(
-        tmp_path: Path, audio_dir: Path, mae_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, audio_dir: Path, mae_run: Path) -> None:
     """max_minutes: past the budget the run saves the step it reached and exits without exporting; starting it
     again continues to the same weights as the run that never stopped."""
-    import time as time_module
+    from conftest import ticking_clock
 
     init = {"init": str(mae_run), "gan_start": 2, "ema_decay": 0.5}
     straight = tmp_path / "straight"
     train(config(straight, audio_dir, "tokenizer", steps=5, tokenizer=init))
-    real_clock = time_module.perf_counter
-    ticks = iter(range(10**6))
-    monkeypatch.setattr(time_module, "perf_counter", lambda: 20.0 * next(ticks))  # 20 s a reading
     stopped = tmp_path / "stopped"
-    train(config(stopped, audio_dir, "tokenizer", steps=5, save_every=100, max_minutes=1.0, tokenizer=init))
-    monkeypatch.setattr(time_module, "perf_counter", real_clock)
+    with ticking_clock():  # 20 s a clock reading
+        train(config(stopped, audio_dir, "tokenizer", steps=5, save_every=100, max_minutes=1.0, tokenizer=init))
     saved = sorted(p.name for p in (stopped / "checkpoints").glob("step-*"))
     assert len(saved) == 1 and 0 < int(saved[0].removeprefix("step-")) < 5, saved  # a step of its own, not a save
     assert not (stopped / "model.safetensors").exists()

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import speechlike
+from conftest import speechlike, ticking_clock
 from dashtok.baselines.vae import MelVAE, VAEConfig, kl_divergence, load_codec
 from dashtok.config import DecoderConfig
 from dashtok.train.config import TrainConfig
@@ -67,9 +67,7 @@ def test_vae_stage_learns_and_exports(tmp_path: Path) -> None:
     assert float(vae.latent_std.min()) > 0 and not torch.equal(vae.latent_mean, torch.zeros(16))
 
 
-def test_vae_stage_stopped_by_max_minutes_continues_to_the_same_weights(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
+def test_vae_stage_stopped_by_max_minutes_continues_to_the_same_weights(tmp_path: Path) -> None:
     from dataclasses import replace
 
     from safetensors.torch import load_file
@@ -84,10 +82,8 @@ def test_vae_stage_stopped_by_max_minutes_continues_to_the_same_weights(tmp_path
                 "segment_frames": 8}})
     straight = train(cfg)
     stopped = replace(cfg, out=str(tmp_path / "stopped"))
-    ticks = iter(range(10**6))
-    monkeypatch.setattr(time, "perf_counter", lambda: 20.0 * next(ticks))  # 20 s a reading: a minute in 2-3 steps
-    checkpoint = train(replace(stopped, max_minutes=1.0))
-    monkeypatch.undo()
+    with ticking_clock():  # 20 s a clock reading: a minute in 2-3 steps
+        checkpoint = train(replace(stopped, max_minutes=1.0))
     assert checkpoint.name.startswith("step-") and (checkpoint / "train_state.pt").is_file()
     assert 0 < int(checkpoint.name.removeprefix("step-")) < 5
     assert not (tmp_path / "stopped" / "vae.safetensors").exists()

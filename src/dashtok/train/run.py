@@ -51,11 +51,15 @@ class Run:
         path = self.ckpts / pointer.read_text().strip()
         return path if path.is_dir() else None
 
+    def step_dir(self, step: int) -> Path:
+        """The checkpoint folder of ``step``."""
+        return self.ckpts / f"step-{step:07d}"
+
     def save(self, step: int, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any],
              keep: int = 2) -> None:
         if self.rank != 0:
             return
-        final = self.ckpts / f"step-{step:07d}"
+        final = self.step_dir(step)
         tmp = self.ckpts / f".tmp-step-{step:07d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -100,11 +104,11 @@ class Run:
         if not cfg.max_minutes or time.perf_counter() - t0 <= 60 * cfg.max_minutes:
             return None
         latest = self.latest()
-        if latest is None or latest.name != f"step-{step:07d}":
+        if latest != self.step_dir(step):
             self.checkpoint(step, modules, optimizers, world, trained)
         say(self.rank, f"{label}: stopped at step {step} after max_minutes={cfg.max_minutes}; the same command "
                        "continues the run")
-        return self.ckpts / f"step-{step:07d}"
+        return self.step_dir(step)
 
     def log(self, row: dict[str, Any], name: str = "metrics.csv") -> None:
         if self.rank != 0:
