@@ -54,9 +54,9 @@ def test_bad_files_are_named_with_their_problem(tmp_path: Path) -> None:
     cases["empty"] = (empty, "empty audio")
     nan = tmp_path / "nan.wav"
     x = speechlike(0.5)
-    x[100] = np.nan
+    x[4000] = np.nan
     sf.write(nan, x, 16000, subtype="FLOAT")
-    cases["nan"] = (nan, "NaN or Inf")
+    cases["nan"] = (nan, "NaN or Inf samples (the first at 0.250 s)")  # where it is, not where its block ends
     full = tmp_path / "full.wav"
     sf.write(full, speechlike(1.0), 16000)
     truncated = tmp_path / "truncated.wav"
@@ -67,7 +67,7 @@ def test_bad_files_are_named_with_their_problem(tmp_path: Path) -> None:
             load_audio(path)
         assert str(err.value).startswith(str(path)), name
         assert message in str(err.value), (name, str(err.value))
-    with pytest.raises(AudioError, match="over the limit"):
+    with pytest.raises(AudioError, match=r"1\.00 s long, over the limit of 0\.5 s"):
         load_audio(full, max_seconds=0.5)
 
 

@@ -58,8 +58,8 @@ def test_no_overwrite_without_force(tmp_path: Path, wav: Path, tiny_ckpt: Path,
 def test_inferred_output_name(tmp_path: Path, wav: Path, tiny_ckpt: Path) -> None:
     assert run("encode", wav, "-c", tiny_ckpt) == 0
     assert (tmp_path / "one.safetensors").is_file()
-    assert run("decode", tmp_path / "one.safetensors", "-c", tiny_ckpt, "-f") == 0
-    assert sf.info(tmp_path / "one.wav").frames == 16000
+    assert run("decode", tmp_path / "one.safetensors", "-c", tiny_ckpt) == 0  # never aimed at the source: no -f
+    assert sf.info(tmp_path / "one.decoded.wav").frames == 16000
 
 
 def test_directory_tree_with_bad_files_keeps_going(tmp_path: Path, tiny_ckpt: Path,
@@ -180,6 +180,31 @@ def test_outputs_the_command_cannot_write_are_refused_by_name(tmp_path: Path, wa
     assert "not .ogg" in one_error_line(capsys, "encode", wav, "-o", tmp_path / "x.ogg", "-c", tiny_ckpt)
     assert "not .wav" in one_error_line(capsys, "reconstruct", wav, "-o", tmp_path / "r.wav", "-c", tiny_ckpt)
     assert not (tmp_path / "x.ogg").exists() and not (tmp_path / "r.wav").exists()
+    # converting helps where audio was asked of a command that writes audio, not of one that writes latents
+    assert "ffmpeg" in one_error_line(capsys, "decode", lat, "-o", tmp_path / "x.mp3", "-c", tiny_ckpt)
+    assert "ffmpeg" not in one_error_line(capsys, "encode", wav, "-o", tmp_path / "x.wav", "-c", tiny_ckpt)
+
+
+def test_a_file_output_for_several_inputs_is_refused(tmp_path: Path, wav: Path, tiny_ckpt: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "two.wav"
+    sf.write(other, speechlike(1.0, seed=1), 16000)
+    msg = one_error_line(capsys, "encode", wav, other, "-o", tmp_path / "x.safetensors", "-c", tiny_ckpt)
+    assert "names one .safetensors file, but 2 input file(s) were given" in msg
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", speechlike(1.0), 16000)  # a directory input is never one file, however many it holds
+    assert "but 1 input file(s)" in one_error_line(capsys, "enhance", folder, "-o", tmp_path / "y.wav")
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.wav").exists()
+
+
+def test_numeric_options_must_make_sense(wav: Path, tiny_ckpt: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    for value in ("0", "-1", "nan"):
+        assert "--max-seconds" in one_error_line(capsys, "encode", wav, "-c", tiny_ckpt, "--max-seconds", value)
+    for value in ("nan", "inf"):
+        msg = one_error_line(capsys, "generate", "a dog", "-o", tmp_path / "g.wav", "--guidance", value)
+        assert "--guidance" in msg and "finite" in msg
 
 
 def test_generate_checks_its_arguments_before_loading_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -228,9 +253,12 @@ def test_reconstruct_scores_what_it_can_and_writes_metrics_as_it_goes(tmp_path: 
     sf.write(src / "a_speech.wav", speechlike(1.0), 16000)
     sf.write(src / "b_silence.wav", np.zeros(16000), 16000)
     (src / "c_broken.wav").write_bytes(b"RIFFnope")
+    sf.write(src / "d_short.wav", speechlike(1000 / 16000), 16000)  # shorter than the mel distance's longest window
     assert run("reconstruct", src, "-o", tmp_path / "rec", "-c", tiny_ckpt, "-q") == 1  # the broken file
     rows = {Path(r["input"]).name: r for r in json.loads((tmp_path / "rec" / "metrics.json").read_text())["files"]}
-    assert set(rows) == {"a_speech.wav", "b_silence.wav"} and rows["b_silence.wav"]["pesq_wb"] is None
+    assert set(rows) == {"a_speech.wav", "b_silence.wav", "d_short.wav"}
+    assert rows["b_silence.wav"]["pesq_wb"] is None and rows["b_silence.wav"]["stoi"] is None  # silence: undefined
+    assert rows["d_short.wav"]["stoi"] is None and np.isfinite(rows["d_short.wav"]["mel_distance"])
     assert (tmp_path / "rec" / "b_silence.wav").is_file()
 
 
@@ -249,6 +277,9 @@ def test_failure_summaries_read_as_english(tmp_path: Path, tiny_ckpt: Path,
     sf.write(tmp_path / "b.wav", speechlike(1.0), 16000)
     msg = one_error_line(capsys, "encode", tmp_path / "a.wav", tmp_path / "b.wav", "-c", tiny_ckpt)
     assert msg.endswith("a.safetensors and 1 more output(s) already exist; pass --force to overwrite")
+    assert run("encode", tmp_path / "a.wav", bad, "-c", tiny_ckpt, "--force") == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "dashtok: 1 of 2 files failed; the other file was written"
 
 
 def test_info_describes_every_file_the_project_writes(tmp_path: Path, wav: Path, tiny_ckpt: Path,

@@ -154,7 +154,7 @@ def test_numpy_multichannel_and_resampled_input(tiny: Tokenizer) -> None:
         (np.zeros(479, dtype=np.float32), "shorter than one 40 ms frame"),
         (np.full(16000, np.nan, dtype=np.float32), "NaN or Inf"),
         (np.zeros((2, 2, 2, 16000), dtype=np.float32), "must be"),
-        (np.zeros((223950, 2), dtype=np.float32), r"reads as 223950 items of 2 samples.*\(wav\.T\)"),
+        (np.zeros((223950, 2), dtype=np.float32), r"reads as 223950 items of 2 samples.*wav\.T\[None\]"),
         (np.zeros(16000, dtype=np.uint64), "integer dtype torch.uint64"),
         (np.zeros(16000, dtype=np.complex64), "real numbers"),
     ],
@@ -163,6 +163,13 @@ def test_bad_audio_is_rejected_clearly(tiny: Tokenizer, bad: np.ndarray, match: 
     with pytest.raises(ValueError, match=match) as err:
         tiny.encode(bad)
     assert len(str(err.value)) < 300  # however large the input
+
+
+def test_bad_sample_rate_and_empty_latents_are_rejected_clearly(tiny: Tokenizer) -> None:
+    with pytest.raises(ValueError, match="sample_rate must be a positive number of Hz, got 0"):
+        tiny.encode(np.zeros(16000, dtype=np.float32), sample_rate=0)
+    with pytest.raises(ValueError, match=r"latents are empty \(shape \(1, 0, 32\)\)"):
+        tiny.decode(torch.zeros(1, 0, tiny.latent_dim))
 
 
 def test_messages_about_many_items_stay_short(tiny: Tokenizer) -> None:

@@ -73,17 +73,18 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int = 16000, ma
         if frames <= 0:
             raise AudioError(f"{p}: empty audio (0 samples)")
         if max_seconds is not None and frames / sr > max_seconds:
-            raise AudioError(f"{p}: {frames / sr:.0f} s long, over the limit of {max_seconds:.0f} s "
+            raise AudioError(f"{p}: {frames / sr:.2f} s long, over the limit of {max_seconds:g} s "
                              f"(raise --max-seconds to allow it)")
         stream = None if sr == sample_rate else soxr.ResampleStream(sr, sample_rate, 1, dtype="float32",
                                                                     quality="VHQ")
         read = 0
         try:
             for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
-                read += block.shape[0]
                 mono = block.mean(axis=1, dtype=np.float32)
-                if not np.isfinite(mono).all():
-                    raise AudioError(f"{p}: contains NaN or Inf samples (near {read / sr:.2f} s)")
+                bad = np.flatnonzero(~np.isfinite(mono))
+                if bad.size:
+                    raise AudioError(f"{p}: contains NaN or Inf samples (the first at {(read + bad[0]) / sr:.3f} s)")
+                read += block.shape[0]
                 yield mono if stream is None else stream.resample_chunk(mono, last=False)
         except sf.LibsndfileError as err:
             raise AudioError(f"{p}: corrupt audio data ({err})") from None

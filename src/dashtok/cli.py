@@ -33,6 +33,7 @@ from dashtok.cli_common import (
     load_model,
     model_options,
     non_negative_int,
+    positive_float,
     positive_int,
     refuse_overwrite,
     report_clipping,
@@ -164,7 +165,9 @@ def encode_shards(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    jobs = skip_finished(jobs_for(args.inputs, args.output, ".wav", (".wav", ".flac"), find=False),
+    # beside the latents the audio is NAME.decoded.wav: NAME.wav is most often the recording they were encoded from
+    suffix = ".wav" if args.output else ".decoded.wav"
+    jobs = skip_finished(jobs_for(args.inputs, args.output, suffix, (".wav", ".flac"), find=False),
                          args.skip_existing)
     refuse_overwrite([j.target for j in jobs], args.force)
     model = load_model(args.checkpoint, args.device, args.precision)
@@ -218,11 +221,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         dec = model.decode(lf.latents)
         recon = fit_length(dec.audio[0].cpu().numpy(), len(audio))
         t2 = time.perf_counter()
-        write_latents(job.target.with_suffix(".safetensors"), lf)
-        write_output(job.target, recon, model.sample_rate, args.rescale)
         seconds = len(audio) / model.sample_rate
         speech = metrics.speech_scores(audio, recon, model.sample_rate) if args.domain == "speech" else {}
-        rows.append({
+        row = {
             "input": str(job.source), "reconstruction": str(job.target),
             "latents": str(job.target.with_suffix(".safetensors")), "seconds": round(seconds, 3),
             "latent_frames": int(lf.latents.shape[0]), "latent_dim": model.latent_dim,
@@ -230,7 +231,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             "mel_distance": float(metrics.mel_distance(audio, recon)[0]),
             "si_sdr_db": float(metrics.si_sdr(audio, recon)[0]),
             "domain": args.domain, "pesq_wb": speech.get("pesq_wb"), "stoi": speech.get("stoi"),
-        })  # PESQ and STOI are speech measures: None on music and sounds, and where PESQ refuses (silence)
+        }  # PESQ and STOI are speech measures: None on music and sounds, and where they refuse (silence)
+        # scored before anything is written: a file that fails leaves no outputs behind
+        write_latents(job.target.with_suffix(".safetensors"), lf)
+        write_output(job.target, recon, model.sample_rate, args.rescale)
+        rows.append(row)
         write_report()
         if not args.quiet:
             r = rows[-1]
@@ -419,9 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--semantic", action="store_true", help="write the frozen semantic features alone")
     p.add_argument("--batch-size", type=positive_int, default=1,
                    help="encode files of similar length together, padded (default: 1, one at a time)")
-    p.add_argument("--max-batch-seconds", type=float, default=600.0,
+    p.add_argument("--max-batch-seconds", type=positive_float, default=600.0,
                    help="at most this much padded audio per batch (default: 600)")
-    p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    p.add_argument("--max-seconds", type=positive_float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave inputs whose output exists (a run stopped part way goes on where it was)")
     p.add_argument("--shards", metavar="DIR",
@@ -436,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="latent files -> 16 kHz WAV/FLAC")
     p.add_argument("inputs", nargs="+", help="latent .safetensors files and/or directories")
-    p.add_argument("-o", "--output", help="output .wav/.flac (one input) or directory (default: beside each input)")
+    p.add_argument("-o", "--output", help="output .wav/.flac (one input) or directory (default: NAME.decoded.wav "
+                                          "beside each NAME.safetensors)")
     p.add_argument("--any-weights", action="store_true",
                    help="decode latents of another checkpoint of the same architecture")
     p.add_argument("--rescale", action="store_true",
@@ -450,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="encode + decode; writes latents, audio and metrics.json to a folder")
     p.add_argument("inputs", nargs="+", help="audio files and/or directories")
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    p.add_argument("--max-seconds", type=positive_float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     p.add_argument("--rescale", action="store_true",
                    help="scale a reconstruction that would clip to a peak of 0.99 (default: clip, with a warning)")
     p.add_argument("--domain", choices=("speech", "music", "sound"), default="speech",

@@ -56,6 +56,25 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan`` and ``inf`` parse as floats but mean nothing as an option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def check_device(device: str) -> torch.device:
     """``--device`` as a torch device this installation can use; otherwise a CliError saying why (before any work)."""
     try:
@@ -82,7 +101,9 @@ def check_audio_output(output: str | None, writable: tuple[str, ...]) -> None:
     suffix = Path(output).suffix.lower()
     if suffix in AUDIO_EXTENSIONS and suffix not in writable:
         kinds = " or ".join(writable) if writable else "a directory"
-        raise CliError(f"{output}: this command writes {kinds}, not {suffix} (convert afterwards, e.g. with ffmpeg)")
+        # converting afterwards helps only where the command writes audio and another audio format was asked for
+        hint = " (convert afterwards, e.g. with ffmpeg)" if set(writable) & set(AUDIO_EXTENSIONS) else ""
+        raise CliError(f"{output}: this command writes {kinds}, not {suffix}{hint}")
 
 
 def report_clipping(target: Path, clipped: int, peak: float) -> None:
@@ -156,10 +177,14 @@ def jobs_for(inputs: list[str], output: str | None, suffix: str, single_ext: tup
         else:
             pairs.append((root, Path(root.name)))
     check_audio_output(output, single_ext)
+    names_file = output is not None and output.lower().endswith(single_ext)
+    one_file = len(pairs) == 1 and len(inputs) == 1 and pairs[0][0] == Path(inputs[0])
+    if names_file and not one_file:  # else a folder called x.wav would silently hold the outputs
+        raise CliError(f"{output} names one {Path(str(output)).suffix} file, but {len(pairs)} input file(s) were "
+                       f"given (from {len(inputs)} argument(s)); name a directory for their outputs")
     if output is None:
         jobs = [Job(f, f.with_suffix(suffix)) for f, _ in pairs]
-    elif len(pairs) == 1 and len(inputs) == 1 and pairs[0][0] == Path(inputs[0]) and \
-            output.lower().endswith(single_ext):
+    elif names_file:
         jobs = [Job(pairs[0][0], Path(output))]
     else:
         jobs = [Job(f, Path(output) / rel.with_suffix(suffix)) for f, rel in pairs]
@@ -243,7 +268,8 @@ def summarise_failures(failed: int, total: int) -> int:
     elif failed == total:
         print(f"dashtok: all {total} files failed", file=sys.stderr)
     else:
-        print(f"dashtok: {failed} of {total} files failed; the other {total - failed} were written", file=sys.stderr)
+        rest = "the other file was" if total - failed == 1 else f"the other {total - failed} were"
+        print(f"dashtok: {failed} of {total} files failed; {rest} written", file=sys.stderr)
     return 1
 
 
@@ -287,4 +313,5 @@ def model_options(p: argparse.ArgumentParser) -> None:
                    help="inference precision: bf16 (CPU with AVX-512 BF16, GPU), fp16 (GPU), int8 (CPU); "
                         "front end and iSTFT stay float32 (default: fp32)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no per-file summary lines")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar (nor reconstruct's per-file summary lines)")

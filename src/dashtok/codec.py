@@ -151,11 +151,13 @@ def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | 
     if b == 0 or t == 0:
         raise ValueError(f"audio is empty (shape {tuple(x.shape)})")
     sr = model_rate if sample_rate is None else int(sample_rate)
+    if sr <= 0:
+        raise ValueError(f"sample_rate must be a positive number of Hz, got {sample_rate!r}")
     too_short = t * model_rate < min_num_samples * sr  # under one frame once at the model's rate
     if too_short and b * model_rate >= min_num_samples * sr:  # soundfile.read's (frames, channels), most likely
         raise ValueError(f"audio of shape {tuple(x.shape)} reads as {b} items of {t} samples each; arrays are "
-                         f"(T,), (B, T) or (B, C, T), so pass soundfile's (frames, channels) layout transposed "
-                         f"(wav.T) or as mono (wav.mean(axis=1))")
+                         f"(T,), (B, T) or (B, C, T): pass soundfile's (frames, channels) as one item, wav.T[None] "
+                         f"(channels averaged), or wav.mean(axis=1); wav.T alone is {t} items, one per channel")
     lens = torch.full((b,), t, dtype=torch.long) if lengths is None else \
         torch.as_tensor(lengths, dtype=torch.long).reshape(-1).cpu()
     if lens.shape[0] != b or bool((lens <= 0).any()) or bool((lens > t).any()):
@@ -185,6 +187,8 @@ def validate_latents(latents: ArrayLike, lengths: ArrayLike | None, latent_dim: 
         raise ValueError(f"latents must be (N, {latent_dim}) or (B, N, {latent_dim}) for this model, "
                          f"got shape {tuple(z.shape)}")
     b, n, _ = z.shape
+    if b == 0 or n == 0:
+        raise ValueError(f"latents are empty (shape {tuple(z.shape)}): decoding needs at least one frame")
     lens = torch.full((b,), n, dtype=torch.long, device=device) if lengths is None else \
         torch.as_tensor(lengths, dtype=torch.long, device=device).reshape(-1)
     if lens.shape[0] != b or bool((lens < 0).any()) or bool((lens > n).any()):

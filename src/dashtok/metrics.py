@@ -34,7 +34,12 @@ def _as_batch(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def log_mel(x: torch.Tensor, res: MelResolution, sample_rate: int) -> torch.Tensor:
-    """x (B, T) -> log10 mel magnitude (B, n_mels, frames), floored at 1e-5."""
+    """x (B, T) -> log10 mel magnitude (B, n_mels, frames), floored at 1e-5.
+
+    A signal of at most half a window (shorter than the centred STFT's reflection padding) is zero-padded to just
+    over half a window first, so that a few-ms clip is scored rather than refused."""
+    if x.shape[-1] <= res.n_fft // 2:
+        x = torch.nn.functional.pad(x, (0, res.n_fft // 2 + 1 - x.shape[-1]))
     window = torch.hann_window(res.n_fft, device=x.device)
     spec = torch.stft(x, res.n_fft, res.hop_length, window=window, center=True, return_complex=True).abs()
     fb = mel_filterbank(res.n_fft // 2 + 1, 0.0, sample_rate / 2, res.n_mels, sample_rate).to(x.device)
@@ -142,14 +147,21 @@ def _pesq(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, mode: s
 
 
 def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) -> float | None:
-    """Short-time objective intelligibility, or None when the ``pystoi`` package is not installed."""
+    """Short-time objective intelligibility, or None when the ``pystoi`` package is not installed, and where the
+    reference is silent or has too little non-silent audio for it (under about 0.4 s: pystoi warns and returns 1e-5
+    there), as PESQ refuses silence."""
     try:
         from pystoi import stoi as _stoi
     except ImportError:
         return None
     n = min(len(reference), len(estimate))
-    return float(_stoi(np.asarray(reference[:n], dtype=np.float64), np.asarray(estimate[:n], dtype=np.float64),
-                       sample_rate, extended=False))
+    if not np.any(reference[:n]):
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(_stoi(np.asarray(reference[:n], dtype=np.float64), np.asarray(estimate[:n], dtype=np.float64),
+                            sample_rate, extended=False))
+    return None if any("Not enough STFT frames" in str(w.message) for w in caught) else value
 
 
 def dnsmos(audio: np.ndarray, sample_rate: int = 16000) -> dict[str, float] | None:

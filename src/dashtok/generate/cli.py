@@ -5,22 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dashtok.audio_io import load_audio
 from dashtok.checkpoint import CheckpointError
 from dashtok.cli_common import (
     CliError,
     Job,
     check_audio_output,
     check_device,
+    finite_float,
     jobs_for,
     load_codec,
     load_model,
     model_options,
+    positive_float,
     refuse_overwrite,
     run_jobs,
     skip_finished,
     write_output,
 )
+from dashtok.encode_files import load_for_encoding
 from dashtok.generate.enhance import RENDERS, LatentEnhancer
 from dashtok.generate.model import MAX_SECONDS
 
@@ -76,7 +78,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         raise CliError(f"{args.enhancer}: {err}") from None
 
     def work(job: Job) -> None:
-        audio = load_audio(job.source, model.sample_rate, max_seconds=args.max_seconds)
+        audio = load_for_encoding(model, job.source, args.max_seconds)  # a too-short file is named as encode does
         write_output(job.target, enhancer.enhance(model, audio, args.render), model.sample_rate, rescale=False)
 
     return run_jobs(jobs, "enhance", work, args.quiet)
@@ -91,7 +93,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--generator", "-g", help="generator checkpoint (from dashtok train, stage flow; default: the "
                                            "bundled generator, for the bundled default tokenizer)")
     p.add_argument("--steps", type=int, default=32, help="Euler steps (default: 32)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default: 3)")
+    p.add_argument("--guidance", type=finite_float, default=3.0, help="classifier-free guidance scale (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     model_options(p)
     p.set_defaults(func=cmd_generate)
@@ -104,7 +106,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--render", choices=RENDERS, default="mask",
                    help="mask (default): the enhanced latents' decoded magnitude as a gain on the noisy input (its "
                         "phase); decoder: the decoded audio itself")
-    p.add_argument("--max-seconds", type=float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
+    p.add_argument("--max-seconds", type=positive_float, default=4 * 3600, help="refuse longer inputs (default: 4 h)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave inputs whose output exists (a run stopped part way goes on where it was)")
     model_options(p)
