@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from conftest import speechlike
-from dashtok.audio_io import AudioError, find_audio_files, load_audio, write_audio
+from dashtok.audio_io import AudioError, find_audio_files, iter_audio_blocks, load_audio, write_audio
 
 
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "FLOAT"])
@@ -67,8 +67,10 @@ def test_bad_files_are_named_with_their_problem(tmp_path: Path) -> None:
             load_audio(path)
         assert str(err.value).startswith(str(path)), name
         assert message in str(err.value), (name, str(err.value))
-    with pytest.raises(AudioError, match=r"1\.00 s long, over the limit of 0\.5 s"):
+    with pytest.raises(AudioError, match=r"16000 samples at 16000 Hz \(1\.00 s\), over the limit of 0\.5 s"):
         load_audio(full, max_seconds=0.5)
+    with pytest.raises(AudioError, match=r"the first at 0\.250 s"):  # in the fifth block of 1000 frames
+        list(iter_audio_blocks(nan, block_frames=1000))
 
 
 def test_silent_and_clipped_files_load(tmp_path: Path) -> None:

@@ -190,11 +190,12 @@ def test_a_file_output_for_several_inputs_is_refused(tmp_path: Path, wav: Path, 
     other = tmp_path / "two.wav"
     sf.write(other, speechlike(1.0, seed=1), 16000)
     msg = one_error_line(capsys, "encode", wav, other, "-o", tmp_path / "x.safetensors", "-c", tiny_ckpt)
-    assert "names one .safetensors file, but 2 input file(s) were given" in msg
+    assert "names one .safetensors file, but 2 inputs were given" in msg
     folder = tmp_path / "in"
     folder.mkdir()
     sf.write(folder / "a.wav", speechlike(1.0), 16000)  # a directory input is never one file, however many it holds
-    assert "but 1 input file(s)" in one_error_line(capsys, "enhance", folder, "-o", tmp_path / "y.wav")
+    msg = one_error_line(capsys, "enhance", folder, "-o", tmp_path / "y.wav")
+    assert f"but {folder} is a directory or manifest" in msg
     assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.wav").exists()
 
 
@@ -260,6 +261,40 @@ def test_reconstruct_scores_what_it_can_and_writes_metrics_as_it_goes(tmp_path: 
     assert rows["b_silence.wav"]["pesq_wb"] is None and rows["b_silence.wav"]["stoi"] is None  # silence: undefined
     assert rows["d_short.wav"]["stoi"] is None and np.isfinite(rows["d_short.wav"]["mel_distance"])
     assert (tmp_path / "rec" / "b_silence.wav").is_file()
+
+
+def test_a_file_that_fails_after_encoding_leaves_no_outputs(tmp_path: Path, wav: Path, tiny_ckpt: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashtok import metrics
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("scoring failed")
+
+    monkeypatch.setattr(metrics, "mel_distance", broken)
+    assert run("reconstruct", wav, "-o", tmp_path / "rec", "-c", tiny_ckpt, "-q") == 1
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["metrics.json"]
+
+
+def test_decoding_a_file_of_several_items_never_overwrites_unasked(tmp_path: Path, tiny: Tokenizer,
+                                                                   tiny_ckpt: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from dashtok.latents_io import LatentFile, write_latents
+
+    enc = tiny.encode(np.stack([speechlike(1.0), speechlike(1.0, seed=1)]))
+    lat = tmp_path / "two.safetensors"
+    write_latents(lat, LatentFile(latents=enc.latents, sample_rate=16000, frame_rate=25.0,
+                                  original_num_samples=[16000, 16000], model_id=tiny.model_id,
+                                  config_hash=tiny.config.hash, lengths=enc.lengths))
+    assert run("decode", lat, "-c", tiny_ckpt) == 0
+    first = sf.read(tmp_path / "two.decoded_0.wav")[0]
+    assert first.shape == (16000,) and (tmp_path / "two.decoded_1.wav").is_file()
+    (tmp_path / "two.decoded_1.wav").write_bytes(b"precious")
+    (tmp_path / "two.decoded_0.wav").unlink()
+    assert run("decode", lat, "-c", tiny_ckpt) == 1
+    assert "two.decoded_1.wav already exists" in capsys.readouterr().err
+    assert (tmp_path / "two.decoded_1.wav").read_bytes() == b"precious"
+    assert run("decode", lat, "-c", tiny_ckpt, "--force") == 0
+    np.testing.assert_array_equal(sf.read(tmp_path / "two.decoded_0.wav")[0], first)
 
 
 def test_failure_summaries_read_as_english(tmp_path: Path, tiny_ckpt: Path,

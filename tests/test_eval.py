@@ -24,6 +24,19 @@ def test_identical_signals_score_best() -> None:
     assert metrics.pesq_nb(x, x) == pytest.approx(4.55, abs=0.01)  # P.862 MOS-LQO's ceiling
 
 
+def test_what_a_measure_cannot_score_is_none_or_an_error_not_a_number() -> None:
+    pytest.importorskip("pystoi")
+    x = speechlike(2.0)
+    assert metrics.stoi(np.zeros_like(x), x) is None  # silence: undefined (pystoi said 0)
+    assert metrics.stoi(x[:3000], x[:3000]) is None  # under ~0.4 s: pystoi warned and said 1e-5
+    short = torch.from_numpy(x[:700]).requires_grad_()  # shorter than half the longest mel window (2048)
+    d = metrics.mel_distance(short, 0.5 * short.detach())
+    d.sum().backward()
+    assert float(d.detach()[0]) > 0 and short.grad is not None and bool(torch.isfinite(short.grad).all())
+    with pytest.raises(ValueError, match="empty"):
+        metrics.mel_distance(x[:0], x[:0])
+
+
 def test_pesq_scores_long_inputs_in_windows_without_crashing() -> None:
     """The pesq package segfaults past ~150 s: a 190 s pair is the length-weighted mean of 7 windows of 27.1 s."""
     speech, _ = sf.read(Path(metrics.__file__).parent / "assets" / "demo_speech.flac", dtype="float32")

@@ -86,6 +86,7 @@ def test_streaming_decode_equals_one_shot_with_bounded_buffer(block: int) -> Non
     z = torch.randn(2, 400, 32, generator=torch.Generator().manual_seed(1))
     whole = model.decode(z).audio
     stream = StreamingDecoder(model, block_frames=block)
+    assert stream.push(z[:, :0]).shape == (2, 0)  # a live producer's empty piece: no audio, no error
     sizes = torch.randint(1, 40, (100,), generator=torch.Generator().manual_seed(2)).tolist()
     pieces, s, emitted, most = [], 0, 0, 0
     for size in sizes:

@@ -73,8 +73,8 @@ def iter_audio_blocks(path: str | os.PathLike[str], sample_rate: int = 16000, ma
         if frames <= 0:
             raise AudioError(f"{p}: empty audio (0 samples)")
         if max_seconds is not None and frames / sr > max_seconds:
-            raise AudioError(f"{p}: {frames / sr:.2f} s long, over the limit of {max_seconds:g} s "
-                             f"(raise --max-seconds to allow it)")
+            raise AudioError(f"{p}: {frames} samples at {sr} Hz ({frames / sr:.2f} s), over the limit of "
+                             f"{max_seconds:g} s (raise --max-seconds to allow it)")
         stream = None if sr == sample_rate else soxr.ResampleStream(sr, sample_rate, 1, dtype="float32",
                                                                     quality="VHQ")
         read = 0

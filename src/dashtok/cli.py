@@ -187,11 +187,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
                 out.write(stream.flush()[0].cpu().numpy())
             report_clipping(job.target, out.clipped, out.peak)
             return
+        # a file of several items writes NAME_0.wav, NAME_1.wav, ...: outputs the up-front check could not know of
+        targets = [job.target] if z.shape[0] == 1 else \
+            [job.target.with_name(f"{job.target.stem}_{i}{job.target.suffix}") for i in range(z.shape[0])]
+        existing = [t for t in targets if t.exists()]
+        if existing and not args.force:
+            raise LatentFileError(f"{existing[0]} already exists (item outputs of {job.source}); pass --force to "
+                                  f"overwrite")
         dec = model.decode(z, lengths)
-        for i, n in enumerate(lf.original_num_samples):
+        for i, (n, target) in enumerate(zip(lf.original_num_samples, targets, strict=True)):
             audio = fit_length(dec.audio[i, : int(dec.lengths[i])].cpu().numpy(), n)
-            target = job.target if z.shape[0] == 1 else \
-                job.target.with_name(f"{job.target.stem}_{i}{job.target.suffix}")
             write_output(target, audio, model.sample_rate, args.rescale)
 
     return run_jobs(jobs, "decode", work, args.quiet)
@@ -420,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files, directories (searched recursively) and manifests "
                                              "(.jsonl or .csv rows with a path, optionally caption, labels, id)")
     p.add_argument("-o", "--output", help="output .safetensors (one input) or directory "
-                                          "(default: beside each input)")
+                                          "(default: NAME.safetensors beside each NAME.wav)")
     p.add_argument("--semantic", action="store_true", help="write the frozen semantic features alone")
     p.add_argument("--batch-size", type=positive_int, default=1,
                    help="encode files of similar length together, padded (default: 1, one at a time)")

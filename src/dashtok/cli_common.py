@@ -180,8 +180,10 @@ def jobs_for(inputs: list[str], output: str | None, suffix: str, single_ext: tup
     names_file = output is not None and output.lower().endswith(single_ext)
     one_file = len(pairs) == 1 and len(inputs) == 1 and pairs[0][0] == Path(inputs[0])
     if names_file and not one_file:  # else a folder called x.wav would silently hold the outputs
-        raise CliError(f"{output} names one {Path(str(output)).suffix} file, but {len(pairs)} input file(s) were "
-                       f"given (from {len(inputs)} argument(s)); name a directory for their outputs")
+        given = f"{len(inputs)} inputs were given" if len(inputs) > 1 else \
+            f"{inputs[0]} is a directory or manifest (its outputs keep its tree)"
+        raise CliError(f"{output} names one {Path(str(output)).suffix} file, but {given}; name a directory for "
+                       f"the outputs")
     if output is None:
         jobs = [Job(f, f.with_suffix(suffix)) for f, _ in pairs]
     elif names_file:
@@ -314,4 +316,4 @@ def model_options(p: argparse.ArgumentParser) -> None:
                         "front end and iSTFT stay float32 (default: fp32)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", "-q", action="store_true",
-                   help="no progress bar (nor reconstruct's per-file summary lines)")
+                   help="no progress bar and no summary lines")

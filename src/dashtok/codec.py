@@ -177,9 +177,10 @@ def prepare_audio(wav: ArrayLike, lengths: ArrayLike | None, sample_rate: int | 
 
 
 def validate_latents(latents: ArrayLike, lengths: ArrayLike | None, latent_dim: int,
-                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+                     device: torch.device, allow_empty: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate ``decode``'s input -> (latents (B, N, D) float32, lengths (B,) frames). Wrong shapes, lengths out of
-    range and NaN/Inf on valid frames raise a ``ValueError`` saying which."""
+    range, NaN/Inf on valid frames and (unless ``allow_empty``: a stream's piece may be) no frames at all raise a
+    ``ValueError`` saying which."""
     z = torch.as_tensor(latents, dtype=torch.float32, device=device)
     if z.ndim == 2:
         z = z.unsqueeze(0)
@@ -187,7 +188,7 @@ def validate_latents(latents: ArrayLike, lengths: ArrayLike | None, latent_dim: 
         raise ValueError(f"latents must be (N, {latent_dim}) or (B, N, {latent_dim}) for this model, "
                          f"got shape {tuple(z.shape)}")
     b, n, _ = z.shape
-    if b == 0 or n == 0:
+    if (b == 0 or n == 0) and not allow_empty:
         raise ValueError(f"latents are empty (shape {tuple(z.shape)}): decoding needs at least one frame")
     lens = torch.full((b,), n, dtype=torch.long, device=device) if lengths is None else \
         torch.as_tensor(lengths, dtype=torch.long, device=device).reshape(-1)

@@ -54,6 +54,8 @@ def mel_distance(reference: torch.Tensor | np.ndarray, estimate: torch.Tensor | 
     """
     ref, est = _as_batch(reference), _as_batch(estimate)
     n = min(ref.shape[-1], est.shape[-1])
+    if n == 0:
+        raise ValueError("mel_distance of an empty signal")
     ref, est = ref[..., :n], est[..., :n]
     total = torch.zeros(ref.shape[0], device=ref.device)
     for res in MEL_RESOLUTIONS:
@@ -161,7 +163,13 @@ def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int = 16000) 
         warnings.simplefilter("always")
         value = float(_stoi(np.asarray(reference[:n], dtype=np.float64), np.asarray(estimate[:n], dtype=np.float64),
                             sample_rate, extended=False))
-    return None if any("Not enough STFT frames" in str(w.message) for w in caught) else value
+    unscored = False
+    for w in caught:  # pystoi's "cannot score this" becomes None; any other warning is passed on as it was
+        if "Not enough STFT frames" in str(w.message):
+            unscored = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return None if unscored else value
 
 
 def dnsmos(audio: np.ndarray, sample_rate: int = 16000) -> dict[str, float] | None:

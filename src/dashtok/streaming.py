@@ -73,7 +73,7 @@ class StreamingDecoder:
         if self._done:
             raise RuntimeError("push after flush: start a new StreamingDecoder")
         if self.lengths is None:
-            z, _ = validate_latents(latents, None, self.model.latent_dim, self.model.device)
+            z, _ = validate_latents(latents, None, self.model.latent_dim, self.model.device, allow_empty=True)
         else:  # a padded batch, validated whole (NaN may sit in its padding) by its caller
             z = torch.as_tensor(latents, dtype=torch.float32, device=self.model.device)
         if self._buffer is not None and z.shape[0] != self._buffer.shape[0]:

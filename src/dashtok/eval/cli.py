@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from dashtok.checkpoint import CheckpointError
-from dashtok.cli_common import CliError, load_codec, load_model, model_options, refuse_overwrite
+from dashtok.cli_common import CliError, finite_float, load_codec, load_model, model_options, refuse_overwrite
 from dashtok.generate.cli import load_enhancer
 
 
@@ -194,7 +194,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help="only test captions of this domain (music: text-to-music, with pitch, chord, key and tempo "
                         "measured in the audio)")
     p.add_argument("--steps", type=int, default=32)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=finite_float, default=3.0)
     p.add_argument("--bootstrap-draws", type=int, help="resamples of the captions for the intervals of the "
                                                       "Frechet-distance differences (default: 1000)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")

@@ -100,7 +100,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
     p = sub.add_parser("enhance", help="speech enhancement in latent space: noisy files -> enhanced files")
     p.add_argument("inputs", nargs="+", help="noisy audio files and/or directories")
-    p.add_argument("-o", "--output", help="output .wav (one input) or directory (default: beside each input)")
+    p.add_argument("-o", "--output", help="output .wav (one input) or directory (default: NAME.enhanced.wav beside "
+                                          "each NAME.wav)")
     p.add_argument("--enhancer", "-e", help="enhancer checkpoint (from dashtok train, stage enhance; default: the "
                                           "bundled enhancer, for the bundled default tokenizer)")
     p.add_argument("--render", choices=RENDERS, default="mask",
