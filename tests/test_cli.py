@@ -384,3 +384,16 @@ def test_an_environment_fault_stops_the_run_in_one_line_and_keeps_finished_files
     monkeypatch.setattr(cli, "encode_file_to_file", real)
     assert run("encode", src, "-o", out, "-c", tiny_ckpt, "-q", "--skip-existing") == 0
     assert sorted(p.name for p in out.iterdir()) == ["c0.safetensors", "c1.safetensors", "c2.safetensors"]
+
+
+def test_corpus_commands_refuse_what_is_not_a_corpus(tmp_path: Path, wav: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, needle in ((["data", "build", wav], "is a file, not a corpus directory"),
+                         (["data", "build", tmp_path], "holds other files, not a corpus of ours"),
+                         (["data", "build", tmp_path / "new", "--hours", "-1"], "--hours"),
+                         (["data", "build", tmp_path / "new", "--workers", "0"], "--workers"),
+                         (["eval", "gen", tmp_path / "nope", "--system", "a", "default", "default", "-o",
+                           tmp_path / "g"], "not a corpus folder (no test.jsonl"),
+                         (["eval", "probe", tmp_path, "-o", tmp_path / "p"], "not a corpus folder (no train.jsonl")):
+        assert needle in one_error_line(capsys, *argv)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.wav"]

@@ -590,3 +590,28 @@ def test_features_on_disk_without_injection_and_after_an_edited_clip(tmp_path: P
     FeatureCache.on_disk(model, data, tmp_path / "cache", 8)
     FeatureCache.on_disk(model, data, tmp_path / "cache", 8, (-20.0,))
     assert len(list((tmp_path / "cache").iterdir())) == 3 and (first / "meta.json").is_file()
+
+
+def test_config_mistakes_are_one_line_before_anything_is_written(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from dashtok.train.__main__ import main
+
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cfg = tmp_path / "mae.toml"
+    cfg.write_text(f'stage = "mae"\nout = "{tmp_path / "run"}"\nsteps = 2\n[data]\nmanifests = ["{manifest}"]\n')
+    for changes, needle in ((['steps="ten"'], "steps must be an integer, not 'ten'"),
+                            (["lr=\"x\""], "lr must be a number, not 'x'"),
+                            (["steps100"], "--set item 'steps100' needs KEY=VALUE"),
+                            (["data.manifests=x.jsonl"], "data.manifests must be a list, not 'x.jsonl'"),
+                            (["stage=nope"], "stage must be one of mae | tokenizer | vae | flow | enhance"),
+                            (["batch_size=0"], "batch_size must be >= 1, not 0"),
+                            ([f'data.manifests=["{tmp_path / "nope.jsonl"}"]'],
+                             f"data.manifests {tmp_path / 'nope.jsonl'}: no such file or directory"),
+                            ([f"out={a_file / 'run'}"], f"out {a_file / 'run'} cannot be made a folder")):
+        assert main([str(cfg), "--set", *changes]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"dashtok train: error: {cfg}: ") and needle in err[0], err
+    assert not (tmp_path / "run").exists()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import types
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +25,8 @@ T = TypeVar("T")
 
 
 def dataclass_from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> T:
-    """Build a (nested) config dataclass from plain data (JSON, TOML), refusing unknown keys by name.
+    """Build a (nested) config dataclass from plain data (JSON, TOML), refusing unknown keys and values of the wrong
+    kind (a string for a number, a string for a list, ...) by name.
 
     A field whose default is a dataclass is built recursively; lists become tuples (configs are frozen).
     """
@@ -32,15 +34,59 @@ def dataclass_from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> 
     unknown = set(d) - set(known)
     if unknown:
         raise ValueError(f"unknown {where or cls.__name__} config keys: {sorted(unknown)}")
+    hints = get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
         f = known[key]
         default = f.default_factory() if f.default_factory is not MISSING else None
         if is_dataclass(default) and isinstance(value, Mapping):
             kwargs[key] = dataclass_from_dict(type(default), value, key)
-        else:
-            kwargs[key] = tuple(value) if isinstance(value, list) else value
+            continue
+        if not _fits(value, hints[key]):
+            name = f"{where}.{key}" if where and where != "training" else key
+            raise ValueError(f"{name} must be {_kind(hints[key])}, not {value!r}")
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
+
+
+_KINDS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                           tuple: "a list", dict: "a table ({key = value})"}
+
+
+def _accepts(hint: Any) -> list[Any]:
+    """The plain types a field's annotation admits (its union's members), origins for generics (tuple[int, ...])."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return [t for arg in get_args(hint) for t in _accepts(arg)]
+    return [origin or hint]
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether plain data ``value`` can stand for a field annotated ``hint``; only the outer kind is checked (an int
+    is a float too, a list a tuple), and annotations other than these plain kinds (Literal, Any) accept anything."""
+    for t in _accepts(hint):
+        if t is type(None) and value is None:
+            return True
+        if t not in _KINDS:
+            if t is not type(None):
+                return True
+            continue
+        if t is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if t in (bool, str) and isinstance(value, t):
+            return True
+        if t is tuple and isinstance(value, list | tuple):
+            return True
+        if t is dict and isinstance(value, Mapping):
+            return True
+    return False
+
+
+def _kind(hint: Any) -> str:
+    names = [_KINDS.get(t, "none") if t is not type(None) else "none" for t in _accepts(hint)]
+    return " or ".join(dict.fromkeys(names))
 
 
 ENHANCER_KINDS = ("regression", "flow")  # dashtok.generate.enhance: one-pass regression, or generative flow matching

@@ -37,12 +37,17 @@ def cmd_eval_recon(args: argparse.Namespace) -> int:
     return 0
 
 
+def require_corpus(corpus: Path, split: str) -> None:
+    """Every corpus evaluation starts here: a folder from ``dashtok data build`` with ``split``'s manifest."""
+    if not (corpus / f"{split}.jsonl").is_file():
+        raise CliError(f"{corpus}: not a corpus folder (no {split}.jsonl; build one with dashtok data build)")
+
+
 def cmd_eval_probe(args: argparse.Namespace) -> int:
     from dashtok.eval.probe import evaluate_probes, markdown, write_report
 
     corpus = Path(args.corpus)
-    if not (corpus / "train.jsonl").is_file():
-        raise CliError(f"{corpus}: not a corpus folder (no train.jsonl; build one with dashtok data build)")
+    require_corpus(corpus, "train")
     out = Path(args.output)
     refuse_overwrite([out / "probe.json"], args.force)
     model = load_model(args.checkpoint, args.device, args.precision)
@@ -58,8 +63,7 @@ def cmd_eval_all(args: argparse.Namespace) -> int:
     from dashtok.eval import probe, recon
 
     corpus, out = Path(args.corpus), Path(args.output)
-    if not (corpus / "test.jsonl").is_file():
-        raise CliError(f"{corpus}: not a corpus folder (no test.jsonl; build one with dashtok data build)")
+    require_corpus(corpus, "test")
     refuse_overwrite([out / "report.md"], args.force)
     model = load_model(args.checkpoint, args.device, args.precision)
     t0 = time.perf_counter()
@@ -88,6 +92,7 @@ def cmd_eval_gen(args: argparse.Namespace) -> int:
     if draws < 1:
         raise CliError(f"--bootstrap-draws must be at least 1, not {draws}")
     refuse_overwrite([out / "gen.json"], args.force)
+    require_corpus(Path(args.corpus), "test")
     try:
         caption_clips(args.corpus, args.max_clips, args.domain)  # fail before loading any model
     except (ValueError, OSError) as err:
@@ -114,8 +119,7 @@ def cmd_eval_se(args: argparse.Namespace) -> int:
     from dashtok.eval.se import evaluate_se, markdown, write_report
 
     corpus, out = Path(args.corpus), Path(args.output)
-    if not (corpus / f"{args.split}.jsonl").is_file():
-        raise CliError(f"{corpus}: not a corpus folder (no {args.split}.jsonl)")
+    require_corpus(corpus, args.split)
     refuse_overwrite([out / "se.json"], args.force)
     enhancer = load_enhancer(args.enhancer)
     model = load_model(args.checkpoint, args.device, args.precision)

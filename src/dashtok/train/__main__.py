@@ -17,7 +17,9 @@ from dashtok.train.config import TrainConfig
 def parse_set(items: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
-        key, _, raw = item.partition("=")
+        key, eq, raw = item.partition("=")
+        if not (key and eq):
+            raise ValueError(f"--set item {item!r} needs KEY=VALUE")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -54,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
               if (args.pack or args.resume_from) and int(os.environ.get("WORLD_SIZE", "1")) > 1 else "")
     if misuse:
         parser.error(misuse)
+    data = cfg.data  # what the run reads must be there before anything is written
+    missing = [f"data.{key} {path}" for key in ("manifests", "valid_manifests", "folders")
+               for path in getattr(data, key) if not Path(path).exists()]
+    if missing:
+        print(f"dashtok train: error: {args.config}: {missing[0]}: no such file or directory"
+              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}", file=sys.stderr)
+        return 2
     if args.pack or args.resume_from:
         from dashtok.checkpoint import CheckpointError
         from dashtok.train.state import StateError, pack, restore
@@ -72,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"({first})", file=sys.stderr)
             return 2
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"dashtok train: error: {args.config}: out {out} cannot be made a folder ({err.strerror})",
+              file=sys.stderr)
+        return 2
     if not (out / "config.toml").exists():
         shutil.copy(args.config, out / "config.toml")
     # config.toml is the file as given; every start (first or resumed) adds its overrides and resolved config here
@@ -80,9 +94,14 @@ def main(argv: list[str] | None = None) -> int:
         with (out / "invocations.jsonl").open("a") as f:
             f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": args.config, "set": args.set,
                                 "resolved": asdict(cfg)}) + "\n")
+    from dashtok.checkpoint import CheckpointError
     from dashtok.train.loop import train
 
-    out = train(cfg)
+    try:
+        out = train(cfg)
+    except CheckpointError as err:  # a starting point (tokenizer.init, flow.tokenizer, ...) that cannot be loaded
+        print(f"dashtok train: error: {args.config}: {err}", file=sys.stderr)
+        return 2
     stopped = out.is_dir() and out.name.startswith("step-")  # max_minutes ran out: the step reached, not an export
     print(f"{'checkpoint to continue from' if stopped else 'trained output'}: {out}")
     return 0

@@ -183,6 +183,9 @@ class VAEStageConfig:
     kl_weight: float = 1e-3
 
 
+STAGES = ("mae", "tokenizer", "vae", "flow", "enhance")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     stage: str  # "mae" | "tokenizer" | "vae" | "flow" | "enhance"
@@ -211,6 +214,11 @@ class TrainConfig:
     vae: VAEStageConfig = field(default_factory=VAEStageConfig)
 
     def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {' | '.join(STAGES)}, not {self.stage!r}")
+        for key, least in (("steps", 0), ("batch_size", 1), ("save_every", 1), ("log_every", 1), ("eval_every", 1)):
+            if getattr(self, key) < least:
+                raise ValueError(f"{key} must be >= {least}, not {getattr(self, key)}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', not {self.schedule!r}")
         if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):

@@ -52,4 +52,4 @@ def _train_stage(cfg: TrainConfig, rank: int, world: int) -> Path:
         from dashtok.train.enhance_stage import run_enhance
 
         return run_enhance(cfg, rank, world)
-    raise ValueError(f"unknown stage {cfg.stage!r} (mae | tokenizer | vae | flow | enhance)")
+    raise AssertionError(f"stage {cfg.stage!r} passed TrainConfig's check but has no loop here")
