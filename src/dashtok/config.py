@@ -49,8 +49,17 @@ def dataclass_from_dict(cls: type[T], d: Mapping[str, Any], where: str = "") -> 
     return cls(**kwargs)
 
 
-_KINDS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-                           tuple: "a list", dict: "a table ({key = value})"}
+_NONE = type(None)
+# The plain kinds a config field can be checked against: what to call each in a message, and what data stands for it
+# (an int is a float too, a list a tuple; a bool is neither an int nor a float)
+_KINDS: dict[type, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, str)),
+    tuple: ("a list", lambda v: isinstance(v, list | tuple)),
+    dict: ("a table ({key = value})", lambda v: isinstance(v, Mapping)),
+}
 
 
 def _accepts(hint: Any) -> list[Any]:
@@ -62,31 +71,15 @@ def _accepts(hint: Any) -> list[Any]:
 
 
 def _fits(value: Any, hint: Any) -> bool:
-    """Whether plain data ``value`` can stand for a field annotated ``hint``; only the outer kind is checked (an int
-    is a float too, a list a tuple), and annotations other than these plain kinds (Literal, Any) accept anything."""
-    for t in _accepts(hint):
-        if t is type(None) and value is None:
-            return True
-        if t not in _KINDS:
-            if t is not type(None):
-                return True
-            continue
-        if t is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return True
-        if t is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
-        if t in (bool, str) and isinstance(value, t):
-            return True
-        if t is tuple and isinstance(value, list | tuple):
-            return True
-        if t is dict and isinstance(value, Mapping):
-            return True
-    return False
+    """Whether plain data ``value`` can stand for a field annotated ``hint``; only the outer kind is checked, and
+    annotations other than the plain kinds (Literal, Any) accept anything."""
+    return any(value is None if t is _NONE else _KINDS[t][1](value) if t in _KINDS else True
+               for t in _accepts(hint))
 
 
 def _kind(hint: Any) -> str:
-    names = [_KINDS.get(t, "none") if t is not type(None) else "none" for t in _accepts(hint)]
-    return " or ".join(dict.fromkeys(names))
+    return " or ".join(dict.fromkeys("none" if t is _NONE else _KINDS[t][0] for t in _accepts(hint) if t in _KINDS
+                                    or t is _NONE))
 
 
 ENHANCER_KINDS = ("regression", "flow")  # dashtok.generate.enhance: one-pass regression, or generative flow matching

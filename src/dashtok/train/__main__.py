@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from dashtok.checkpoint import CheckpointError  # cli_common imports it anyway
 from dashtok.cli_common import Parser
 from dashtok.train.config import TrainConfig
 
@@ -43,11 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--disc", type=Path, help="discriminators for --pack / --resume-from (default: beside FILE)")
     parser.add_argument("--force", action="store_true", help="--resume-from over a run folder with checkpoints")
     args = parser.parse_args(argv)
+
+    def refuse(problem: object) -> int:
+        """A mistake in the config or its files: one line naming the config, exit code 2."""
+        print(f"dashtok train: error: {args.config}: {problem}", file=sys.stderr)
+        return 2
+
     try:
         cfg = TrainConfig.load(args.config, parse_set(args.set))
     except (OSError, ValueError, TypeError) as err:
-        print(f"dashtok train: error: {args.config}: {err}", file=sys.stderr)
-        return 2
+        return refuse(err)
     misuse = ("--stats goes with --pack" if args.stats and not args.pack else
               "--pack does not go with --resume-from" if args.pack and args.resume_from else
               "--disc goes with --pack or --resume-from" if args.disc and not (args.pack or args.resume_from) else
@@ -60,11 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [f"data.{key} {path}" for key in ("manifests", "valid_manifests", "folders")
                for path in getattr(data, key) if not Path(path).exists()]
     if missing:
-        print(f"dashtok train: error: {args.config}: {missing[0]}: no such file or directory"
-              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}", file=sys.stderr)
-        return 2
+        return refuse(f"{missing[0]}: no such file or directory"
+                      f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
     if args.pack or args.resume_from:
-        from dashtok.checkpoint import CheckpointError
         from dashtok.train.state import StateError, pack, restore
 
         try:
@@ -84,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        print(f"dashtok train: error: {args.config}: out {out} cannot be made a folder ({err.strerror})",
-              file=sys.stderr)
-        return 2
+        return refuse(f"out {out} cannot be made a folder ({err.strerror})")
     if not (out / "config.toml").exists():
         shutil.copy(args.config, out / "config.toml")
     # config.toml is the file as given; every start (first or resumed) adds its overrides and resolved config here
@@ -94,14 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         with (out / "invocations.jsonl").open("a") as f:
             f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": args.config, "set": args.set,
                                 "resolved": asdict(cfg)}) + "\n")
-    from dashtok.checkpoint import CheckpointError
     from dashtok.train.loop import train
 
     try:
         out = train(cfg)
     except CheckpointError as err:  # a starting point (tokenizer.init, flow.tokenizer, ...) that cannot be loaded
-        print(f"dashtok train: error: {args.config}: {err}", file=sys.stderr)
-        return 2
+        return refuse(err)
     stopped = out.is_dir() and out.name.startswith("step-")  # max_minutes ran out: the step reached, not an export
     print(f"{'checkpoint to continue from' if stopped else 'trained output'}: {out}")
     return 0
