@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
               if (args.pack or args.resume_from) and int(os.environ.get("WORLD_SIZE", "1")) > 1 else "")
     if misuse:
         parser.error(misuse)
-    data = cfg.data  # what the run reads must be there before anything is written
+    data = cfg.data  # what the run reads must be there before anything is written (--pack alone reads no clips)
     missing = [f"data.{key} {path}" for key in ("manifests", "valid_manifests", "folders")
-               for path in getattr(data, key) if not Path(path).exists()]
+               for path in getattr(data, key) if not Path(path).exists() and not (args.pack and not args.stats)]
     if missing:
         return refuse(f"{missing[0]}: no such file or directory"
                       f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}")
