@@ -46,6 +46,14 @@ def test_untrained_enhancer_is_the_identity_on_latents(tiny_ckpt: Path) -> None:
     np.testing.assert_allclose(enh.enhance(tok, x), mask, atol=1e-5)
     with pytest.raises(ValueError, match="render must be one of"):
         enh.enhance(tok, x, render="phase")
+    # integer PCM is scaled as encoding scales it (the mask rendering had multiplied the raw int16 samples), and a
+    # batch of one is its item (the decoder rendering had returned one sample)
+    pcm = np.round(np.clip(x, -1, 32767 / 32768) * 32768).astype(np.int16)
+    for render in ("mask", "decoder"):
+        np.testing.assert_allclose(enh.enhance(tok, pcm, render), enh.enhance(tok, pcm / 32768.0, render), atol=1e-5)
+        np.testing.assert_allclose(enh.enhance(tok, x[None], render), enh.enhance(tok, x, render), atol=1e-6)
+    with pytest.raises(ValueError, match=r"one mono signal \(T,\), got shape \(2, 16000\)"):
+        enh.enhance(tok, np.stack([x, x]))
     # so the stage's validation of an untrained enhancer scores the codec's own resynthesis of the noisy input as a
     # gain on it, as `dashtok enhance` renders it
     from dashtok.train.enhance_stage import validate

@@ -151,3 +151,39 @@ def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, 
     assert first[1]["grad_norm"] != first[0]["grad_norm"]
     with pytest.raises(ValueError, match="flow.autocast"):
         TrainConfig.from_dict({"stage": "flow", "out": "unused", "flow": {"autocast": "fp16"}})
+
+
+def test_generate_reads_any_0_1_mask_as_tokens_and_refuses_bad_captions_in_one_line(tiny_ckpt) -> None:  # noqa: ANN001
+    """A Hugging Face tokenizer's int attention_mask and its float copy mask padding as a bool mask does (torch
+    reads a float mask as scores to add: it had masked nothing), and malformed inputs name what is wrong."""
+    import numpy as np
+    import pytest
+
+    from dashtok import Tokenizer
+    from dashtok.generate.model import TextToAudio
+    from dashtok.generate.velocity_net import VelocityNetConfig
+
+    tok = Tokenizer.load(tiny_ckpt)
+    gen = TextToAudio(VelocityNetConfig(latent_dim=32, text_dim=8, dim=16, depth=1, heads=2), tok.model_id)
+    torch.manual_seed(0)
+    for p in gen.net.parameters():  # the output layer starts at zero: give the text a say
+        torch.nn.init.normal_(p, std=0.3)
+    text = torch.randn(1, 4, 8)
+    mask = torch.tensor([[True, True, False, False]])
+    ref = gen.generate(tok, text, mask, seconds=0.2, steps=2)
+    other_padding = text.clone()
+    other_padding[:, 2:] = 5.0
+    assert torch.equal(gen.generate(tok, other_padding, mask, seconds=0.2, steps=2), ref)  # padding is unseen
+    assert not torch.allclose(gen.generate(tok, text, None, seconds=0.2, steps=2), ref)
+    for as_given in (mask.long(), mask.float(), mask.numpy().astype(np.int32)):
+        assert torch.equal(gen.generate(tok, text, as_given, seconds=0.2, steps=2), ref)
+    assert torch.equal(gen.generate(tok, text.numpy().astype(np.float64), mask, seconds=0.2, steps=2), ref)
+    for kwargs, needle in (({"text": text[0]}, r"text must be token embeddings \(B, L, 8\)"),
+                           ({"text": torch.randn(1, 4, 5)}, r"got shape \(1, 4, 5\)"),
+                           ({"text_mask": mask[:, :3]}, r"text_mask must be \(B, L\) = \(1, 4\)"),
+                           ({"text_mask": torch.zeros(1, 4)}, r"caption\(s\) \[0\] have no token"),
+                           ({"steps": 2.5}, "steps must be a whole number"),
+                           ({"guidance": float("nan")}, "guidance must be a finite number")):
+        args = {"text": text, "text_mask": mask, "seconds": 0.2, "steps": 2, **kwargs}
+        with pytest.raises(ValueError, match=needle):
+            gen.generate(tok, **args)

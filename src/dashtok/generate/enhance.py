@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from dashtok.audio_io import fit_length
+from dashtok.codec import as_float_audio
 from dashtok.config import check_enhancer
 from dashtok.encoder import Block
 from dashtok.generate.flow import flow_loss, sample
@@ -130,15 +131,29 @@ class LatentEnhancer(nn.Module):
         :func:`render_enhanced` ("mask", the default: the decoded magnitude as a gain on the noisy input; "decoder":
         the decoding itself)."""
         check_render(render)
+        audio = mono_signal(audio)
         return render_enhanced(self.decode_enhanced(tokenizer, audio), audio, render)
 
     @torch.no_grad()
     def decode_enhanced(self, tokenizer: Tokenizer, audio: np.ndarray) -> np.ndarray:
         """Noisy 16 kHz mono audio (T,) -> its enhanced latents decoded by the tokenizer (T,), the decoder's phase."""
         require_tokenizer(tokenizer, self.tokenizer_id, "enhancer")
+        audio = mono_signal(audio)
         z = tokenizer.normalize_latents(tokenizer.encode(audio).latents)
         clean = tokenizer.denormalize_latents(self.clean_latents(z))
         return fit_length(tokenizer.decode(clean).audio[0].cpu().numpy(), len(audio))
+
+
+def mono_signal(audio: np.ndarray) -> np.ndarray:
+    """One signal to enhance -> float32 (T,): integer PCM scaled as encoding scales it (``as_float_audio``), a
+    (1, T) batch of one taken as its item; several items or channels are refused (enhance one at a time)."""
+    x = as_float_audio(audio)
+    if x.ndim == 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 1:
+        raise ValueError(f"enhance takes one mono signal (T,), got shape {tuple(x.shape)}: enhance items one at a "
+                         f"time, and average channels first (wav.mean(axis=1) for soundfile's (frames, channels))")
+    return x.numpy()
 
 
 def check_render(render: str) -> None:

@@ -6,8 +6,12 @@ the tokenizer it was trained with (its model id is saved in the checkpoint and c
 
 from __future__ import annotations
 
+import math
+import operator
 import os
 from typing import Any
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -57,6 +61,13 @@ class TextToAudio(nn.Module):
         require_tokenizer(tokenizer, self.tokenizer_id, "generator")
         if not 0 < seconds <= MAX_SECONDS:
             raise ValueError(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds}")
+        text, text_mask = caption_inputs(text, text_mask, self.config.text_dim)
+        try:
+            steps = operator.index(steps)
+        except TypeError:
+            raise ValueError(f"steps must be a whole number, got {steps!r}") from None
+        if not math.isfinite(guidance):
+            raise ValueError(f"guidance must be a finite number, got {guidance}")
         frames = max(1, round(seconds * tokenizer.frame_rate))
         gen = torch.Generator().manual_seed(seed)
         noise = torch.randn(text.shape[0], frames, tokenizer.latent_dim, generator=gen)
@@ -69,3 +80,28 @@ class TextToAudio(nn.Module):
 
         z = sample(guided(cond, uncond, guidance), noise, steps)
         return tokenizer.decode(tokenizer.denormalize_latents(z)).audio
+
+
+def caption_inputs(text: Any, text_mask: Any, text_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check the text encoder's output for ``generate`` -> (token embeddings (B, L, E) float32, mask (B, L) bool).
+
+    The mask may be bool or 0/1 of any dtype (a Hugging Face tokenizer's ``attention_mask``): nonzero marks a token.
+    (A 0/1 float mask must not reach the attention as it is: torch reads a float mask as scores to add, masking
+    nothing.) ``None`` marks every position a token."""
+    x = torch.as_tensor(np.asarray(text) if not isinstance(text, torch.Tensor) else text)
+    if x.ndim != 3 or x.shape[-1] != text_dim or 0 in x.shape:
+        raise ValueError(f"text must be token embeddings (B, L, {text_dim}) for this generator (TextEncoder's "
+                         f"output), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"text must be float token embeddings, got dtype {x.dtype}")
+    x = x.float()
+    if text_mask is None:
+        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    mask = torch.as_tensor(np.asarray(text_mask) if not isinstance(text_mask, torch.Tensor) else text_mask)
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"text_mask must be (B, L) = {tuple(x.shape[:2])} like text, got shape {tuple(mask.shape)}")
+    mask = (mask != 0).to(x.device)
+    empty = [i for i in range(mask.shape[0]) if not bool(mask[i].any())]
+    if empty:
+        raise ValueError(f"caption(s) {empty[:5]} have no token in text_mask")
+    return x, mask

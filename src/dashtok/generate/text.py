@@ -33,6 +33,8 @@ class TextEncoder:
 
     @torch.no_grad()
     def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(captions) == 0:
+            raise ValueError("no captions to encode: pass a list of one caption or more ('' for none)")
         batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_tokens,
                                return_tensors="pt").to(self.device)
         hidden = self.model(**batch).last_hidden_state
