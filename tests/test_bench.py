@@ -5,6 +5,7 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from dashtok.bench import BenchConfig, markdown, peak_memory, run_bench
@@ -54,6 +55,24 @@ def test_bench_cli_writes_json_and_markdown(tmp_path: Path) -> None:
                  "--repeats", "1"]) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     assert len(report["results"]) == 1 and (tmp_path / "bench.md").read_text().startswith("# dashtok bench")
+
+
+def test_bench_cli_refuses_bad_values_before_timing_anything(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bench.json").write_text("{}")
+    tiny = ["bench", "-o", str(tmp_path), "--presets", "tiny", "--seconds", "1", "--batch", "1", "--repeats", "1"]
+    for extra, needle in ((["--seconds", "0"], "--seconds: must be more than 0, got 0"),
+                          (["--batch", "0"], "--batch: must be at least 1, got 0"),
+                          (["--repeats", "0"], "--repeats: must be at least 1, got 0"),
+                          (["--threads", "-1"], "--threads: must be at least 0, got -1"),
+                          (["--precision", "fp16"], "--precision fp16: fp16 inference needs a GPU"),
+                          ([], f"{tmp_path / 'bench.json'} already exists; pass --force"),
+                          (["-o", str(tmp_path / "bench.json")], "is a file; -o names the folder")):
+        with pytest.raises(SystemExit) as exit_:
+            main(tiny + extra)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and needle in err[-1], err
+    assert (tmp_path / "bench.json").read_text() == "{}"
 
 
 def test_official_comparison_protocol_round_trips(tmp_path: Path) -> None:

@@ -248,6 +248,9 @@ def test_hub_ids_resolve_through_the_cache_offline(tmp_path: Path, monkeypatch: 
     with pytest.raises(CheckpointError, match="not in the Hugging Face cache.*HF_HUB_OFFLINE.*huggingface-cli "
                                               "download mispeech/dashengtokenizer"):
         Tokenizer.from_pretrained("mispeech/dashengtokenizer")
+    # a mistyped local file is not looked for in the cache (nor downloaded)
+    with pytest.raises(CheckpointError, match="mymodels/tok.safetensors: no such checkpoint file"):
+        Tokenizer.from_pretrained("mymodels/tok.safetensors")
     folder = tmp_path / "hub" / "models--mispeech--dashengtokenizer"
     shutil.copytree(OFFICIAL, folder / "snapshots" / "0123abc")
     (folder / "refs").mkdir()

@@ -339,6 +339,9 @@ def _to_dashtok_state(model: nn.Module, state: dict[str, torch.Tensor], meta: di
     return out
 
 
+LOCAL_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".onnx", ".json")  # a file's name, not a hub id
+
+
 def official_dir(ref: str | os.PathLike[str]) -> Path | None:
     """The official-layout directory that ``ref`` names (a directory, its model.safetensors, a hub cache folder or a
     hub id, resolved through the cache), or None when ``ref`` is not in the official layout."""
@@ -354,7 +357,8 @@ def official_dir(ref: str | os.PathLike[str]) -> Path | None:
     if p.is_file():
         return p.parent if p.name == WEIGHTS_FILE and is_official_dir(p.parent) else None
     text = str(ref)
-    if HUB_ID.fullmatch(text) and not Path(text.split("/")[0]).exists():  # "runs/missing" is a local path
+    local = Path(text.split("/")[0]).exists() or p.suffix in LOCAL_SUFFIXES  # "runs/missing", "x/model.safetensors"
+    if HUB_ID.fullmatch(text) and not local:
         return resolve_hub(text)
     return None
 

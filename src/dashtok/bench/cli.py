@@ -8,22 +8,32 @@ from pathlib import Path
 
 import torch
 
+from dashtok.cli_common import non_negative_int, positive_float, positive_int
 from dashtok.precision import PRECISIONS
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from dashtok.atomic import atomic_write
     from dashtok.bench import BenchConfig, markdown, run_bench
-    from dashtok.cli_common import check_device
+    from dashtok.cli_common import CliError, check_device, refuse_overwrite
+    from dashtok.precision import autocast_for
 
-    check_device(args.device)
+    device = check_device(args.device)
+    for precision in args.precision:  # before minutes of timing, not after
+        try:
+            autocast_for(precision, device)
+        except ValueError as err:
+            raise CliError(f"--precision {precision}: {err}") from None
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out} is a file; -o names the folder for bench.json and bench.md")
+    refuse_overwrite([out / "bench.json", out / "bench.md"], args.force)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = BenchConfig(presets=tuple(args.presets), precisions=tuple(args.precision), seconds=tuple(args.seconds),
                       batch_sizes=tuple(args.batch), repeats=args.repeats, device=args.device,
                       upstream_python=args.upstream_python, max_batched_seconds=args.max_batched_seconds,
                       official_code=args.official_code, upstream_impls=tuple(args.upstream_impls))
-    out = Path(args.output)
     report = run_bench(cfg)
     with atomic_write(out / "bench.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))
@@ -40,13 +50,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--presets", nargs="+", default=["small", "base", "release"],
                    choices=["tiny", "small", "base", "release"], help="model shapes (random weights)")
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
-    p.add_argument("--seconds", nargs="+", type=float, default=[10.0, 600.0], help="input durations")
-    p.add_argument("--batch", nargs="+", type=int, default=[1, 4], help="batch sizes")
-    p.add_argument("--max-batched-seconds", type=float, default=60.0,
+    p.add_argument("--seconds", nargs="+", type=positive_float, default=[10.0, 600.0], help="input durations")
+    p.add_argument("--batch", nargs="+", type=positive_int, default=[1, 4], help="batch sizes")
+    p.add_argument("--max-batched-seconds", type=positive_float, default=60.0,
                    help="run batch sizes > 1 only on inputs up to this long (default: 60)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per case up to 60 s (median; longer: 1)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per case up to 60 s (median; longer: 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--upstream-python", help="a Python interpreter with the upstream dasheng package and "
                                              "torchaudio: times upstream's encoder on the same weights and input")
     p.add_argument("--official-code", help="a copy of audiohacking/audiogen.cpp (its reference/ folder is the "
@@ -56,4 +66,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--upstream-impls", nargs="*", default=["upstream", "dashtok"], choices=["upstream", "dashtok"],
                    help="encoder comparisons under --upstream-python: upstream dasheng, and/or our encoder code on "
                         "that interpreter (default: both; none: only the official comparison)")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite bench.json and bench.md in the folder")
     p.set_defaults(func=cmd_bench)
