@@ -141,10 +141,18 @@ def test_a_stopped_run_completes_on_a_rerun_with_the_same_shards(corpus: Path, t
     mtime = (out / "shard-000000.tar").stat().st_mtime_ns
     capsys.readouterr()
     assert main(["encode", *args, "--shards", str(out)]) == 1  # the corrupt file again
-    assert "makes 2 of its 4 (the others are finished)" in capsys.readouterr().out
+    # the third and fourth shards, and the second again: it has the corrupt file, which may have been fixed
+    assert "makes 3 of its 4 (the others are finished)" in capsys.readouterr().out
     assert (out / "shard-000000.tar").stat().st_mtime_ns == mtime  # kept, not redone
     assert tar_samples(out) == tar_samples(corpus.parent / "whole")  # no sample lost or written twice
     assert read_index(out)["samples"] == 7
+    # the broken file fixed: a re-run makes its shard alone, now with it, and reports no failure
+    sf.write(corpus.parent / "audio" / "3.wav", speechlike(1.0, seed=3), 16000)
+    assert main(["encode", *args, "--shards", str(out)]) == 0
+    assert "makes 1 of its 4" in capsys.readouterr().out
+    assert (out / "shard-000000.tar").stat().st_mtime_ns == mtime
+    assert read_index(out)["samples"] == 8 and read_index(out)["failed"] == 0
+    assert (out / "failures.jsonl").read_text() == ""
 
 
 def test_shards_of_another_model_are_refused(corpus: Path, tiny_ckpt: Path, tmp_path: Path,
@@ -160,6 +168,10 @@ def test_shards_of_another_model_are_refused(corpus: Path, tiny_ckpt: Path, tmp_
     assert "pass --force to replace them" in capsys.readouterr().err
     with pytest.raises(ShardError, match="encode the corpus with this model"):
         shard_paths(out, {"model_id": Tokenizer.load(other).model_id, "kind": "latents"})
+    (out / "index.json").unlink()  # as a re-run stopped before writing its index leaves the directory
+    with pytest.raises(SystemExit):
+        main(["encode", str(corpus), "--shards", str(out), "--workers", "0", "-c", str(tiny_ckpt), "-q", "--semantic"])
+    assert "holds shards of latents" in capsys.readouterr().err
     with pytest.raises(ShardError, match="no index.json"):
         read_index(tmp_path / "audio")
 

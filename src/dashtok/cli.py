@@ -160,7 +160,8 @@ def encode_shards(args: argparse.Namespace) -> int:
     made, _, failures = enc.run(jobs, report)
     barrier(world)
     index = enc.finish(args.inputs) if rank == 0 else None
-    print(summary_line(index, directory, made, rank), flush=True)
+    if not args.quiet:
+        print(summary_line(index, directory, made, rank), flush=True)
     return 1 if (index["failed"] if index is not None else failures) else 0
 
 

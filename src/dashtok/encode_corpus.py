@@ -5,7 +5,8 @@ shard s holds samples ``s * shard_size ...``. The plan does not depend on how ma
 ``torchrun`` (``RANK``/``WORLD_SIZE`` from the environment) process r makes the shards s with s % world == r, so a
 shard's latents are the same whichever process makes it. Reading and resampling run in DataLoader worker processes
 ahead of the model; within a shard, files of similar length are encoded as one padded batch. A finished shard is
-kept on a re-run of the same command (its completion record names the plan), an unfinished one is made again;
+kept on a re-run of the same command (its completion record names the plan and the model), an unfinished one, or
+one with a failed input, is made again;
 ``index.json`` is written once every shard is there (``dashtok.shards``).
 """
 
@@ -38,6 +39,7 @@ from dashtok.shards import (
 from dashtok.tokenizer import Tokenizer
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
+MADE_BY = ("model_id", "config_hash", "kind")  # what a shard directory holds, kept in its index and shard records
 
 
 class InputError(ValueError):
@@ -184,8 +186,13 @@ class CorpusEncoder:
         return ShardJob(number, items, plan_digest(made_from, {**self.model_record, "max_seconds": self.max_seconds}))
 
     def todo(self, rank: int, world: int, force: bool) -> list[ShardJob]:
+        """This process's shards still to make: unfinished ones, and finished ones with failed inputs (a file
+        fixed since is encoded; one still broken fails again, the shard's other inputs are made again with it)."""
         jobs = [self.shard_job(s) for s in range(rank, self.num_shards, world)]
-        return jobs if force else [j for j in jobs if finished_record(self.directory, j.number, j.plan) is None]
+        if force:
+            return jobs
+        records = [finished_record(self.directory, j.number, j.plan) for j in jobs]
+        return [j for j, record in zip(jobs, records, strict=True) if record is None or record["failures"]]
 
     def run(self, jobs: list[ShardJob], report_error: Any) -> tuple[int, int, int]:  # noqa: ANN401
         flat = [pair for job in jobs for pair in job.items]
@@ -245,7 +252,8 @@ class CorpusEncoder:
                 samples.append((f"{i:08d}", lf.latents.numpy(), meta))
         samples.sort(key=lambda s: s[0])
         failures.sort(key=lambda f: f["source"])
-        write_shard(self.directory, job.number, samples, failures, job.plan)
+        made_by = {k: self.model_record[k] for k in MADE_BY}
+        write_shard(self.directory, job.number, samples, failures, job.plan, made_by)
         return len(samples), len(failures)
 
     def finish(self, inputs: list[str]) -> dict[str, Any] | None:
@@ -266,16 +274,28 @@ class CorpusEncoder:
 
 
 def check_directory(directory: Path, model_record: dict[str, Any], force: bool) -> None:
-    """Refuse to mix the shards of another model (or kind) into a directory, unless ``force``."""
-    if not (directory / INDEX).is_file() or force:
+    """Refuse to mix the shards of another model (or kind) into a directory, unless ``force``: as its index says,
+    or, where a run stopped before writing one, as its shards' completion records say."""
+    if force:
         return
+    ours = {k: model_record[k] for k in MADE_BY}
+    theirs = None
     try:
-        index = read_index(directory)
+        index = read_index(directory) if (directory / INDEX).is_file() else None
     except ValueError:
-        return  # a damaged index is rewritten at the end
-    theirs = {k: index.get(k) for k in ("model_id", "config_hash", "kind")}
-    ours = {k: model_record[k] for k in theirs}
-    if theirs != ours:
+        index = None  # a damaged index is rewritten at the end
+    if index is not None:
+        theirs = {k: index.get(k) for k in MADE_BY}
+    else:
+        for record in sorted(directory.glob("shard-*.json")):
+            try:
+                made_by = json.loads(record.read_text()).get("model")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(made_by, dict):
+                theirs = {k: made_by.get(k) for k in MADE_BY}
+                break
+    if theirs is not None and theirs != ours:
         raise InputError(f"{directory}: holds shards of {theirs['kind']} from model {theirs['model_id']!r}, not "
                          f"{ours['kind']} from {ours['model_id']!r}; pass --force to replace them")
 

@@ -57,8 +57,9 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_shard(directory: Path, number: int, samples: list[tuple[str, np.ndarray, dict[str, Any]]],
-                failures: list[dict[str, str]], plan: str) -> None:
-    """Write shard ``number`` (samples as (key, latents (N, D), metadata)) and then its completion record."""
+                failures: list[dict[str, str]], plan: str, made_by: dict[str, Any] | None = None) -> None:
+    """Write shard ``number`` (samples as (key, latents (N, D), metadata)) and then its completion record (with
+    ``made_by``, the model that made it, where given)."""
     path = directory / shard_name(number)
     with atomic_write(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         for key, latents, meta in samples:
@@ -69,6 +70,8 @@ def write_shard(directory: Path, number: int, samples: list[tuple[str, np.ndarra
     record = {"shard": path.name, "plan": plan, "failures": failures,
               "samples": [{"key": key, "source": meta["source"], "frames": int(latents.shape[0]),
                            "seconds": meta["seconds"]} for key, latents, meta in samples]}
+    if made_by is not None:
+        record["model"] = made_by
     with atomic_write(path.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(record, ensure_ascii=False) + "\n")
 
