@@ -86,3 +86,7 @@ def test_onnx_decoder_matches_pytorch_in_onnx_runtime(tmp_path: Path, tiny_ckpt:
     assert main(["export-onnx", "-o", str(tmp_path / "cli.onnx"), "-c", str(tiny_ckpt)]) == 0
     with pytest.raises(SystemExit):  # no silent overwrite
         main(["export-onnx", "-o", str(tmp_path / "cli.onnx"), "-c", str(tiny_ckpt)])
+    for output in (tmp_path / "x.wav", tmp_path):  # refused before the export, not after it
+        with pytest.raises(SystemExit):
+            main(["export-onnx", "-o", str(output), "-c", str(tiny_ckpt), "--force"])
+    assert not (tmp_path / "x.wav").exists()

@@ -275,6 +275,11 @@ def test_cli_converts_both_ways_and_describes_official_dirs(tmp_path: Path, caps
     assert main(["info", str(tmp_path / "tok_official"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["format"].startswith("official") and info["latent_dim"] == 32
+    # the output's name says the layout: a .safetensors file is a dashtok checkpoint, a folder the official layout
+    assert main(["convert", str(tmp_path / "tok.safetensors"), str(tmp_path / "copy.safetensors")]) == 0
+    assert (tmp_path / "copy.safetensors").is_file()
+    assert main(["convert", str(tmp_path / "tok_official"), str(tmp_path / "again_official")]) == 0
+    assert (tmp_path / "again_official" / "config.json").is_file()
     legacy = FIXTURES / "legacy_tiny_v1.safetensors"
     for argv, needle in ((["convert", str(tmp_path / "tok.safetensors"), str(tmp_path / "x"), "--to", "dashtok"],
                           "is one .safetensors file"),

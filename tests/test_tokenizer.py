@@ -104,6 +104,16 @@ def test_streaming_decode_equals_one_shot_with_bounded_buffer(block: int) -> Non
     assert most < block + 2 * stream.context + 40  # one window, whatever the stream's length
     with pytest.raises(RuntimeError, match="after flush"):
         stream.push(z[:, :1])
+    with pytest.raises(ValueError, match="block_frames must be a whole number >= 1, got 2.5"):
+        StreamingDecoder(model, block_frames=2.5)  # type: ignore[arg-type]
+
+
+def test_latent_statistics_take_arrays_and_name_a_wrong_width(tiny: Tokenizer) -> None:
+    z = torch.randn(3, 32)
+    assert torch.equal(tiny.normalize_latents(z.numpy()), tiny.normalize_latents(z))
+    torch.testing.assert_close(tiny.denormalize_latents(tiny.normalize_latents(z.tolist())), z)
+    with pytest.raises(ValueError, match=r"latents must be \(\.\.\., 32\) for this model, got shape \(3, 31\)"):
+        tiny.normalize_latents(z[:, :31])
 
 
 def test_several_minutes_encode_in_chunks_equal_whole() -> None:

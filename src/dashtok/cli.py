@@ -364,7 +364,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         source = official_dir(args.input)
     except CheckpointError as err:
         raise CliError(str(err)) from None
-    to = args.to or ("dashtok" if source is not None else "official")
+    if args.to:
+        to = args.to
+    elif args.output:  # the output names its layout: one .safetensors file, or a directory
+        to = "dashtok" if Path(args.output).suffix == ".safetensors" else "official"
+    else:
+        to = "dashtok" if source is not None else "official"
     if args.output:
         out = Path(args.output)
     elif to == "dashtok":  # a directory (or its weights file) -> <directory>.safetensors beside it; a hub id or a
@@ -398,6 +403,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     from dashtok.export import check_onnx_decoder, export_decoder_onnx
 
     out = Path(args.output)
+    if out.suffix != ".onnx" or out.is_dir():
+        raise CliError(f"{out}: the output is one .onnx file")
     refuse_overwrite([out], args.force)
     model = load_model(args.checkpoint, "cpu")
     export_decoder_onnx(model, out)
@@ -495,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", nargs="?", help="a dashtok .safetensors file, or a directory for the official layout "
                                              "(default: beside the input)")
     p.add_argument("--to", choices=["dashtok", "official"],
-                   help="output layout (default: the other one: official -> dashtok, dashtok -> official)")
+                   help="output layout (default: as OUTPUT names it, a .safetensors file or a directory; without "
+                        "OUTPUT the other one: official -> dashtok, dashtok -> official)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=cmd_convert)
 

@@ -70,13 +70,22 @@ class NormalizesLatents:
     latent_mean: torch.Tensor
     latent_std: torch.Tensor
 
-    def normalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
+    def normalize_latents(self, latents: ArrayLike) -> torch.Tensor:
         """(…, D) -> per-channel standardised latents (what generators are trained on)."""
-        return (latents - self.latent_mean) / self.latent_std
+        return (self._latents(latents) - self.latent_mean) / self.latent_std
 
-    def denormalize_latents(self, latents: torch.Tensor) -> torch.Tensor:
+    def denormalize_latents(self, latents: ArrayLike) -> torch.Tensor:
         """The inverse of ``normalize_latents``."""
-        return latents * self.latent_std + self.latent_mean
+        return self._latents(latents) * self.latent_std + self.latent_mean
+
+    def _latents(self, latents: ArrayLike) -> torch.Tensor:
+        """A tensor as it is (its graph kept), an array as float32 on the statistics' device; the width checked."""
+        z = latents if isinstance(latents, torch.Tensor) else \
+            torch.as_tensor(np.asarray(latents, dtype=np.float32), device=self.latent_mean.device)
+        if z.ndim == 0 or z.shape[-1] != self.latent_mean.shape[-1]:
+            raise ValueError(f"latents must be (..., {self.latent_mean.shape[-1]}) for this model, got shape "
+                             f"{tuple(z.shape)}")
+        return z
 
 
 class Codec(Protocol):

@@ -9,6 +9,7 @@ window whatever the length, and the latency is ``block_frames + context_frames``
 from __future__ import annotations
 
 import math
+import operator
 from typing import Protocol
 
 import torch
@@ -51,8 +52,13 @@ class StreamingDecoder:
     """
 
     def __init__(self, model: Synthesizer, block_frames: int = 50, lengths: torch.Tensor | None = None) -> None:
-        if block_frames < 1:
-            raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+        try:
+            whole = operator.index(block_frames)
+        except TypeError:
+            whole = 0
+        if whole < 1:
+            raise ValueError(f"block_frames must be a whole number >= 1, got {block_frames!r}")
+        block_frames = whole
         self.model = model
         self.block = block_frames
         self.context = model.decoder_context
