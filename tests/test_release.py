@@ -239,6 +239,9 @@ def test_unreadable_inputs_give_one_clear_error(tmp_path: Path) -> None:
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(CheckpointError, match="model_type 'bert'"):
         Tokenizer.from_pretrained(other)
+    (other / "config.json").write_text('{"model_type": "dashengtok')  # cut short
+    with pytest.raises(CheckpointError, match="other: config.json is not readable JSON"):
+        Tokenizer.from_pretrained(other)
 
 
 def test_hub_ids_resolve_through_the_cache_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

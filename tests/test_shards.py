@@ -174,6 +174,8 @@ def test_shards_of_another_model_are_refused(corpus: Path, tiny_ckpt: Path, tmp_
     assert "holds shards of latents" in capsys.readouterr().err
     with pytest.raises(ShardError, match="no index.json"):
         read_index(tmp_path / "audio")
+    with pytest.raises(ShardError, match="nope: no such shard directory"):
+        read_index(tmp_path / "nope")
 
 
 def test_the_flow_stage_trains_from_shards_without_the_audio(corpus: Path, tiny_ckpt: Path) -> None:

@@ -56,9 +56,11 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if p.is_dir():
         if (p / "config.json").is_file():  # official layouts are recognised before this (dashtok.release)
             try:
-                kind = json.loads((p / "config.json").read_text()).get("model_type")
-            except (OSError, ValueError, AttributeError):
-                kind = None
+                raw = json.loads((p / "config.json").read_text())
+            except (OSError, ValueError) as err:
+                raise CheckpointError(f"{p}: config.json is not readable JSON ({' '.join(str(err).split())[:200]})"
+                                      ) from None
+            kind = raw.get("model_type") if isinstance(raw, dict) else None
             raise CheckpointError(f"{p}: config.json is not a DashengTokenizer config (model_type {kind!r}, "
                                   f"expected 'dashengtokenizer')")
         if not (p / MODEL_FILENAME).is_file():

@@ -113,6 +113,8 @@ def write_index(directory: Path, records: list[dict[str, Any]], header: dict[str
 
 def read_index(directory: str | os.PathLike[str]) -> dict[str, Any]:
     d = Path(directory)
+    if not d.exists():
+        raise ShardError(f"{d}: no such shard directory")
     path = d / INDEX if d.is_dir() else d
     try:
         index = json.loads(path.read_text())
