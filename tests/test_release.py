@@ -263,6 +263,10 @@ def test_hub_ids_resolve_through_the_cache_offline(tmp_path: Path, monkeypatch: 
     expected = Tokenizer.from_pretrained(OFFICIAL).encode(GOLDEN["wav_short"]).latents
     assert torch.equal(by_id.encode(GOLDEN["wav_short"]).latents, expected)
     assert torch.equal(by_folder.encode(GOLDEN["wav_short"]).latents, expected)
+    (folder / "snapshots" / "4567def").mkdir()  # two snapshots, and refs/main names neither
+    (folder / "refs" / "main").write_text("89ab")
+    with pytest.raises(CheckpointError, match="refs/main naming '89ab', which is not there, with 2 snapshots"):
+        Tokenizer.from_pretrained(folder)
 
 
 def test_cli_converts_both_ways_and_describes_official_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

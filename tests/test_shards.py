@@ -176,6 +176,9 @@ def test_shards_of_another_model_are_refused(corpus: Path, tiny_ckpt: Path, tmp_
         read_index(tmp_path / "audio")
     with pytest.raises(ShardError, match="nope: no such shard directory"):
         read_index(tmp_path / "nope")
+    with pytest.raises(SystemExit):
+        main(["encode", str(corpus), "--shards", str(corpus), "-c", str(tiny_ckpt)])
+    assert "a file; --shards names the folder" in capsys.readouterr().err
 
 
 def test_the_flow_stage_trains_from_shards_without_the_audio(corpus: Path, tiny_ckpt: Path) -> None:

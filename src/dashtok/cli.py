@@ -136,8 +136,10 @@ def encode_shards(args: argparse.Namespace) -> int:
         items = corpus_items(args.inputs)
     except InputError as err:
         raise CliError(str(err)) from None
-    model = load_model(args.checkpoint, device_of_rank(args.device, world), args.precision)
     directory = Path(args.shards)
+    if directory.exists() and not directory.is_dir():
+        raise CliError(f"--shards {directory}: a file; --shards names the folder the shards go to")
+    model = load_model(args.checkpoint, device_of_rank(args.device, world), args.precision)
     enc = CorpusEncoder(model, items, directory, shard_size=args.shard_size, batch_size=args.batch_size,
                         max_batch_seconds=args.max_batch_seconds, max_seconds=args.max_seconds,
                         workers=args.workers, semantic=args.semantic, quiet=args.quiet)

@@ -349,7 +349,10 @@ def official_dir(ref: str | os.PathLike[str]) -> Path | None:
     if p.is_dir() and (p / "snapshots").is_dir():  # a hub cache folder, models--owner--name
         snapshot = snapshot_of_cache_folder(p)
         if snapshot is None:
-            raise CheckpointError(f"{p}: a hub cache folder without refs/main and with "
+            ref = p / "refs" / "main"
+            said = f"refs/main naming {ref.read_text().strip()!r}, which is not there," if ref.is_file() else \
+                "without refs/main and"
+            raise CheckpointError(f"{p}: a hub cache folder {said} with "
                                   f"{len(list((p / 'snapshots').iterdir()))} snapshots; pass the snapshot directory")
         return snapshot
     if p.is_dir():
