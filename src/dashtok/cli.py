@@ -405,7 +405,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     from dashtok.export import check_onnx_decoder, export_decoder_onnx
 
     out = Path(args.output)
-    if out.suffix != ".onnx" or out.is_dir():
+    if out.suffix.lower() != ".onnx" or out.is_dir():
         raise CliError(f"{out}: the output is one .onnx file")
     refuse_overwrite([out], args.force)
     model = load_model(args.checkpoint, "cpu")

@@ -192,7 +192,7 @@ class CorpusEncoder:
         if force:
             return jobs
         records = [finished_record(self.directory, j.number, j.plan) for j in jobs]
-        return [j for j, record in zip(jobs, records, strict=True) if record is None or record["failures"]]
+        return [j for j, record in zip(jobs, records, strict=True) if record is None or record.get("failures")]
 
     def run(self, jobs: list[ShardJob], report_error: Any) -> tuple[int, int, int]:  # noqa: ANN401
         flat = [pair for job in jobs for pair in job.items]
