@@ -156,6 +156,8 @@ def test_flow_stage_trains_and_generate_cli_writes_the_asked_duration(tmp_path, 
 def test_generate_reads_any_0_1_mask_as_tokens_and_refuses_bad_captions_in_one_line(tiny_ckpt) -> None:  # noqa: ANN001
     """A Hugging Face tokenizer's int attention_mask and its float copy mask padding as a bool mask does (torch
     reads a float mask as scores to add: it had masked nothing), and malformed inputs name what is wrong."""
+    from typing import Any
+
     import numpy as np
     import pytest
 
@@ -184,6 +186,6 @@ def test_generate_reads_any_0_1_mask_as_tokens_and_refuses_bad_captions_in_one_l
                            ({"text_mask": torch.zeros(1, 4)}, r"caption\(s\) \[0\] have no token"),
                            ({"steps": 2.5}, "steps must be a whole number"),
                            ({"guidance": float("nan")}, "guidance must be a finite number")):
-        args = {"text": text, "text_mask": mask, "seconds": 0.2, "steps": 2, **kwargs}
+        args: dict[str, Any] = {"text": text, "text_mask": mask, "seconds": 0.2, "steps": 2, **kwargs}
         with pytest.raises(ValueError, match=needle):
             gen.generate(tok, **args)

@@ -482,7 +482,7 @@ def test_pack_and_resume_from_carry_a_run_to_another_folder(tmp_path: Path, audi
     train(first)  # 4 steps, discriminators trained from step 2
     packed = tmp_path / "packed.safetensors"
     # packing reads only the run folder, so it works where the run's clips are not (another machine)
-    moved = replace(first, data=replace(first.data, folders=[str(tmp_path / "elsewhere")]))
+    moved = replace(first, data=replace(first.data, folders=(str(tmp_path / "elsewhere"),)))
     assert main(["train", str(_toml(moved, tmp_path / "first.toml")), "--pack", str(packed)]) == 0
     model = Tokenizer.load(packed)
     assert model.training_record["steps"] == 4 and model.training_record["weights"] == "exponential moving average"

@@ -67,7 +67,7 @@ def write_shard(directory: Path, number: int, samples: list[tuple[str, np.ndarra
             np.save(buf, np.ascontiguousarray(latents, dtype="<f4"))
             _add(tar, f"{key}.latents.npy", buf.getvalue())
             _add(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())
-    record = {"shard": path.name, "plan": plan, "failures": failures,
+    record: dict[str, Any] = {"shard": path.name, "plan": plan, "failures": failures,
               "samples": [{"key": key, "source": meta["source"], "frames": int(latents.shape[0]),
                            "seconds": meta["seconds"]} for key, latents, meta in samples]}
     if made_by is not None:

@@ -53,7 +53,8 @@ class TextToAudio(nn.Module):
         return cls.load(bundled_checkpoint(path, BUNDLED, "generator", "configs/flow_small.toml"))
 
     @torch.no_grad()
-    def generate(self, tokenizer: Codec, text: torch.Tensor, text_mask: torch.Tensor, seconds: float,
+    def generate(self, tokenizer: Codec, text: torch.Tensor | np.ndarray, text_mask: torch.Tensor | np.ndarray | None,
+                 seconds: float,
                  steps: int = 32, guidance: float = 3.0, seed: int = 0) -> torch.Tensor:
         """Text tokens (B, L, E) + mask -> audio (B, round(seconds * 25) * 640) at 16 kHz, decoded by ``tokenizer``
         (the tokenizer or VAE the generator was trained on)."""
