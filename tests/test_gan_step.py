@@ -75,8 +75,9 @@ def test_disc_crop_takes_consecutive_samples_of_each_segment() -> None:
 def test_bf16_gan_step_is_finite_with_float32_audio() -> None:
     gen_net, disc, opt_g, opt_d, feats, real = setup("bf16")
     t = replace(TokenizerStageConfig(), autocast="bf16", disc_crop_seconds=0.16)
-    fake = gen_net(feats.semantic, feats.patches)
+    fake, spectrum = gen_net(feats.semantic, feats.patches)
     assert fake.dtype == torch.float32 and fake.shape == real.shape  # the iSTFT head stays float32
+    assert spectrum.dtype == torch.complex64
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits, features = disc(real)[0]
     assert logits.dtype == torch.bfloat16 and features[0].dtype == torch.bfloat16  # the discriminators run in bf16

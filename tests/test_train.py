@@ -103,7 +103,7 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_r
     # complex-spectrum discriminators with wider period ones, and the discriminators' own learning rate
     init = {"init": str(mae_run), "gan_start": 2, "ema_decay": 0.5, "decoder_overrides": {"max_magnitude": 1000.0},
             "loss_weights": {"mel/l1": 45.0, "stft/l1": 10.0, "adv/gen": 1.0, "adv/feat": 64.0, "phase/gd": 1.0,
-                             "phase/if": 1.0}, "phase_resolution": [512, 128],
+                             "phase/if": 1.0, "head/consistency": 1.0}, "phase_resolution": [512, 128],
             "disc_complex": True, "disc_period_channels": 32, "disc_lr": 1e-3,
             # and the two options its A/B runs tried: crops at other input levels, a faster phase
             "gain_db": [-20.0], "phase_lr_scale": 4.0}
@@ -124,6 +124,7 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_r
         assert da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da), name
     assert all(v > 0 for v in losses(straight, "stft/l1"))  # logged and finite
     assert all(0 < v < np.pi for key in ("phase/gd", "phase/if") for v in losses(straight, key))
+    assert all(v > 0 for v in losses(straight, "head/consistency"))
     # the exported model is the average, not the last step's weights, and has the raised cap
     shipped = Tokenizer.load(straight / "model.safetensors")
     ema = load_file(str(straight / "checkpoints" / "step-0000004" / "ema.safetensors"))
@@ -179,7 +180,8 @@ def test_autocast_auto_is_bf16_only_where_bf16_runs_in_hardware(monkeypatch: pyt
     with torch.no_grad():
         f = model.features(torch.from_numpy(speechlike(1.0, seed=0))[None])
         resolved = Generator(model, training_autocast("auto", cpu))(f.semantic, f.patches)
-        assert torch.equal(Generator(model, "auto")(f.semantic, f.patches), resolved)
+        auto = Generator(model, "auto")(f.semantic, f.patches)
+        assert all(torch.equal(a, b) for a, b in zip(auto, resolved, strict=True))
     assert TrainConfig.from_dict({"stage": "mae", "out": "unused", "max_minutes": 5}).max_minutes == 5  # any stage
     with pytest.raises(ValueError, match="extra_mixtures must be >= 0"):
         TrainConfig.from_dict({"stage": "enhance", "out": "unused", "enhance": {"extra_mixtures": -1}})
@@ -236,6 +238,28 @@ def test_phase_losses_see_the_phase_structure_not_a_global_rotation() -> None:
     assert silent.grad is not None and torch.isfinite(silent.grad).all()
     with pytest.raises(ValueError, match="phase/gd"):  # the error lists the known terms
         TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "tokenizer": {"loss_weights": {"phase/x": 1.0}}})
+
+
+def test_consistency_loss_is_zero_for_a_signal_s_own_spectrum_and_grows_with_a_foreign_phase() -> None:
+    """The spectrum of a signal on the head's grid is consistent (the loss is 0 to float32 rounding), the same
+    magnitudes with a random phase are not (their overlap-add cancels much of them), and the loss passes finite
+    gradients also where the head makes nothing; ``ISTFT.analysis`` inverts the head's overlap-add."""
+    from dashtok.spectral import ISTFT
+    from dashtok.train.losses import consistency_loss
+
+    istft = ISTFT(1280, 320)
+    x = torch.from_numpy(speechlike(2.0, seed=4)).float()[None, : 100 * 320]
+    own = istft.analysis(x)  # (1, 641, 100)
+    assert own.shape == (1, 641, 100)
+    again = istft(own)
+    assert torch.allclose(again[:, 1280:-1280], x[:, 1280:-1280], atol=1e-5)  # away from the ends: the signal
+    assert float(consistency_loss(own, again)) < 1e-3
+    gen = torch.Generator().manual_seed(0)
+    foreign = torch.polar(own.abs(), 6.283 * torch.rand(own.shape, generator=gen))
+    assert float(consistency_loss(foreign, istft(foreign))) > 100 * float(consistency_loss(own, again))
+    silent = torch.zeros_like(own, requires_grad=True)
+    consistency_loss(silent, istft(silent)).backward()
+    assert silent.grad is not None and torch.isfinite(silent.grad).all()
 
 
 def _ddp_worker(rank: int, world: int, port: int, out: str, audio: str, init: str) -> None:

@@ -8,9 +8,11 @@ on the same grid are resynthesised by the model's own iSTFT in four ways:
     input        : |X|, angle(X)  (the grid's round trip: the ceiling)
     Griffin-Lim  : (with ``--gla-iters N``) |H| with the phase of N Griffin-Lim iterations from angle(H)
 and scored with PESQ-WB, STOI and the mel distance against the input. Also the log-spectral distance of |H| to |X|
-(dB, frames and bins with input energy within 60 dB of the clip's peak). Then the level: the reconstruction of
-the same clips scaled by each of ``--gains-db`` (0 dB first), scored against the scaled input (what training with
-or without ``tokenizer.gain_db`` gives quiet recordings).
+(dB, frames and bins with input energy within 60 dB of the clip's peak), and how consistent each resynthesis's
+spectrum is: the share of its energy that the overlap-add keeps ("energy kept": the spectrum of the audio made from
+it against it, all but two frames at each end; a signal's own spectrum keeps 1), and H's ``losses.consistency_loss``.
+Then the level: the reconstruction of the same clips scaled by each of ``--gains-db`` (0 dB first), scored against
+the scaled input (what training with or without ``tokenizer.gain_db`` gives quiet recordings).
 
     python records/long_run/limits.py MODEL.safetensors [--manifest data/corpus/test.jsonl] [--per-source 20]
         [--gains-db -30 -20 -10] [--json OUT.json]
@@ -30,6 +32,7 @@ from dashtok.audio_io import load_audio
 from dashtok.codec import reconstruct
 from dashtok.data.manifest import read_manifest
 from dashtok.data.recordings import REAL_SPEECH_SOURCES
+from dashtok.train.losses import consistency_loss
 
 
 def head_spectrum(model: Tokenizer, x: np.ndarray) -> torch.Tensor:
@@ -69,7 +72,7 @@ def main() -> None:
     rows = [r for r in read_manifest(manifest) if r.source in REAL_SPEECH_SOURCES]
     picked = [r for s in REAL_SPEECH_SOURCES for r in [r for r in rows if r.source == s][:args.per_source]]
     scores: dict[str, dict[str, list[float]]] = {}
-    lsd = []
+    lsd, inconsistency = [], []
     gains = [0.0, *args.gains_db] if args.gains_db else []
     levels: dict[float, dict[str, list[float]]] = {g: {"pesq_wb": [], "stoi": []} for g in gains}
     for row in picked:
@@ -89,12 +92,17 @@ def main() -> None:
         if args.gla_iters:
             variants.append((f"Griffin-Lim phase ({args.gla_iters} iterations from the model's)", gla))
         for name, spec in variants:
-            y = model.head.istft(spec[None])[0].numpy()[:n]
-            row_scores = scores.setdefault(name, {"pesq_wb": [], "stoi": [], "mel": []})
+            made = model.head.istft(spec[None])
+            y = made[0].numpy()[:n]
+            again = model.head.istft.analysis(made)[0, :, 2:-2]  # all but the frames at the ends
+            row_scores = scores.setdefault(name, {"pesq_wb": [], "stoi": [], "mel": [], "kept": []})
             for key, value in (("pesq_wb", metrics.pesq_wb(ref, y)), ("stoi", metrics.stoi(ref, y)),
-                               ("mel", float(metrics.mel_distance(ref, y)))):
+                               ("mel", float(metrics.mel_distance(ref, y))),
+                               ("kept", float(again.abs().square().sum() / spec[:, 2:-2].abs().square().sum()))):
                 if value is not None:
                     row_scores[key].append(value)
+            if name == "model":
+                inconsistency.append(float(consistency_loss(spec[None], made)))
         db_h = 20 * torch.log10(h.abs() + 1e-7)
         db_s = 20 * torch.log10(s.abs() + 1e-7)
         keep = db_s > db_s.max() - 60
@@ -108,13 +116,14 @@ def main() -> None:
                     levels[gain][key].append(value)
     result = {"model": args.model, "clips": len(picked), "sources": list(REAL_SPEECH_SOURCES),
               "log_spectral_distance_db": round(float(np.mean(lsd)), 2),
+              "head_consistency_loss": round(float(np.mean(inconsistency)), 4),
               "rows": {name: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for name, d in scores.items()},
               "gains_db": {str(g): {k: round(float(np.mean(v)), 3) for k, v in d.items()} for g, d in levels.items()}}
     print(f"{len(picked)} real-speech clips of {manifest}; |H| vs |X| log-spectral distance "
-          f"{result['log_spectral_distance_db']} dB")
-    print("| resynthesis | PESQ-WB | STOI | mel distance |\n|---|---|---|---|")
+          f"{result['log_spectral_distance_db']} dB; the head's consistency loss {result['head_consistency_loss']:.4f}")
+    print("| resynthesis | PESQ-WB | STOI | mel distance | energy kept |\n|---|---|---|---|---|")
     for name, d in result["rows"].items():
-        print(f"| {name} | {d['pesq_wb']:.2f} | {d['stoi']:.3f} | {d['mel']:.3f} |")
+        print(f"| {name} | {d['pesq_wb']:.2f} | {d['stoi']:.3f} | {d['mel']:.3f} | {d['kept']:.3f} |")
     if result["gains_db"]:
         print("| input gain | PESQ-WB | STOI |\n|---|---|---|")
     for gain, d in result["gains_db"].items():

@@ -46,8 +46,13 @@ class SpectralHead(nn.Module):
             return torch.complex(mag * cos, mag * sin)
 
     def forward(self, x: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.render(x, frame_mask)[0]
+
+    def render(self, x: torch.Tensor, frame_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden (B, L, H) -> audio (B, L * hop) and the complex spectrum (B, F, L) it was made from, float32."""
         with torch.autocast(x.device.type, enabled=False):
-            return self.istft(self.spectrum(x), frame_mask)
+            spectrum = self.spectrum(x)
+            return self.istft(spectrum, frame_mask), spectrum
 
     def adopt_magnitude(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Take the log-magnitude rows of another head's ``out`` (a new phase parametrisation on a trained decoder:

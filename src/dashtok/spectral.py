@@ -38,6 +38,17 @@ class ISTFT(nn.Module):
         safe = envelope > 1e-11
         return torch.where(safe, audio / torch.where(safe, envelope, 1.0), 0.0)
 
+    def analysis(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio (B, T) -> complex spectrum (B, n_fft // 2 + 1, T // hop) on this inverse's own frame grid (frame t
+        starts at t * hop - (n_fft - hop) / 2; zeros outside the signal), float32.
+
+        ``analysis(forward(S))`` is S's projection onto the spectra that some signal has (the consistent ones):
+        equal to S where S is consistent, away from the two frames at each end that overlap the signal's edges.
+        """
+        pad = (self.n_fft - self.hop_length) // 2
+        frames = F.pad(audio.float(), (pad, pad)).unfold(-1, self.n_fft, self.hop_length) * self.window
+        return torch.fft.rfft(frames[:, : audio.shape[-1] // self.hop_length], dim=-1).transpose(1, 2)
+
 
 def masked_by(estimate: torch.Tensor, noisy: torch.Tensor, floor: float, n_fft: int, hop_length: int) -> torch.Tensor:
     """A noisy signal X (T,) under the gain |E| / |X| of an estimate E (T,) of its clean part, clamped to [floor, 1],

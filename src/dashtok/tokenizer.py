@@ -151,17 +151,22 @@ class Tokenizer(NormalizesLatents, nn.Module):
 
     def synthesize(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """latents (B, N, D), lengths (B,) frames -> audio (B, N * hop_length), zeros past each length."""
+        return self.render(latents, lengths)[0]
+
+    def render(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`synthesize`, and the head's complex spectrum (B, F, N * upsample) the audio was made from (float32;
+        what training's consistency loss compares with the spectrum of that audio)."""
         if lengths is None or bool((lengths >= latents.shape[1]).all()):
             with autocast_for(self.precision, latents.device):
                 hidden = self.decoder(latents)
-            return self.head(hidden)
+            return self.head.render(hidden)
         up = self.config.decoder.upsample
         mask = lengths_to_mask(lengths * up, latents.shape[1] * up)  # (B, L) at the head's frame rate
         latents = latents.masked_fill(~lengths_to_mask(lengths, latents.shape[1]).unsqueeze(-1), 0.0)
         with autocast_for(self.precision, latents.device):
             hidden = self.decoder(latents, mask)
-        audio = self.head(hidden, mask)
-        return audio * lengths_to_mask(lengths * self.hop_length, audio.shape[1])
+        audio, spectrum = self.head.render(hidden, mask)
+        return audio * lengths_to_mask(lengths * self.hop_length, audio.shape[1]), spectrum
 
     # ---- inference API ----------------------------------------------------------------------------------------
     @torch.no_grad()  # not inference_mode: its tensors could not feed a trainable probe or generator later

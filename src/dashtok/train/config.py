@@ -70,6 +70,8 @@ class TokenizerStageConfig:
     # the (n_fft, hop) grid ``phase_resolution``, the head's own by default: the phase is what limits the long run
     # (records/long_run/README.md).
     phase_resolution: tuple[int, int] = (1280, 320)
+    # "head/consistency" (optional): the head's spectrum against the spectrum of the audio made from it
+    # (``losses.consistency_loss``): the overlap-add keeps what a signal can have; this asks the head for only that.
     # The head's phase rows (the second half of head.out) take this many times the generator's AdamW step: the phase
     # output starts near-constant and the losses move it slowly (records/long_run/README.md). 1: as every parameter.
     phase_lr_scale: float = 1.0
@@ -92,7 +94,7 @@ class TokenizerStageConfig:
         check_autocast("tokenizer", self.autocast)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"tokenizer.ema_decay must be in [0, 1), not {self.ema_decay}")
-        known = ("mel/l1", "stft/l1", "phase/ip", "phase/gd", "phase/if", "adv/gen", "adv/feat")
+        known = ("mel/l1", "stft/l1", "phase/ip", "phase/gd", "phase/if", "head/consistency", "adv/gen", "adv/feat")
         unknown = set(self.loss_weights) - set(known)
         if unknown:
             raise ValueError(f"unknown tokenizer.loss_weights {sorted(unknown)}; known: {', '.join(known)}")

@@ -1,5 +1,5 @@
 """Losses of the tokenizer stage: multi-resolution mel L1, linear-STFT log-magnitude L1, anti-wrapped phase losses,
-hinge GAN, feature matching.
+the head's consistency, hinge GAN, feature matching.
 
 All are computed in float32: discriminator outputs may come in bf16 (autocast) and are cast first.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from dashtok.metrics import mel_distance
+from dashtok.spectral import ISTFT
 from dashtok.train.discriminators import Outputs
 
 
@@ -62,6 +63,27 @@ def phase_distances(fake: torch.Tensor, real: torch.Tensor, magnitude: torch.Ten
              "phase/gd": (weight[:, 1:], anti_wrap(torch.diff(fake, dim=1) - torch.diff(real, dim=1))),
              "phase/if": (if_weight, anti_wrap(torch.diff(fake, dim=2) - torch.diff(real, dim=2)))}
     return {k: (w * d).sum(dim=(1, 2)).mean() for k, (w, d) in terms.items()}
+
+
+def consistency_loss(spectrum: torch.Tensor, audio: torch.Tensor, edge: int = 2) -> torch.Tensor:
+    """How far the head's spectrum (B, F, L) is from one that a signal has: the mean distance between it and the
+    spectrum of the audio (B, L * hop) made from it (``ISTFT.analysis`` on the head's grid: n_fft = 2 (F - 1), hop
+    from the lengths), both compressed as MP-SENet's
+    (magnitude ** 0.3, phase kept), over all but ``edge`` frames at each end (those overlap the segment's edges).
+
+    Every other loss sees only the audio, where the inconsistent part of the spectrum cancels in the overlap-add; the
+    bundled default's keeps 57 % of its energy there (records/long_run/README.md, session 32). Spectra that a signal
+    has, at the head's redundancy of 4, tie each frame's phase to its neighbours' and to the magnitudes: a phase
+    signal that needs no reference phase."""
+    n_fft, hop = 2 * (spectrum.shape[1] - 1), audio.shape[-1] // spectrum.shape[-1]
+    again = ISTFT(n_fft, hop).to(audio.device).analysis(audio)
+    inner = slice(edge, spectrum.shape[-1] - edge)
+    return (_compressed(spectrum[..., inner]) - _compressed(again[..., inner])).abs().mean()
+
+
+def _compressed(spectrum: torch.Tensor, power: float = 0.3, eps: float = 1e-6) -> torch.Tensor:
+    """The complex spectrum with its magnitude raised to ``power`` (eps keeps the gradient finite at 0)."""
+    return spectrum * (spectrum.real.square() + spectrum.imag.square() + eps) ** ((power - 1) / 2)
 
 
 def disc_hinge(real: Outputs, fake: Outputs) -> torch.Tensor:

@@ -22,7 +22,16 @@ from dashtok.train.config import TokenizerStageConfig, TrainConfig
 from dashtok.train.data import SAMPLE_RATE, AudioBank, batch_generator
 from dashtok.train.discriminators import Discriminators, frozen, windows
 from dashtok.train.features import FeatureCache
-from dashtok.train.losses import PHASE_TERMS, disc_hinge, feature_matching, gen_hinge, mel_loss, phase_losses, stft_loss
+from dashtok.train.losses import (
+    PHASE_TERMS,
+    consistency_loss,
+    disc_hinge,
+    feature_matching,
+    gen_hinge,
+    mel_loss,
+    phase_losses,
+    stft_loss,
+)
 from dashtok.train.run import (
     EMA,
     Run,
@@ -49,11 +58,12 @@ class Generator(nn.Module):
         self.model = model
         self.autocast = autocast
 
-    def forward(self, semantic: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+    def forward(self, semantic: torch.Tensor, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> audio (B, T) and the head's complex spectrum (B, F, L) it was made from, both float32."""
         lengths = torch.full((semantic.shape[0],), semantic.shape[1], dtype=torch.long, device=semantic.device)
         latents = self.model.inject(Features(semantic, patches, lengths))
         with autocast_for(training_autocast(self.autocast, latents.device), latents.device):
-            return self.model.synthesize(latents)  # (B, T) float32
+            return self.model.render(latents)
 
 
 def disc_crop(gen: torch.Generator, shape: torch.Size, t: TokenizerStageConfig) -> torch.Tensor | None:
@@ -75,7 +85,7 @@ def train_step(gen_net: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer
     real: (B, T) audio; crop: (B, L) indices of the window the discriminators see (:func:`disc_crop`; None: all).
     ``t.loss_weights`` are keyed by the logged metric names; ``t`` also holds the cost levers (issue 13).
     """
-    fake = gen_net(feats.semantic, feats.patches)  # (B, T) float32
+    fake, spectrum = gen_net(feats.semantic, feats.patches)  # (B, T), (B, F, L) float32
     nan = float("nan")  # GAN metrics before the discriminators join: logged as empty, columns stay aligned
     out: dict[str, float] = {"adv/disc": nan, "adv/gen": nan, "adv/feat": nan}
     losses = {"mel/l1": mel_loss(real, fake)}  # the whole segment, float32
@@ -85,6 +95,8 @@ def train_step(gen_net: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer
     if phase_terms:
         phase = phase_losses(real, fake, *t.phase_resolution)
         losses.update({k: phase[k] for k in phase_terms})
+    if t.loss_weights.get("head/consistency", 0.0):
+        losses["head/consistency"] = consistency_loss(spectrum, fake)
     if use_gan:
         real_w, fake_w = windows(real, crop), windows(fake, crop)  # (B, L)
         precision = training_autocast(t.autocast, real.device)

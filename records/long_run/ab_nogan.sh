@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Equal-start A/B (issue 29, session 32): is the GAN what makes a step of the phase-loss recipe expensive without
+# teaching the phase? Both arms restore the bundled default (arm P at step 9600: averaged weights, its step's
+# discriminators; AdamW re-warms its moments) with the same seed, data, batches and schedule
+# (configs/tokenizer_long_gan.toml, cosine over 30000 steps), one thread each, side by side, same wall-clock budget:
+#   P: the default's recipe (mel 45, adversarial 1, feature matching 64, STFT log-magnitude 15, group delay 3,
+#      instantaneous frequency 3)
+#   N: the same losses without the discriminators (gan_start past the schedule's end: no adversarial or feature-
+#      matching term, no discriminator step), so that a step costs a fraction of P's
+# Judged at equal steps and at equal wall-clock by the runs' own validation (eval_every: PESQ-WB/STOI on the
+# validation split's real speech, the phase errors on speech, mel distance, artifact tone) and limits.py on the
+# validation split; never on the test split or the reserved packages.
+# Usage: records/long_run/ab_nogan.sh CORPUS RUNS MINUTES    (e.g. ~/dashtok-runs/corpus ~/dashtok-runs 85)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="$PWD/.venv/bin:$PATH"
+corpus=$1 runs=$2 minutes=$3
+common=(threads=1 eval_every=400 save_every=200 "max_minutes=$minutes"
+        "data.manifests=[\"$corpus/train.jsonl\"]" "data.valid_manifests=[\"$corpus/valid.jsonl\"]"
+        tokenizer.init=records/long_run/mel_stage.safetensors
+        'tokenizer.loss_weights={"mel/l1": 45.0, "adv/gen": 1.0, "adv/feat": 64.0, "stft/l1": 15.0, "phase/gd": 3.0, "phase/if": 3.0}')
+for arm in P N; do
+    extra=()
+    [ "$arm" = N ] && extra=(tokenizer.gan_start=1000000)
+    start=()  # the first call restores the default; a second one resumes the run folder bit for bit
+    [ -d "$runs/ab_nogan_$arm/checkpoints" ] || start=(--resume-from src/dashtok/assets/default.safetensors
+                                                       --disc records/long_run/phase_stage.disc.safetensors)
+    OMP_NUM_THREADS=1 nohup dashtok train configs/tokenizer_long_gan.toml "${start[@]}" \
+        --set "out=$runs/ab_nogan_$arm" "${common[@]}" "${extra[@]}" >> "$runs/ab_nogan_$arm.log" 2>&1 &
+done
+wait
