@@ -68,11 +68,11 @@ def phase_distances(fake: torch.Tensor, real: torch.Tensor, magnitude: torch.Ten
 def consistency_loss(spectrum: torch.Tensor, audio: torch.Tensor, edge: int = 2) -> torch.Tensor:
     """How far the head's spectrum (B, F, L) is from one that a signal has: the mean distance between it and the
     spectrum of the audio (B, L * hop) made from it (``ISTFT.analysis`` on the head's grid: n_fft = 2 (F - 1), hop
-    from the lengths), both compressed as MP-SENet's
-    (magnitude ** 0.3, phase kept), over all but ``edge`` frames at each end (those overlap the segment's edges).
+    from the lengths), both compressed as MP-SENet's (magnitude ** 0.3, phase kept), over all but ``edge`` frames at
+    each end (those overlap the segment's edges).
 
     Every other loss sees only the audio, where the inconsistent part of the spectrum cancels in the overlap-add; the
-    bundled default's keeps 57 % of its energy there (records/long_run/README.md, session 32). Spectra that a signal
+    bundled default's head spectrum keeps 58 % of its energy there (records/long_run/README.md, session 32). Spectra that a signal
     has, at the head's redundancy of 4, tie each frame's phase to its neighbours' and to the magnitudes: a phase
     signal that needs no reference phase."""
     n_fft, hop = 2 * (spectrum.shape[1] - 1), audio.shape[-1] // spectrum.shape[-1]
