@@ -72,9 +72,9 @@ def consistency_loss(spectrum: torch.Tensor, audio: torch.Tensor, edge: int = 2)
     each end (those overlap the segment's edges).
 
     Every other loss sees only the audio, where the inconsistent part of the spectrum cancels in the overlap-add; the
-    bundled default's head spectrum keeps 58 % of its energy there (records/long_run/README.md, session 32). Spectra that a signal
-    has, at the head's redundancy of 4, tie each frame's phase to its neighbours' and to the magnitudes: a phase
-    signal that needs no reference phase."""
+    bundled default's head spectrum keeps 58 % of its energy there (records/long_run/README.md, session 32). Spectra
+    that a signal has, at the head's redundancy of 4, tie each frame's phase to its neighbours' and to the magnitudes:
+    a phase signal that needs no reference phase."""
     n_fft, hop = 2 * (spectrum.shape[1] - 1), audio.shape[-1] // spectrum.shape[-1]
     again = ISTFT(n_fft, hop).to(audio.device).analysis(audio)
     inner = slice(edge, spectrum.shape[-1] - edge)
