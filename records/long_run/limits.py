@@ -36,24 +36,21 @@ from dashtok.train.losses import consistency_loss
 
 
 def head_spectrum(model: Tokenizer, x: np.ndarray) -> torch.Tensor:
-    """The complex spectrum the head hands to its iSTFT, (F, L), for one clip."""
-    seen: list[torch.Tensor] = []
-    hook = model.head.istft.register_forward_hook(lambda mod, args, out: seen.append(args[0][0]))
-    try:
-        with torch.no_grad():
-            model.decode(model.encode(x).latents)
-    finally:
-        hook.remove()
-    if len(seen) != 1:  # decoding in windows (clips past decode_chunk_frames): no single spectrum to compare
-        raise ValueError(f"a {len(x) / 16000:.1f} s clip was decoded in {len(seen)} windows; use shorter clips")
-    return seen[0]
+    """The complex spectrum the head hands to its iSTFT, (F, L), for one clip, as ``decode`` makes it."""
+    with torch.no_grad():
+        latents = model.encode(x).latents
+        if latents.shape[1] > model.decode_chunk_frames:  # decode would go in windows: no single spectrum to compare
+            raise ValueError(f"a {len(x) / 16000:.1f} s clip is decoded in windows; use shorter clips")
+        return model.render(latents)[1][0]
 
 
-def grid_stft(x: np.ndarray, n_fft: int, hop: int) -> torch.Tensor:
-    """The input's STFT on the head's frame grid (frame t centred where the head's frame t is)."""
-    pad = (n_fft - hop) // 2
-    t = torch.nn.functional.pad(torch.from_numpy(x).float(), (pad, pad + n_fft))
-    return torch.stft(t, n_fft, hop, window=torch.hann_window(n_fft), center=False, return_complex=True)
+def grid_stft(model: Tokenizer, x: np.ndarray, frames: int) -> torch.Tensor:
+    """The first ``frames`` frames of the input's STFT on the head's own frame grid (``ISTFT.analysis``; zeros past
+    the input's end)."""
+    istft = model.head.istft
+    t = torch.from_numpy(x).float()
+    t = torch.nn.functional.pad(t, (0, max(0, frames * istft.hop_length - len(t))))
+    return istft.analysis(t[None])[0, :, :frames]
 
 
 def main() -> None:
@@ -67,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = Tokenizer.load(args.model).eval()
-    n_fft, hop = model.config.decoder.n_fft, model.config.decoder.hop_length
+    hop = model.config.decoder.hop_length
     manifest = Path(args.manifest)
     rows = [r for r in read_manifest(manifest) if r.source in REAL_SPEECH_SOURCES]
     picked = [r for s in REAL_SPEECH_SOURCES for r in [r for r in rows if r.source == s][:args.per_source]]
@@ -78,15 +75,14 @@ def main() -> None:
     for row in picked:
         x = load_audio(manifest.parent / row.path, 16000)
         h = head_spectrum(model, x)
-        s = grid_stft(x, n_fft, hop)
-        frames = min(h.shape[1], s.shape[1])
-        h, s = h[:, :frames], s[:, :frames]
+        frames = h.shape[1]
+        s = grid_stft(model, x, frames)
         n = min(frames * hop, len(x))
         ref = x[:n]
         gla = h
         for _ in range(args.gla_iters):  # Griffin-Lim: keep |H|, take the phase of the signal it makes
             made = model.head.istft(gla[None])[0].numpy()
-            gla = torch.polar(h.abs(), grid_stft(made, n_fft, hop)[:, :frames].angle())
+            gla = torch.polar(h.abs(), grid_stft(model, made, frames).angle())
         variants = [("model", h), ("oracle phase", torch.polar(h.abs(), s.angle())),
                     ("oracle mag", torch.polar(s.abs(), h.angle())), ("input", s)]
         if args.gla_iters:

@@ -49,9 +49,7 @@ def hidden_and_target(model: Tokenizer, x: np.ndarray) -> tuple[torch.Tensor, to
     h = seen[0]
     with torch.no_grad():
         log_mag = model.head.out(h).T[: model.head.out.out_features // 2]
-    spec = grid_stft(x, model.head.istft.n_fft, model.head.istft.hop_length)
-    n = min(h.shape[0], spec.shape[1])
-    return h[:n], log_mag[:, :n], spec[:, :n]
+    return h, log_mag, grid_stft(model, x, h.shape[0])
 
 
 def clips(manifest: str, n: int, real_only: bool) -> list[np.ndarray]:
