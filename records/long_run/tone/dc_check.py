@@ -8,7 +8,7 @@ mean subtracted (the DC offset alone removed, afterwards). Reported: the artifac
 the largest peakiness excess of the average spectrum over the inputs', dB, and its frequency), the top three excess
 bins, and the mel distance.
 
-    python records/long_run/tone/dc_check.py data/corpus/test.jsonl [--per-source 20] [--json OUT]
+    python records/long_run/tone/dc_check.py data/corpus/test.jsonl [--per-source 20] [--json OUT] [-c MODEL]
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def main() -> None:
     parser.add_argument("manifest")
     parser.add_argument("--per-source", type=int, default=20)
     parser.add_argument("--json", default=None)
+    parser.add_argument("-c", "--checkpoint", default=None, help="dashtok checkpoint (default: the bundled model)")
     args = parser.parse_args()
-    model = Tokenizer.from_pretrained().eval()
+    model = Tokenizer.from_pretrained(args.checkpoint).eval()
     groups = collect([args.manifest], [], args.per_source)
     result: dict[str, dict[str, dict[str, Any]]] = {}
     for name, items in sorted(groups.items()):
