@@ -6,9 +6,9 @@
 # Validation every 400 steps on the corpus's validation split; the log is RUNS/NAME.log.
 # Usage: records/long_run/ab_arm.sh NAME CORPUS RUNS MINUTES FROM DISC LOSSES [KEY=VALUE ...]
 set -euo pipefail
+name=$1 corpus=$(realpath -m "$2") runs=$(realpath -m "$3") minutes=$4 from=$(realpath -m "$5") disc=$(realpath -m "$6") losses=$7
 cd "$(dirname "$0")/../.."
 export PATH="$PWD/.venv/bin:$PATH"
-name=$1 corpus=$2 runs=$3 minutes=$4 from=$5 disc=$6 losses=$7
 shift 7
 start=()
 [ -d "$runs/$name/checkpoints" ] || start=(--resume-from "$from" --disc "$disc")

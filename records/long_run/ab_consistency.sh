@@ -4,18 +4,11 @@
 # batches and schedule) plus "head/consistency" at WEIGHT (the default's loss is 0.51 on the validation split's real
 # speech: weight 5 gives it about half the phase terms' share). Judged against N at equal steps by the runs' own
 # validation, and by limits.py (the energy the head's spectrum keeps in the overlap-add) on the validation split.
+# Dropped in session 33 (records/long_run/README.md).
 # Usage: records/long_run/ab_consistency.sh CORPUS RUNS MINUTES [WEIGHT]   (e.g. ~/dashtok-runs/corpus ~/dashtok-runs 18 5)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-export PATH="$PWD/.venv/bin:$PATH"
-corpus=$1 runs=$2 minutes=$3 weight=${4:-5}
-start=()  # the first call restores the default; a second one resumes the run folder bit for bit
-[ -d "$runs/ab_consist_K/checkpoints" ] || start=(--resume-from src/dashtok/assets/default.safetensors
-                                                  --disc records/long_run/phase_stage.disc.safetensors)
-OMP_NUM_THREADS=1 nohup dashtok train configs/tokenizer_long_gan.toml "${start[@]}" \
-    --set "out=$runs/ab_consist_K" threads=1 eval_every=400 save_every=200 "max_minutes=$minutes" \
-    "data.manifests=[\"$corpus/train.jsonl\"]" "data.valid_manifests=[\"$corpus/valid.jsonl\"]" \
-    tokenizer.init=records/long_run/mel_stage.safetensors tokenizer.gan_start=1000000 \
-    "tokenizer.loss_weights={\"mel/l1\": 45.0, \"adv/gen\": 1.0, \"adv/feat\": 64.0, \"stft/l1\": 15.0, \"phase/gd\": 3.0, \"phase/if\": 3.0, \"head/consistency\": $weight}" \
-    >> "$runs/ab_consist_K.log" 2>&1 &
-wait
+here=$(dirname "$0")
+exec "$here/ab_arm.sh" ab_consist_K "$1" "$2" "$3" "$here/../../src/dashtok/assets/default.safetensors" \
+    "$here/phase_stage.disc.safetensors" \
+    "{\"mel/l1\": 45.0, \"adv/gen\": 1.0, \"adv/feat\": 64.0, \"stft/l1\": 15.0, \"phase/gd\": 3.0, \"phase/if\": 3.0, \"head/consistency\": ${4:-5}}" \
+    tokenizer.gan_start=1000000
