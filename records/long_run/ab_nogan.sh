@@ -12,20 +12,12 @@
 # validation split; never on the test split or the reserved packages.
 # Usage: records/long_run/ab_nogan.sh CORPUS RUNS MINUTES    (e.g. ~/dashtok-runs/corpus ~/dashtok-runs 85)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-export PATH="$PWD/.venv/bin:$PATH"
-corpus=$1 runs=$2 minutes=$3
-common=(threads=1 eval_every=400 save_every=200 "max_minutes=$minutes"
-        "data.manifests=[\"$corpus/train.jsonl\"]" "data.valid_manifests=[\"$corpus/valid.jsonl\"]"
-        tokenizer.init=records/long_run/mel_stage.safetensors
-        'tokenizer.loss_weights={"mel/l1": 45.0, "adv/gen": 1.0, "adv/feat": 64.0, "stft/l1": 15.0, "phase/gd": 3.0, "phase/if": 3.0}')
+here=$(dirname "$0")
+losses='{"mel/l1": 45.0, "adv/gen": 1.0, "adv/feat": 64.0, "stft/l1": 15.0, "phase/gd": 3.0, "phase/if": 3.0}'
 for arm in P N; do
     extra=()
     [ "$arm" = N ] && extra=(tokenizer.gan_start=1000000)
-    start=()  # the first call restores the default; a second one resumes the run folder bit for bit
-    [ -d "$runs/ab_nogan_$arm/checkpoints" ] || start=(--resume-from src/dashtok/assets/default.safetensors
-                                                       --disc records/long_run/phase_stage.disc.safetensors)
-    OMP_NUM_THREADS=1 nohup dashtok train configs/tokenizer_long_gan.toml "${start[@]}" \
-        --set "out=$runs/ab_nogan_$arm" "${common[@]}" "${extra[@]}" >> "$runs/ab_nogan_$arm.log" 2>&1 &
+    "$here/ab_arm.sh" "ab_nogan_$arm" "$1" "$2" "$3" "$here/../../src/dashtok/assets/default.safetensors" \
+        "$here/phase_stage.disc.safetensors" "$losses" "${extra[@]}" &
 done
 wait
