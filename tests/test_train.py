@@ -98,6 +98,33 @@ def test_tokenizer_stage_trains_only_injection_and_decoder(tmp_path: Path, audio
             assert torch.equal(rebuilt.state_dict()[key], value), key
 
 
+def test_a_frozen_injection_fine_tunes_the_decoder_and_keeps_the_latents(tmp_path: Path, audio_dir: Path,
+                                                                       mae_run: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """``tokenizer.freeze_injection``: a fine-tune from a tokenizer trains its decoder only, so the new model's
+    latents (and their statistics) are the old one's, bit for bit, and what was encoded with it decodes with it."""
+    from dashtok.cli import main
+
+    start = train(config(tmp_path / "start", audio_dir, "tokenizer", tokenizer={"init": str(mae_run)}))
+    tok = {"init": str(start), "warm_start": True, "freeze_injection": True, "ema_decay": 0.9}
+    tuned_cfg = config(tmp_path / "tuned", audio_dir, "tokenizer", tokenizer=tok)
+    old, new = Tokenizer.load(start), Tokenizer.load(train(tuned_cfg))
+    assert "injection frozen" in capsys.readouterr().out
+    old_state, new_state = old.state_dict(), new.state_dict()
+    for key, value in old_state.items():
+        same = torch.equal(new_state[key], value)
+        assert same == (not key.startswith(("decoder.", "head."))), key  # everything but the decoder is the start's
+    wav = torch.from_numpy(speechlike(2.0, seed=9)).float()[None]
+    latents = old.encode(wav).latents
+    assert torch.equal(new.encode(wav).latents, latents)
+    assert torch.isfinite(new.decode(latents).audio).all()
+    toml = str(_toml(tuned_cfg, tmp_path / "tuned.toml"))
+    assert main(["train", toml, "--pack", str(tmp_path / "p.safetensors"), "--stats"]) == 2
+    assert "injection is frozen" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no injection to freeze"):
+        config(tmp_path, audio_dir, "tokenizer", tokenizer={"injection": False, "freeze_injection": True})
+
+
 def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_run: Path) -> None:
     # with the long run's additions: the weights' moving average, the STFT loss, a raised magnitude cap, the
     # complex-spectrum discriminators with wider period ones, and the discriminators' own learning rate

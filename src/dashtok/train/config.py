@@ -53,6 +53,10 @@ class TokenizerStageConfig:
     warm_start: bool = False
     decoder_preset: str = "small"
     injection: bool = True
+    # The injection keeps the weights it starts from (only the decoder and head train): the latents stay those of
+    # the starting model, bit for bit, so latents already stored, and the generator and enhancer trained on them,
+    # stay valid with the fine-tuned decoder. Its latent statistics stay the starting model's too.
+    freeze_injection: bool = False
     name: str = "dashtok-small"
     segment_frames: int = 32  # latent frames per training crop (1.28 s)
     # Values replacing the preset's, e.g. {dim = 384, intermediate_dim = 1152, max_magnitude = 1000.0}
@@ -106,6 +110,8 @@ class TokenizerStageConfig:
         if not all(math.isfinite(g) and g < 0 for g in self.gain_db) or len(set(self.gain_db)) < len(self.gain_db):
             raise ValueError(f"tokenizer.gain_db must hold distinct negative levels (0 dB is always drawn), not "
                              f"{list(self.gain_db)}")
+        if self.freeze_injection and not self.injection:
+            raise ValueError("tokenizer.freeze_injection needs tokenizer.injection (there is no injection to freeze)")
         if self.disc_crop_seconds < 0:
             raise ValueError(f"tokenizer.disc_crop_seconds must be >= 0, not {self.disc_crop_seconds}")
 

@@ -65,6 +65,9 @@ def pack(cfg: TrainConfig, out: Path, stats: bool = False, disc_out: Path | None
     record = {"trained": True, "stage": "tokenizer", "steps": step, "seed": cfg.seed,
               "weights": "exponential moving average" if weights == "ema" else "last step",
               "intermediate": f"step {step} of the {cfg.steps}-step run {cfg.out}", "config": config_dict(cfg)}
+    if stats and cfg.tokenizer.freeze_injection:
+        raise StateError("--stats: the run's injection is frozen, so its latents and their statistics are the "
+                         "starting model's, which the packed file keeps")
     if stats:  # as the run's own export at its end: over the training clips the run caches
         cache = feature_cache(model, cfg)
         set_latent_statistics(model, cache)  # level 0 only

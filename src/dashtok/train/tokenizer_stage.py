@@ -221,6 +221,8 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     t = replace(cfg.tokenizer, autocast=resolve_autocast("tokenizer", cfg.tokenizer.autocast, device, rank))
     precision = t.autocast
     model = build_tokenizer(cfg).to(device).train()
+    if t.freeze_injection and model.injection is not None:  # before the optimizer and the average see it
+        model.injection.requires_grad_(False)
     disc = build_discriminators(t).to(device)
     opt_g, opt_d = build_optimizers(model, disc, cfg)
     ema = EMA(model, t.ema_decay) if t.ema_decay else None
@@ -230,10 +232,11 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     t_cache = time.perf_counter()
     cache = feature_cache(model, cfg, rank)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    injection = "frozen" if t.freeze_injection else "on" if t.injection else "off"
     where = f"on disk ({cfg.data.feature_cache})" if cfg.data.feature_cache else "in memory"
     say(rank, f"tokenizer: {len(cache.frames)} clips, {cache.hours:.2f} h, features cached {where} in "
                f"{time.perf_counter() - t_cache:.0f} s; {n_train / 1e6:.2f} M trainable parameters "
-               f"(injection {'on' if t.injection else 'off'}); {device.type}, autocast {precision}")
+               f"(injection {injection}); {device.type}, autocast {precision}")
     gen_net, disc_net = wrap_ddp(Generator(model, t.autocast), world), wrap_ddp(disc, world)
     per_rank = cfg.batch_size // world
     t0 = time.perf_counter()
@@ -303,8 +306,10 @@ def set_latent_statistics(model: Tokenizer, cache: FeatureCache) -> None:
 
 def export(model: Tokenizer, cache: FeatureCache, cfg: TrainConfig, path: Path, hours: float,
            valid: AudioBank | None) -> None:
-    """The shipped checkpoint: weights, per-channel latent statistics of the training data, and the record."""
-    set_latent_statistics(model, cache)
+    """The shipped checkpoint: weights, per-channel latent statistics of the training data (with a frozen injection,
+    the starting model's, as its latents are), and the record."""
+    if not cfg.tokenizer.freeze_injection:
+        set_latent_statistics(model, cache)
     record = {"trained": True, "stage": "tokenizer", "steps": cfg.steps, "seed": cfg.seed,
               "weights": "exponential moving average" if cfg.tokenizer.ema_decay else "last step",
               "data_hours": round(hours, 3), "command": " ".join(sys.argv), "config": config_dict(cfg),
