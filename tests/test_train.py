@@ -119,8 +119,17 @@ def test_a_frozen_injection_fine_tunes_the_decoder_and_keeps_the_latents(tmp_pat
     assert torch.equal(new.encode(wav).latents, latents)
     assert torch.isfinite(new.decode(latents).audio).all()
     toml = str(_toml(tuned_cfg, tmp_path / "tuned.toml"))
-    assert main(["train", toml, "--pack", str(tmp_path / "p.safetensors"), "--stats"]) == 2
+    packed = tmp_path / "p.safetensors"
+    assert main(["train", toml, "--pack", str(packed), "--stats"]) == 2
     assert "injection is frozen" in capsys.readouterr().err
+    # packed and carried on in another folder (--resume-from), the latents and their statistics still stay
+    assert main(["train", toml, "--pack", str(packed)]) == 0
+    carried = config(tmp_path / "carried", audio_dir, "tokenizer", steps=6, tokenizer=tok)
+    assert main(["train", str(_toml(carried, tmp_path / "carried.toml")), "--resume-from", str(packed)]) == 0
+    further = Tokenizer.load(tmp_path / "carried" / "model.safetensors")
+    assert torch.equal(further.encode(wav).latents, latents)
+    assert torch.equal(further.latent_mean, old.latent_mean) and torch.equal(further.latent_std, old.latent_std)
+    assert not torch.equal(further.state_dict()["head.out.weight"], new_state["head.out.weight"])
     with pytest.raises(ValueError, match="no injection to freeze"):
         config(tmp_path, audio_dir, "tokenizer", tokenizer={"injection": False, "freeze_injection": True})
 

@@ -35,6 +35,7 @@ from dashtok.train.tokenizer_stage import (
     build_optimizers,
     build_tokenizer,
     feature_cache,
+    freeze_what_stays,
     load_across_heads,
     set_latent_statistics,
 )
@@ -94,16 +95,17 @@ def restore(cfg: TrainConfig, packed: Path, force: bool = False, disc_in: Path |
         raise StateError(f"{cfg.out} already has {run.latest()}: run the training command without --resume-from to "
                          f"continue it bit for bit (--force replaces it with step {step})")
     torch.manual_seed(cfg.seed)  # as the run itself: the model, then the discriminators
-    model = build_tokenizer(cfg)
     t = cfg.tokenizer
+    model = freeze_what_stays(build_tokenizer(cfg), t)
     disc = build_discriminators(t)
     state = shipped.state_dict()
     for key, value in model.state_dict().items():
         if key.startswith(FROZEN) and not torch.equal(value, state[key]):
             raise StateError(f"{packed}: its frozen encoder differs from the one {t.init} gives ({key})")
-    load_across_heads(model, {k: v for k, v in state.items() if not k.startswith("latent_")}
-                      | {k: v for k, v in model.state_dict().items() if k.startswith("latent_")},
-                      shipped.config.decoder.phase, str(packed))
+    # the latent statistics are measured again at the run's end, unless its injection is frozen: then they are
+    # the packed file's, as its latents are
+    fresh = {} if t.freeze_injection else {k: v for k, v in model.state_dict().items() if k.startswith("latent_")}
+    load_across_heads(model, state | fresh, shipped.config.decoder.phase, str(packed))
     disc_in = disc_in or disc_path(packed)
     if disc_in.is_file():
         with safe_open(str(disc_in), "pt") as f:

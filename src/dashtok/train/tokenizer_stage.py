@@ -180,6 +180,14 @@ def build_tokenizer(cfg: TrainConfig) -> Tokenizer:
     return Tokenizer.with_encoder(load_encoder(source), decoder, t.injection, t.name)
 
 
+def freeze_what_stays(model: Tokenizer, t: TokenizerStageConfig) -> Tokenizer:
+    """The injection too, with ``t.freeze_injection`` (the encoder always is): call it before the optimizer and the
+    moving average collect the trainable weights."""
+    if t.freeze_injection and model.injection is not None:
+        model.injection.requires_grad_(False)
+    return model
+
+
 def build_discriminators(t: TokenizerStageConfig) -> Discriminators:
     return Discriminators(period_channels=t.disc_period_channels, complex_spectra=t.disc_complex)
 
@@ -220,9 +228,7 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     run = Run(cfg.out, rank)
     t = replace(cfg.tokenizer, autocast=resolve_autocast("tokenizer", cfg.tokenizer.autocast, device, rank))
     precision = t.autocast
-    model = build_tokenizer(cfg).to(device).train()
-    if t.freeze_injection and model.injection is not None:  # before the optimizer and the average see it
-        model.injection.requires_grad_(False)
+    model = freeze_what_stays(build_tokenizer(cfg), t).to(device).train()
     disc = build_discriminators(t).to(device)
     opt_g, opt_d = build_optimizers(model, disc, cfg)
     ema = EMA(model, t.ema_decay) if t.ema_decay else None
