@@ -18,7 +18,7 @@ def test_bundled_checkpoints_belong_to_the_default_tokenizer() -> None:
     tok_id = Tokenizer.from_pretrained().model_id
     gen, enh = TextToAudio.from_pretrained(), LatentEnhancer.from_pretrained()
     for model, stage in ((gen, "flow"), (enh, "enhance")):
-        assert model.tokenizer_id == tok_id
+        assert model.tie.tokenizer_id == tok_id
         assert model.training_record["trained"] and model.training_record["stage"] == stage
 
 

@@ -35,6 +35,32 @@ def test_save_load_is_bitwise(tmp_path: Path) -> None:
     assert Tokenizer.from_pretrained(tmp_path / "dir").model_id == model.model_id
 
 
+def test_the_latent_id_names_what_makes_the_latents_and_not_the_decoder(tmp_path: Path) -> None:
+    """Models that make the same latents share a latent id whatever their decoders; anything that changes the
+    latents (encoder, injection, latent statistics, front-end config) changes it. It is stored with the weights."""
+    model = make_tiny(seed=3)
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    assert read_metadata(path)["latent_id"] == model.latent_id == Tokenizer.load(path).latent_id
+    assert model.latent_id.startswith("latents@")
+    ids = {}
+    for prefix in ("decoder.", "head.", "injection.", "encoder.", "latent_mean"):
+        other = make_tiny(seed=3)
+        name = next(k for k in other.state_dict() if k.startswith(prefix) and other.state_dict()[k].is_floating_point())
+        with torch.no_grad():
+            other.state_dict()[name].add_(0.5)
+        other.save(tmp_path / "o.safetensors")
+        ids[prefix] = (other.latent_id, other.model_id)
+        assert other.model_id != model.model_id, prefix
+    assert ids["decoder."][0] == ids["head."][0] == model.latent_id
+    assert len({ids[p][0] for p in ("injection.", "encoder.", "latent_mean")} | {model.latent_id}) == 4
+    from dataclasses import replace
+
+    batch = make_tiny(seed=3)
+    batch.config = replace(batch.config, frontend=replace(batch.config.frontend, top_db_scope="batch"))
+    assert batch.latent_id != model.latent_id
+
+
 def test_strict_load_names_every_problem(tmp_path: Path, tiny_ckpt: Path) -> None:
     state = load_file(str(tiny_ckpt))
     meta = read_metadata(tiny_ckpt)

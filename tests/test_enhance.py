@@ -13,6 +13,7 @@ from conftest import speechlike
 from dashtok import Tokenizer, metrics
 from dashtok.cli import main
 from dashtok.generate.enhance import MASK_FLOOR, MASK_GRID, EnhancerConfig, LatentEnhancer, wiener_baseline
+from dashtok.generate.tied import Tie
 from dashtok.spectral import masked_by
 
 
@@ -37,7 +38,7 @@ def _mixture_manifest(folder: Path, n: int) -> Path:
 
 def test_untrained_enhancer_is_the_identity_on_latents(tiny_ckpt: Path) -> None:
     tok = Tokenizer.load(tiny_ckpt)
-    enh = LatentEnhancer(EnhancerConfig(latent_dim=32, dim=16, depth=1, heads=2), tok.model_id)
+    enh = LatentEnhancer(EnhancerConfig(latent_dim=32, dim=16, depth=1, heads=2), Tie.to(tok))
     x = speechlike(1.0)
     resynth = tok.decode(tok.encode(x).latents).audio[0].numpy()[: len(x)]
     np.testing.assert_allclose(enh.enhance(tok, x, render="decoder"), resynth, atol=1e-5)
@@ -224,7 +225,7 @@ def test_the_flow_enhancer_learns_a_conditional_map_and_saves_as_itself(tmp_path
     save == load."""
     torch.manual_seed(0)
     cfg = EnhancerConfig(latent_dim=8, dim=32, depth=1, heads=2, kind="flow", sample_steps=8)
-    enh = LatentEnhancer(cfg, "toy@0")
+    enh = LatentEnhancer(cfg, Tie("toy@0"))
     opt = torch.optim.Adam(enh.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     mask = torch.ones(16, 10, dtype=torch.bool)
@@ -287,7 +288,7 @@ def test_the_regression_loss_is_the_masked_mse_and_draws_nothing() -> None:
     formula the bundled enhancers were trained with), and it takes nothing from the batch generator: the crops that
     follow it in a run stay the same."""
     torch.manual_seed(0)
-    enh = LatentEnhancer(EnhancerConfig(latent_dim=8, dim=16, depth=1, heads=2), "toy@0")
+    enh = LatentEnhancer(EnhancerConfig(latent_dim=8, dim=16, depth=1, heads=2), Tie("toy@0"))
     torch.nn.init.normal_(enh.out.weight, std=0.1)  # not the identity, so the MSE is not just that of the input
     x, y = torch.randn(3, 7, 8), torch.randn(3, 7, 8)
     mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2, [True] * 2 + [False] * 5])

@@ -3,6 +3,7 @@
 import torch
 
 from dashtok.generate.flow import flow_loss, guided, interpolate, sample, velocity_target
+from dashtok.generate.tied import Tie
 
 
 def oracle(data: torch.Tensor):  # noqa: ANN201
@@ -166,7 +167,7 @@ def test_generate_reads_any_0_1_mask_as_tokens_and_refuses_bad_captions_in_one_l
     from dashtok.generate.velocity_net import VelocityNetConfig
 
     tok = Tokenizer.load(tiny_ckpt)
-    gen = TextToAudio(VelocityNetConfig(latent_dim=32, text_dim=8, dim=16, depth=1, heads=2), tok.model_id)
+    gen = TextToAudio(VelocityNetConfig(latent_dim=32, text_dim=8, dim=16, depth=1, heads=2), Tie.to(tok))
     torch.manual_seed(0)
     for p in gen.net.parameters():  # the output layer starts at zero: give the text a say
         torch.nn.init.normal_(p, std=0.3)

@@ -22,6 +22,8 @@ def test_round_trip_single_and_batched(tmp_path: Path) -> None:
     assert torch.equal(back.latents, lf.latents)
     assert (back.sample_rate, back.frame_rate, back.original_num_samples) == (16000, 25.0, [6400])
     assert (back.model_id, back.config_hash, back.kind, back.source) == ("m@abc", "h1", "latents", "x.wav")
+    write_latents(tmp_path / "c.safetensors", sample(latent_id="latents@1"))
+    assert back.latent_id == "" and read_latents(tmp_path / "c.safetensors").latent_id == "latents@1"
     batched = sample(latents=torch.randn(2, 10, 8), lengths=torch.tensor([10, 4]), original_num_samples=[6400, 2500])
     write_latents(tmp_path / "b.safetensors", batched)
     z, lengths = read_latents(tmp_path / "b.safetensors").batched()
@@ -63,3 +65,11 @@ def test_latents_of_another_model_are_rejected() -> None:
     check_compatible(lf, "m@def", "h1", 8, "x", any_weights=True)
     with pytest.raises(LatentFileError, match="semantic"):
         check_compatible(sample(kind="semantic"), "m@abc", "h1", 8, "x")
+    # a model that makes the same latents (another decoder on the same encoder and injection) decodes them as is
+    shared = sample(latent_id="latents@123")
+    check_compatible(shared, "m@def", "h1", 8, "x", latent_id="latents@123")
+    check_compatible(shared, "n@def", "h2", 8, "x", latent_id="latents@123")  # even with another decoder config
+    with pytest.raises(LatentFileError, match="other weights"):
+        check_compatible(shared, "m@def", "h1", 8, "x", latent_id="latents@456")
+    with pytest.raises(LatentFileError, match="other weights"):  # files without a latent id: the model id decides
+        check_compatible(lf, "m@def", "h1", 8, "x", latent_id="")

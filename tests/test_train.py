@@ -117,6 +117,11 @@ def test_a_frozen_injection_fine_tunes_the_decoder_and_keeps_the_latents(tmp_pat
     wav = torch.from_numpy(speechlike(2.0, seed=9)).float()[None]
     latents = old.encode(wav).latents
     assert torch.equal(new.encode(wav).latents, latents)
+    # so it has the start's latent id (another model id): stored latents, generators and enhancers carry over
+    from dashtok.generate.tied import Tie
+
+    assert new.latent_id == old.latent_id and new.model_id != old.model_id
+    assert Tie.to(old).admits(new) and not Tie(old.model_id).admits(new)  # files without a latent id: model id
     assert torch.isfinite(new.decode(latents).audio).all()
     toml = str(_toml(tuned_cfg, tmp_path / "tuned.toml"))
     packed = tmp_path / "p.safetensors"

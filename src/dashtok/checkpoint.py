@@ -83,6 +83,7 @@ def write_checkpoint(path: str | os.PathLike[str], state: dict[str, torch.Tensor
         "config_hash": config.hash,
         "name": config.name,
         "model_id": model_id,
+        "latent_id": latent_id(tensors, config),
         "dashtok_version": __version__,
         "training": json.dumps(training, sort_keys=True),
     }
@@ -99,6 +100,7 @@ class Checkpoint:
     state: dict[str, torch.Tensor]
     training: dict[str, Any]
     model_id: str
+    latent_id: str
 
 
 def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
@@ -110,6 +112,19 @@ def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
         h.update(str(t.dtype).encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:12]
+
+
+# What a decoder reads but does not make: weights under these prefixes do not change a model's latents.
+DECODING = ("decoder.", "head.")
+
+
+def latent_id(state: dict[str, torch.Tensor], config: TokenizerConfig) -> str:
+    """``latents@hash`` of everything that makes a model's latents: the front-end, encoder and injection config and
+    weights, and the latent statistics (what generators normalise with). Two models with the same latent id make the
+    same latents, bit for bit, whatever their decoders: latents stored with one decode with the other, and generators
+    and enhancers trained on one work with the other (a decoder-only fine-tune, ``tokenizer.freeze_injection``)."""
+    weights = weights_hash({k: v for k, v in state.items() if not k.startswith(DECODING)})
+    return "latents@" + hashlib.sha256(f"{config.latent_hash}:{weights}".encode()).hexdigest()[:12]
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -138,7 +153,8 @@ def read_checkpoint(path: str | os.PathLike[str], top_db_scope: TopDbScope | Non
         raise CheckpointError(f"{p}: bad config in metadata ({err})") from None
     state = load_file(str(p))
     return Checkpoint(path=p, config=config, state=state, training=json.loads(meta.get("training", "{}")),
-                      model_id=meta.get("model_id") or f"{config.name}@{weights_hash(state)}")
+                      model_id=meta.get("model_id") or f"{config.name}@{weights_hash(state)}",
+                      latent_id=meta.get("latent_id") or latent_id(state, config))
 
 
 def migrate_v1_config(config: dict[str, Any]) -> dict[str, Any]:

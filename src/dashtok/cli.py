@@ -178,7 +178,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     def work(job: Job) -> None:
         lf = read_latents(job.source)
         check_compatible(lf, model.model_id, model.config.hash, model.latent_dim, str(job.source),
-                         any_weights=args.any_weights)
+                         any_weights=args.any_weights, latent_id=model.latent_id)
         if lf.sample_rate != model.sample_rate:
             raise LatentFileError(f"{job.source}: latents are for {lf.sample_rate} Hz, model is {model.sample_rate}")
         z, lengths = lf.batched()
@@ -290,8 +290,9 @@ def describe_other_file(path: Path, meta: dict[str, str]) -> dict[str, object] |
         parameters = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
     info: dict[str, object] = {"file": str(path), "size_mb": size, "format": fmt, "kind": kind,
                                "parameters": parameters}
-    if "tokenizer_id" in meta:
-        info["tokenizer_id"] = meta["tokenizer_id"]
+    for key in ("tokenizer_id", "latent_id"):
+        if meta.get(key):
+            info[key] = meta[key]
     for key in ("config", "training"):
         if key in meta:
             info[key] = json.loads(meta[key])
@@ -338,7 +339,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     record = model.training_record
     info = {
         "checkpoint": str(path), "size_mb": round(path.stat().st_size / 2**20, 2), "model_id": model.model_id,
-        "config_hash": cfg.hash, "format": meta.get("format"), "dashtok_version": meta.get("dashtok_version"),
+        "latent_id": model.latent_id, "config_hash": cfg.hash, "format": meta.get("format"),
+        "dashtok_version": meta.get("dashtok_version"),
         "sample_rate": model.sample_rate, "frame_rate": model.frame_rate, "hop_length": model.hop_length,
         "latent_dim": model.latent_dim,
         "injection": (f"{cfg.injection.front_end} "

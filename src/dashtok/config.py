@@ -300,6 +300,13 @@ class TokenizerConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @property
+    def latent_hash(self) -> str:
+        """Short stable hash of what makes the latents: the front ends, the encoder and the injection (not the
+        decoder, which only reads them)."""
+        d = {k: v for k, v in self.to_dict().items() if k in ("frontend", "encoder", "injection")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
     def hash(self) -> str:
         """Short stable hash of the architecture (what makes latents of two models compatible). Fields added after
         models shipped count only when set away from their default, so those models keep their hash."""

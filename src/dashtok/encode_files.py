@@ -41,7 +41,8 @@ def latent_files(model: Tokenizer, items: list[tuple[Path, np.ndarray]], semanti
     features = enc.semantic if semantic and enc.semantic is not None else enc.latents
     return [LatentFile(latents=features[i, : int(enc.lengths[i])].cpu(), sample_rate=model.sample_rate,
                        frame_rate=model.frame_rate, original_num_samples=[len(audio)], model_id=model.model_id,
-                       config_hash=model.config.hash, kind="semantic" if semantic else "latents", source=str(path))
+                       latent_id=model.latent_id, config_hash=model.config.hash,
+                       kind="semantic" if semantic else "latents", source=str(path))
             for i, (path, audio) in enumerate(items)]
 
 
@@ -61,8 +62,8 @@ def encode_file_to_file(model: Tokenizer, source: Path, target: Path, max_second
         check_long_enough(model, source, n)
         meta = LatentFile(latents=torch.zeros(0, model.latent_dim), sample_rate=model.sample_rate,
                           frame_rate=model.frame_rate, original_num_samples=[n], model_id=model.model_id,
-                          config_hash=model.config.hash, kind="semantic" if semantic else "latents",
-                          source=str(source))
+                          latent_id=model.latent_id, config_hash=model.config.hash,
+                          kind="semantic" if semantic else "latents", source=str(source))
         with latent_writer(target, model.config.num_frames(n), meta) as out:
             for frames in model.encode_stream(samples.read, n, semantic=semantic, chunks_per_step=STREAM_CHUNKS):
                 out.write(frames)

@@ -2,7 +2,8 @@
 
 Tensors: ``latents`` (N, D) for one clip, or (B, N, D) plus ``lengths`` (B,) for several.
 Metadata: ``format``, ``version``, ``sample_rate``, ``frame_rate``, ``original_num_samples`` (JSON list),
-``latent_dim``, ``kind`` ("latents" or "semantic"), ``model_id`` (name@weights-hash), ``config_hash``, ``source``.
+``latent_dim``, ``kind`` ("latents" or "semantic"), ``model_id`` (name@weights-hash), ``config_hash``, ``source``,
+``latent_id`` (``Tokenizer.latent_id``: latents made by one model decode without a flag with any that shares it).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class LatentFile:
     lengths: torch.Tensor | None = None  # (B,) when batched
     kind: str = "latents"
     source: str = ""
+    latent_id: str = ""  # of the model that made them (``Tokenizer.latent_id``); empty in files made before it
 
     @property
     def latent_dim(self) -> int:
@@ -61,7 +63,7 @@ def _metadata(lf: LatentFile, latent_dim: int) -> dict[str, str]:
         "format": LATENT_FORMAT, "version": str(LATENT_VERSION), "sample_rate": str(lf.sample_rate),
         "frame_rate": repr(float(lf.frame_rate)), "original_num_samples": json.dumps(lf.original_num_samples),
         "latent_dim": str(latent_dim), "kind": lf.kind, "model_id": lf.model_id,
-        "config_hash": lf.config_hash, "source": lf.source,
+        "config_hash": lf.config_hash, "source": lf.source, "latent_id": lf.latent_id,
     }
 
 
@@ -139,7 +141,7 @@ def read_latents(path: str | os.PathLike[str]) -> LatentFile:
                         original_num_samples=[int(n) for n in json.loads(meta["original_num_samples"])],
                         model_id=meta.get("model_id", ""), config_hash=meta.get("config_hash", ""),
                         lengths=tensors.get("lengths"), kind=meta.get("kind", "latents"),
-                        source=meta.get("source", ""))
+                        source=meta.get("source", ""), latent_id=meta.get("latent_id", ""))
     except (KeyError, ValueError, TypeError) as err:
         raise LatentFileError(f"{p}: bad metadata ({err})") from None
     if z.ndim not in (2, 3) or z.shape[-1] != dim:
@@ -153,13 +155,16 @@ def read_latents(path: str | os.PathLike[str]) -> LatentFile:
 
 
 def check_compatible(lf: LatentFile, model_id: str, config_hash: str, latent_dim: int, source: str,
-                     any_weights: bool = False) -> None:
-    """Raise unless the latents were made by this model (or, with ``any_weights``, one of the same architecture)."""
+                     any_weights: bool = False, latent_id: str = "") -> None:
+    """Raise unless the latents were made by this model, or by one that makes the same latents (``latent_id``:
+    another decoder on the same encoder and injection), or (with ``any_weights``) one of the same architecture."""
     if lf.kind != "latents":
         raise LatentFileError(f"{source}: holds {lf.kind} features, which the decoder was not trained on")
     if lf.latent_dim != latent_dim:
         raise LatentFileError(f"{source}: {lf.latent_dim}-d latents from model {lf.model_id!r}, but this model "
                               f"decodes {latent_dim}-d latents")
+    if lf.latent_id and lf.latent_id == latent_id:
+        return
     if lf.config_hash != config_hash:
         raise LatentFileError(f"{source}: latents were made by model {lf.model_id!r} (config {lf.config_hash}), "
                               f"not by this model {model_id!r} (config {config_hash}); decode with the matching "

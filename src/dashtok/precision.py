@@ -72,6 +72,7 @@ def set_precision(model: M, precision: str) -> M:
     if precision == "int8":
         if model.device.type != "cpu":
             raise ValueError("int8 dynamic quantization runs on CPU only; on GPU use bf16 or fp16")
+        getattr(model, "latent_id", None)  # a tokenizer's latent id is measured on the float weights, kept after
         with warnings.catch_warnings():  # torch marks its eager quantization API as deprecated (still in 2.13)
             warnings.simplefilter("ignore")
             for module in model.int8_modules():

@@ -23,6 +23,7 @@ from torch import nn
 from dashtok.checkpoint import (
     CheckpointError,
     default_checkpoint_path,
+    latent_id,
     load_dasheng_checkpoint,
     read_checkpoint,
     strict_load,
@@ -82,10 +83,19 @@ class Tokenizer(NormalizesLatents, nn.Module):
         self.encoder.eval()
         self.training_record: dict[str, Any] = {"trained": False}
         self.model_id = f"{config.name}@unsaved"  # name@weights-hash, set when saved or loaded
+        self._latent_id: str | None = None  # see latent_id
         self.decode_chunk_frames = 750  # 30 s per decoder window; longer latents are decoded in overlapping windows
         self.precision = "fp32"  # inference precision, see ``dashtok.precision.set_precision``
 
     # ---- read-only facts -------------------------------------------------------------------------------------
+    @property
+    def latent_id(self) -> str:
+        """``latents@hash`` of what makes this model's latents (``checkpoint.latent_id``): models that share it
+        make the same latents, whatever their decoders. Read from the checkpoint, else measured once."""
+        if self._latent_id is None:
+            self._latent_id = latent_id(self.state_dict(), self.config)
+        return self._latent_id
+
     @property
     def sample_rate(self) -> int:
         return self.config.sample_rate
@@ -271,6 +281,7 @@ class Tokenizer(NormalizesLatents, nn.Module):
             raise ValueError("an int8-quantized model cannot be saved; save the float32 model it was made from")
         record = training if training is not None else self.training_record
         self.model_id = write_checkpoint(path, self.state_dict(), self.config, record)
+        self._latent_id = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu",
@@ -279,7 +290,7 @@ class Tokenizer(NormalizesLatents, nn.Module):
         ck = read_checkpoint(path, top_db_scope)
         model = cls(ck.config)
         strict_load(model, ck.state, ck.path)
-        model.training_record, model.model_id = ck.training, ck.model_id
+        model.training_record, model.model_id, model._latent_id = ck.training, ck.model_id, ck.latent_id
         return model.eval().to(device)
 
     @classmethod

@@ -102,7 +102,7 @@ def cmd_eval_gen(args: argparse.Namespace) -> int:
         try:
             gen = TextToAudio.from_pretrained(None if generator == "default" else generator)
             systems[name] = (gen, load_codec(None if codec == "default" else codec, "cpu"))
-            require_tokenizer(systems[name][1], gen.tokenizer_id, "generator")
+            require_tokenizer(systems[name][1], gen.tie, "generator")
         except (CheckpointError, OSError) as err:
             raise CliError(f"system {name}: {err}") from None
     judge = load_model(None, "cpu")

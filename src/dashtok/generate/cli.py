@@ -73,7 +73,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     enhancer = load_enhancer(args.enhancer)
     model = load_model(args.checkpoint, args.device, args.precision)
     try:  # checked once, before any file: a mismatch would fail every one of them
-        require_tokenizer(model, enhancer.tokenizer_id, "enhancer")
+        require_tokenizer(model, enhancer.tie, "enhancer")
     except CheckpointError as err:
         raise CliError(f"{args.enhancer}: {err}") from None
 

@@ -27,7 +27,7 @@ from dashtok.codec import as_float_audio
 from dashtok.config import check_enhancer
 from dashtok.encoder import Block
 from dashtok.generate.flow import flow_loss, sample
-from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
+from dashtok.generate.tied import Tie, bundled_checkpoint, load_tied, require_tokenizer, save_tied
 from dashtok.generate.velocity_net import sinusoid
 from dashtok.spectral import masked_by
 from dashtok.tokenizer import Tokenizer
@@ -57,10 +57,10 @@ class LatentEnhancer(nn.Module):
     estimate (regression), or the velocity at ``x_t``, time ``t`` (flow). :meth:`clean_latents` gives the clean
     latents for either kind, :meth:`loss` the training objective."""
 
-    def __init__(self, config: EnhancerConfig, tokenizer_id: str) -> None:
+    def __init__(self, config: EnhancerConfig, tie: Tie) -> None:
         super().__init__()
         self.config = config
-        self.tokenizer_id = tokenizer_id
+        self.tie = tie  # the tokenizer whose latents it works on
         flow = config.kind == "flow"
         self.inp = nn.Linear(config.latent_dim * (2 if flow else 1), config.dim)
         if flow:  # the path's time, added to every frame
@@ -110,12 +110,12 @@ class LatentEnhancer(nn.Module):
         return sample(lambda x, t: self(noisy, mask, x, t), noise, self.config.sample_steps)
 
     def save(self, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
-        save_tied(self.state_dict(), self.config, self.tokenizer_id, FORMAT, path, training or self.training_record)
+        save_tied(self.state_dict(), self.config, self.tie, FORMAT, path, training or self.training_record)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatentEnhancer:
-        config, tokenizer_id, state, record = load_tied(path, FORMAT, "enhancer", EnhancerConfig)
-        model = cls(config, tokenizer_id)
+        config, tie, state, record = load_tied(path, FORMAT, "enhancer", EnhancerConfig)
+        model = cls(config, tie)
         model.load_state_dict(state, strict=True)
         model.training_record = record
         return model.eval()
@@ -137,7 +137,7 @@ class LatentEnhancer(nn.Module):
     @torch.no_grad()
     def decode_enhanced(self, tokenizer: Tokenizer, audio: np.ndarray) -> np.ndarray:
         """Noisy 16 kHz mono audio (T,) -> its enhanced latents decoded by the tokenizer (T,), the decoder's phase."""
-        require_tokenizer(tokenizer, self.tokenizer_id, "enhancer")
+        require_tokenizer(tokenizer, self.tie, "enhancer")
         audio = mono_signal(audio)
         z = tokenizer.normalize_latents(tokenizer.encode(audio).latents)
         clean = tokenizer.denormalize_latents(self.clean_latents(z))

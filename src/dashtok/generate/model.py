@@ -17,7 +17,7 @@ from torch import nn
 
 from dashtok.codec import Codec
 from dashtok.generate.flow import guided, sample
-from dashtok.generate.tied import bundled_checkpoint, load_tied, require_tokenizer, save_tied
+from dashtok.generate.tied import Tie, bundled_checkpoint, load_tied, require_tokenizer, save_tied
 from dashtok.generate.velocity_net import VelocityNet, VelocityNetConfig
 
 FORMAT = "dashtok-generator/1"
@@ -28,21 +28,21 @@ MAX_SECONDS = 60.0  # the longest clip generate() samples
 
 
 class TextToAudio(nn.Module):
-    def __init__(self, config: VelocityNetConfig, tokenizer_id: str) -> None:
+    def __init__(self, config: VelocityNetConfig, tie: Tie) -> None:
         super().__init__()
         self.config = config
-        self.tokenizer_id = tokenizer_id
+        self.tie = tie  # the tokenizer whose latents it works on
         self.net = VelocityNet(config)
         self.training_record: dict[str, Any] = {}
 
     def save(self, path: str | os.PathLike[str], training: dict[str, Any] | None = None) -> None:
-        save_tied(self.net.state_dict(), self.config, self.tokenizer_id, FORMAT, path,
+        save_tied(self.net.state_dict(), self.config, self.tie, FORMAT, path,
                   training or self.training_record)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TextToAudio:
-        config, tokenizer_id, state, record = load_tied(path, FORMAT, "generator", VelocityNetConfig)
-        model = cls(config, tokenizer_id)
+        config, tie, state, record = load_tied(path, FORMAT, "generator", VelocityNetConfig)
+        model = cls(config, tie)
         model.net.load_state_dict(state, strict=True)
         model.training_record = record
         return model.eval()
@@ -58,7 +58,7 @@ class TextToAudio(nn.Module):
                  steps: int = 32, guidance: float = 3.0, seed: int = 0) -> torch.Tensor:
         """Text tokens (B, L, E) + mask -> audio (B, round(seconds * 25) * 640) at 16 kHz, decoded by ``tokenizer``
         (the tokenizer or VAE the generator was trained on)."""
-        require_tokenizer(tokenizer, self.tokenizer_id, "generator")
+        require_tokenizer(tokenizer, self.tie, "generator")
         if not 0 < seconds <= MAX_SECONDS:
             raise ValueError(f"seconds must be in (0, {MAX_SECONDS:g}], got {seconds}")
         text, text_mask = caption_inputs(text, text_mask, self.config.text_dim)

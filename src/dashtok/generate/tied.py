@@ -1,11 +1,12 @@
-"""Checkpoints of models that live on one tokenizer's latents (generator, enhancer): weights, their config and the
-id of that tokenizer, which is checked before use."""
+"""Checkpoints of models that live on one tokenizer's latents (generator, enhancer): weights, their config, the id of
+that tokenizer and the id of its latents (``Tokenizer.latent_id``), checked before use: the tokenizer they were
+trained with, or any other that makes the same latents (a decoder fine-tuned on a frozen injection), will do."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,22 +21,40 @@ from dashtok.tokenizer import Tokenizer
 C = TypeVar("C")
 
 
-def save_tied(state: dict[str, torch.Tensor], config: Any, tokenizer_id: str, fmt: str,
+@dataclass(frozen=True)
+class Tie:
+    """The tokenizer a generator or enhancer was trained on: its model id and the id of its latents (empty for a
+    codec that has none, the VAE baseline, and in files written before latent ids)."""
+
+    tokenizer_id: str
+    latent_id: str = ""
+
+    @classmethod
+    def to(cls, codec: Tokenizer | Any) -> Tie:
+        return cls(codec.model_id, getattr(codec, "latent_id", ""))
+
+    def admits(self, codec: Tokenizer | Any) -> bool:
+        return codec.model_id == self.tokenizer_id or bool(self.latent_id) and \
+            getattr(codec, "latent_id", "") == self.latent_id
+
+
+def save_tied(state: dict[str, torch.Tensor], config: Any, tie: Tie, fmt: str,
               path: str | os.PathLike[str], training: dict[str, Any]) -> None:
-    metadata = {"format": fmt, "config": json.dumps(asdict(config)), "tokenizer_id": tokenizer_id,
-                "training": json.dumps(training)}
+    metadata = {"format": fmt, "config": json.dumps(asdict(config)), "tokenizer_id": tie.tokenizer_id,
+                "latent_id": tie.latent_id, "training": json.dumps(training)}
     save_safetensors(state, path, metadata)
 
 
 def load_tied(path: str | os.PathLike[str], fmt: str, kind: str, config_cls: type[C]
-              ) -> tuple[C, str, dict[str, torch.Tensor], dict[str, Any]]:
-    """-> (config, tokenizer id, weights, training record); refuses a file of another format, naming it."""
+              ) -> tuple[C, Tie, dict[str, torch.Tensor], dict[str, Any]]:
+    """-> (config, tie, weights, training record); refuses a file of another format, naming it."""
     p = Path(path)
     meta = read_metadata(p)
     if meta.get("format") != fmt:
         raise CheckpointError(f"{p}: not a dashtok {kind} checkpoint (format {meta.get('format')!r})")
     config = dataclass_from_dict(config_cls, json.loads(meta["config"]))
-    return config, meta["tokenizer_id"], load_file(str(p)), json.loads(meta.get("training", "{}"))
+    tie = Tie(meta["tokenizer_id"], meta.get("latent_id", ""))
+    return config, tie, load_file(str(p)), json.loads(meta.get("training", "{}"))
 
 
 def bundled_checkpoint(path: str | os.PathLike[str] | None, bundled: str, kind: str, recipe: str) -> Path:
@@ -47,8 +66,8 @@ def bundled_checkpoint(path: str | os.PathLike[str] | None, bundled: str, kind: 
     return p
 
 
-def require_tokenizer(tokenizer: Tokenizer | Any, tokenizer_id: str, kind: str) -> None:
+def require_tokenizer(tokenizer: Tokenizer | Any, tie: Tie, kind: str) -> None:
     """``tokenizer``: a Tokenizer, or anything with a ``model_id`` (the VAE baseline)."""
-    if tokenizer.model_id != tokenizer_id:
-        raise CheckpointError(f"this {kind} was trained on latents of {tokenizer_id!r}, not of "
+    if not tie.admits(tokenizer):
+        raise CheckpointError(f"this {kind} was trained on latents of {tie.tokenizer_id!r}, not of "
                               f"{tokenizer.model_id!r}: pass the matching tokenizer checkpoint")

@@ -24,6 +24,7 @@ from dashtok import metrics
 from dashtok.data.manifest import mixture_pairs, spread
 from dashtok.data.mixtures import draw_mixtures, load_pairs
 from dashtok.generate.enhance import EnhancerConfig, LatentEnhancer
+from dashtok.generate.tied import Tie
 from dashtok.masking import lengths_to_mask
 from dashtok.precision import autocast_for
 from dashtok.tokenizer import Tokenizer
@@ -56,7 +57,7 @@ def run_enhance(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     precision = resolve_autocast("enhance", e.autocast, device, rank)
     tokenizer = Tokenizer.from_pretrained(e.tokenizer or None).eval()
     model = LatentEnhancer(EnhancerConfig(tokenizer.latent_dim, e.dim, e.depth, e.heads, e.kind, e.sample_steps),
-                           tokenizer.model_id)
+                           Tie.to(tokenizer))
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     step = run.resume({"enhancer": model}, {"opt": opt}, "enhance")

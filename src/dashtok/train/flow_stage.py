@@ -22,6 +22,7 @@ from dashtok.data.manifest import read_manifest
 from dashtok.generate.flow import flow_loss
 from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
+from dashtok.generate.tied import Tie
 from dashtok.generate.velocity_net import VelocityNetConfig
 from dashtok.masking import lengths_to_mask
 from dashtok.precision import autocast_for
@@ -101,7 +102,7 @@ def run_flow(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     tokenizer = load_codec(f.tokenizer or None).eval()
     net_cfg = VelocityNetConfig(latent_dim=tokenizer.latent_dim, text_dim=TextEncoder.dim, dim=f.dim, depth=f.depth,
                                 heads=f.heads)
-    model = TextToAudio(net_cfg, tokenizer.model_id).to(device)
+    model = TextToAudio(net_cfg, Tie.to(tokenizer)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     step = run.resume({"net": model.net}, {"opt": opt}, "flow")
     t0 = time.perf_counter()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# A decoder-only path to the next default (issue 29, session 34). H (ab_phase_weight.sh, weight 10) trains the
+# injection too, so its latents are not the bundled default's (7 % apart on the demo clip): shipping it would
+# orphan every stored latent and the generator and enhancer trained on them. Arm F takes H's decoder and head at
+# step 13091 onto the default's injection and latent statistics (swap_injection.py) and fine-tunes the decoder and
+# head alone (tokenizer.freeze_injection) with H's losses, no discriminators; arm FG goes on from F's last
+# checkpoint with the discriminators on (the GAN stretch a candidate gets before it ships), the same losses.
+# Usage: records/long_run/ab_frozen.sh F|FG CORPUS RUNS MINUTES
+#   (F needs RUNS/ab_phase_H13091.safetensors and its .disc, packed from H's run folder with pack_arm.sh;
+#    FG needs RUNS/ab_frozen_F.safetensors, packed from F's run folder the same way)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+arm=$1 corpus=$2 runs=$3 minutes=$4
+losses='{"mel/l1": 45.0, "adv/gen": 1.0, "adv/feat": 64.0, "stft/l1": 15.0, "phase/gd": 10.0, "phase/if": 10.0}'
+case $arm in
+  F) start=$runs/hybrid_H13091_default_injection.safetensors
+     [ -f "$start" ] || "$here/../../.venv/bin/python" "$here/swap_injection.py" "$runs/ab_phase_H13091.safetensors" \
+         "$here/../../src/dashtok/assets/default.safetensors" "$start"
+     exec "$here/ab_arm.sh" ab_frozen_F "$corpus" "$runs" "$minutes" "$start" "$runs/ab_phase_H13091.disc.safetensors" \
+         "$losses" tokenizer.gan_start=1000000 tokenizer.freeze_injection=true ;;
+  FG) exec "$here/ab_arm.sh" ab_frozen_FG "$corpus" "$runs" "$minutes" "$runs/ab_frozen_F.safetensors" \
+         "$runs/ab_frozen_F.disc.safetensors" "$losses" tokenizer.freeze_injection=true ;;
+  *) echo "ab_frozen.sh: arm F or FG, not $arm" >&2; exit 2 ;;
+esac
