@@ -36,6 +36,36 @@ def _mixture_manifest(folder: Path, n: int) -> Path:
     return folder / "train.jsonl"
 
 
+def test_an_enhancer_works_with_any_tokenizer_of_its_latents_and_old_files_learn_their_latent_id(
+        tiny_ckpt: Path, tmp_path: Path) -> None:
+    from dashtok.checkpoint import CheckpointError
+    from dashtok.generate.tied import add_latent_id, require_tokenizer
+
+    tok = Tokenizer.load(tiny_ckpt)
+    retuned = Tokenizer.load(tiny_ckpt)  # another decoder on the same latents
+    with torch.no_grad():
+        retuned.head.out.bias.add_(0.1)
+    retuned.save(tmp_path / "retuned.safetensors")
+    other = Tokenizer.load(tiny_ckpt)  # another injection: other latents
+    with torch.no_grad():
+        next(other.injection.parameters()).add_(0.1)
+    other.save(tmp_path / "other.safetensors")
+    cfg = EnhancerConfig(latent_dim=32, dim=16, depth=1, heads=2)
+    LatentEnhancer(cfg, Tie.to(tok)).save(tmp_path / "new.safetensors")
+    LatentEnhancer(cfg, Tie(tok.model_id)).save(tmp_path / "old.safetensors")  # as files before latent ids
+    new, old = LatentEnhancer.load(tmp_path / "new.safetensors"), LatentEnhancer.load(tmp_path / "old.safetensors")
+    require_tokenizer(retuned, new.tie, "enhancer")
+    for tied, codec in ((new, other), (old, retuned)):
+        with pytest.raises(CheckpointError, match="trained on latents of"):
+            require_tokenizer(codec, tied.tie, "enhancer")
+    with pytest.raises(CheckpointError, match="tied to"):
+        add_latent_id(tmp_path / "old.safetensors", other)
+    assert add_latent_id(tmp_path / "old.safetensors", tok) == new.tie
+    migrated = LatentEnhancer.load(tmp_path / "old.safetensors")
+    require_tokenizer(retuned, migrated.tie, "enhancer")
+    assert all(torch.equal(v, old.state_dict()[k]) for k, v in migrated.state_dict().items())
+
+
 def test_untrained_enhancer_is_the_identity_on_latents(tiny_ckpt: Path) -> None:
     tok = Tokenizer.load(tiny_ckpt)
     enh = LatentEnhancer(EnhancerConfig(latent_dim=32, dim=16, depth=1, heads=2), Tie.to(tok))

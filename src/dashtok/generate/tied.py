@@ -57,6 +57,21 @@ def load_tied(path: str | os.PathLike[str], fmt: str, kind: str, config_cls: typ
     return config, tie, load_file(str(p)), json.loads(meta.get("training", "{}"))
 
 
+def add_latent_id(path: str | os.PathLike[str], tokenizer: Tokenizer) -> Tie:
+    """Give a generator or enhancer file written before latent ids the latent id of the tokenizer it names (which
+    must be ``tokenizer``: same model id), so that models sharing those latents admit it; weights and record stay as
+    they are. Returns the new tie."""
+    p = Path(path)
+    meta = read_metadata(p)
+    if "tokenizer_id" not in meta:
+        raise CheckpointError(f"{p}: not a generator or enhancer checkpoint (no tokenizer id)")
+    if meta["tokenizer_id"] != tokenizer.model_id:
+        raise CheckpointError(f"{p}: tied to {meta['tokenizer_id']!r}, not to {tokenizer.model_id!r}")
+    tie = Tie(tokenizer.model_id, tokenizer.latent_id)
+    save_safetensors(load_file(str(p)), p, {**meta, "latent_id": tie.latent_id})
+    return tie
+
+
 def bundled_checkpoint(path: str | os.PathLike[str] | None, bundled: str, kind: str, recipe: str) -> Path:
     """``path`` if given, else the package's bundled ``bundled`` file; a missing file is an error naming it."""
     p = Path(path) if path is not None else bundled_path(bundled)
