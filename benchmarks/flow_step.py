@@ -23,6 +23,7 @@ import torch
 from dashtok.generate.flow import flow_loss
 from dashtok.generate.model import TextToAudio
 from dashtok.generate.text import TextEncoder
+from dashtok.generate.tied import Tie
 from dashtok.generate.velocity_net import VelocityNetConfig
 from dashtok.precision import autocast_for, native_bf16
 from dashtok.train.config import FlowStageConfig
@@ -47,7 +48,7 @@ def main() -> None:
         tokens, token_mask = text(CAPTIONS)
     text_seconds = (time.perf_counter() - t0) / 5
     net = TextToAudio(VelocityNetConfig(latent_dim=192, text_dim=TextEncoder.dim, dim=f.dim, depth=f.depth,
-                                        heads=f.heads), "benchmark").net
+                                        heads=f.heads), Tie("benchmark")).net
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(16, int(f.max_seconds * 25), 192, generator=gen)

@@ -21,11 +21,12 @@ import sys
 from dashtok import Tokenizer
 from dashtok.generate.enhance import LatentEnhancer
 from dashtok.generate.model import TextToAudio
-default = Tokenizer.from_pretrained().model_id
+default = Tokenizer.from_pretrained()
 for path, kind in zip(sys.argv[1:], (TextToAudio, LatentEnhancer)):
-    tied = kind.load(path).tokenizer_id
-    if tied != default:
-        sys.exit(f"ship: {path} is tied to {tied}, not to the bundled default {default}")
+    tie = kind.load(path).tie
+    if not tie.admits(default):
+        sys.exit(f"ship: {path} is tied to {tie.tokenizer_id}, not to the bundled default {default.model_id} or its "
+                 f"latents {default.latent_id}")
 PY
 mkdir -p "$DEST"
 cp "$FLOW/generator.safetensors" src/dashtok/assets/generator.safetensors
@@ -60,5 +61,5 @@ fi
 from dashtok.generate.enhance import LatentEnhancer
 from dashtok.generate.model import TextToAudio
 for m in (TextToAudio.from_pretrained(), LatentEnhancer.from_pretrained()):
-    print(f"ship: {type(m).__name__} for {m.tokenizer_id}: {m.training_record}")
+    print(f"ship: {type(m).__name__} for {m.tie.tokenizer_id} ({m.tie.latent_id}): {m.training_record}")
 PY

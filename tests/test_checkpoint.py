@@ -59,6 +59,14 @@ def test_the_latent_id_names_what_makes_the_latents_and_not_the_decoder(tmp_path
     batch = make_tiny(seed=3)
     batch.config = replace(batch.config, frontend=replace(batch.config.frontend, top_db_scope="batch"))
     assert batch.latent_id != model.latent_id
+    assert Tokenizer.load(path, top_db_scope="batch").latent_id == batch.latent_id  # not the stored one
+    # a checkpoint written before latent ids gets the id it would have had
+    from safetensors.torch import save_file
+
+    meta = read_metadata(path)
+    del meta["latent_id"]
+    save_file(load_file(str(path)), str(tmp_path / "old.safetensors"), metadata=meta)
+    assert Tokenizer.load(tmp_path / "old.safetensors").latent_id == model.latent_id
 
 
 def test_strict_load_names_every_problem(tmp_path: Path, tiny_ckpt: Path) -> None:

@@ -126,7 +126,7 @@ def test_a_frozen_injection_fine_tunes_the_decoder_and_keeps_the_latents(tmp_pat
     toml = str(_toml(tuned_cfg, tmp_path / "tuned.toml"))
     packed = tmp_path / "p.safetensors"
     assert main(["train", toml, "--pack", str(packed), "--stats"]) == 2
-    assert "injection is frozen" in capsys.readouterr().err
+    assert "tuned is frozen" in capsys.readouterr().err
     # packed and carried on in another folder (--resume-from), the latents and their statistics still stay
     assert main(["train", toml, "--pack", str(packed)]) == 0
     carried = config(tmp_path / "carried", audio_dir, "tokenizer", steps=6, tokenizer=tok)
@@ -137,6 +137,19 @@ def test_a_frozen_injection_fine_tunes_the_decoder_and_keeps_the_latents(tmp_pat
     assert not torch.equal(further.state_dict()["head.out.weight"], new_state["head.out.weight"])
     with pytest.raises(ValueError, match="no injection to freeze"):
         config(tmp_path, audio_dir, "tokenizer", tokenizer={"injection": False, "freeze_injection": True})
+    with pytest.raises(ValueError, match="start from a trained tokenizer"):  # a new injection is nothing to keep
+        train(config(tmp_path / "fresh", audio_dir, "tokenizer", tokenizer={"init": str(mae_run),
+                                                                            "freeze_injection": True}))
+    # a packed file without latent statistics cannot start a frozen run: it would keep the neutral 0 / 1
+    first = config(tmp_path / "unfrozen", audio_dir, "tokenizer", tokenizer={"init": str(mae_run)})
+    train(first)
+    raw = str(tmp_path / "raw.safetensors")
+    assert main(["train", str(_toml(first, tmp_path / "unfrozen.toml")), "--pack", raw]) == 0
+    frozen = config(tmp_path / "frozen", audio_dir, "tokenizer", steps=6,
+                    tokenizer={"init": str(mae_run), "freeze_injection": True})
+    capsys.readouterr()
+    assert main(["train", str(_toml(frozen, tmp_path / "frozen.toml")), "--resume-from", raw]) == 2
+    assert "never measured" in capsys.readouterr().err
 
 
 def test_resume_after_kill_is_bit_for_bit(tmp_path: Path, audio_dir: Path, mae_run: Path) -> None:

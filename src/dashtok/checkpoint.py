@@ -154,7 +154,8 @@ def read_checkpoint(path: str | os.PathLike[str], top_db_scope: TopDbScope | Non
     state = load_file(str(p))
     return Checkpoint(path=p, config=config, state=state, training=json.loads(meta.get("training", "{}")),
                       model_id=meta.get("model_id") or f"{config.name}@{weights_hash(state)}",
-                      latent_id=meta.get("latent_id") or latent_id(state, config))
+                      # the stored id unless the front end was changed on loading (top_db_scope: other latents)
+                      latent_id=(top_db_scope is None and meta.get("latent_id")) or latent_id(state, config))
 
 
 def migrate_v1_config(config: dict[str, Any]) -> dict[str, Any]:

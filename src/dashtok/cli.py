@@ -275,7 +275,8 @@ def describe_other_file(path: Path, meta: dict[str, str]) -> dict[str, object] |
         _, lengths = lf.batched()
         seconds = [round(n / lf.sample_rate, 3) for n in lf.original_num_samples]
         return {"file": str(path), "size_mb": size, "format": f"{fmt} version {meta.get('version')}",
-                "kind": lf.kind, "source": lf.source or None, "model_id": lf.model_id, "config_hash": lf.config_hash,
+                "kind": lf.kind, "source": lf.source or None, "model_id": lf.model_id,
+                "latent_id": lf.latent_id or None, "config_hash": lf.config_hash,
                 "shape": list(lf.latents.shape), "items": len(lf.original_num_samples),
                 "frames": lengths.tolist(), "latent_dim": lf.latent_dim, "frame_rate": lf.frame_rate,
                 "sample_rate": lf.sample_rate, "seconds": seconds,

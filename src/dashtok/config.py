@@ -299,22 +299,25 @@ class TokenizerConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
-    @property
-    def latent_hash(self) -> str:
-        """Short stable hash of what makes the latents: the front ends, the encoder and the injection (not the
-        decoder, which only reads them)."""
-        d = {k: v for k, v in self.to_dict().items() if k in ("frontend", "encoder", "injection")}
+    def _hash(self, sections: tuple[str, ...]) -> str:
+        """Short stable hash of ``sections`` of the config. Fields added after models shipped count only when set
+        away from their default, so those models keep their hash."""
+        d = {k: v for k, v in self.to_dict().items() if k in sections}
+        for section, name, default in ADDED_FIELDS:
+            if section in d and d[section][name] == default:
+                del d[section][name]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def hash(self) -> str:
-        """Short stable hash of the architecture (what makes latents of two models compatible). Fields added after
-        models shipped count only when set away from their default, so those models keep their hash."""
-        d = self.to_dict()
-        for section, name, default in ADDED_FIELDS:
-            if d[section][name] == default:
-                del d[section][name]
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """Short stable hash of the architecture (what makes latents of two models compatible)."""
+        return self._hash(("frontend", "encoder", "injection", "decoder", "name"))
+
+    @property
+    def latent_hash(self) -> str:
+        """Short stable hash of what makes the latents: the front ends, the encoder and the injection (not the
+        decoder, which only reads them)."""
+        return self._hash(("frontend", "encoder", "injection"))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:

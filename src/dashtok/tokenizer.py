@@ -87,6 +87,10 @@ class Tokenizer(NormalizesLatents, nn.Module):
         self.decode_chunk_frames = 750  # 30 s per decoder window; longer latents are decoded in overlapping windows
         self.precision = "fp32"  # inference precision, see ``dashtok.precision.set_precision``
 
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self._latent_id = None  # other weights: measured again when asked for
+        return super().load_state_dict(*args, **kwargs)
+
     # ---- read-only facts -------------------------------------------------------------------------------------
     @property
     def latent_id(self) -> str:

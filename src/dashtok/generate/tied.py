@@ -34,8 +34,8 @@ class Tie:
         return cls(codec.model_id, getattr(codec, "latent_id", ""))
 
     def admits(self, codec: Tokenizer | Any) -> bool:
-        return codec.model_id == self.tokenizer_id or bool(self.latent_id) and \
-            getattr(codec, "latent_id", "") == self.latent_id
+        return codec.model_id == self.tokenizer_id or (bool(self.latent_id) and
+                                                       getattr(codec, "latent_id", "") == self.latent_id)
 
 
 def save_tied(state: dict[str, torch.Tensor], config: Any, tie: Tie, fmt: str,
@@ -84,5 +84,7 @@ def bundled_checkpoint(path: str | os.PathLike[str] | None, bundled: str, kind: 
 def require_tokenizer(tokenizer: Tokenizer | Any, tie: Tie, kind: str) -> None:
     """``tokenizer``: a Tokenizer, or anything with a ``model_id`` (the VAE baseline)."""
     if not tie.admits(tokenizer):
-        raise CheckpointError(f"this {kind} was trained on latents of {tie.tokenizer_id!r}, not of "
-                              f"{tokenizer.model_id!r}: pass the matching tokenizer checkpoint")
+        theirs = f" ({tie.latent_id})" if tie.latent_id else " (from before latent ids: scripts/add_latent_id.py)"
+        raise CheckpointError(f"this {kind} was trained on latents of {tie.tokenizer_id!r}{theirs}, not on those of "
+                              f"{tokenizer.model_id!r} ({getattr(tokenizer, 'latent_id', 'no latent id')}): pass the "
+                              f"matching tokenizer checkpoint")

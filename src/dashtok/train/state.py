@@ -67,8 +67,8 @@ def pack(cfg: TrainConfig, out: Path, stats: bool = False, disc_out: Path | None
               "weights": "exponential moving average" if weights == "ema" else "last step",
               "intermediate": f"step {step} of the {cfg.steps}-step run {cfg.out}", "config": config_dict(cfg)}
     if stats and cfg.tokenizer.freeze_injection:
-        raise StateError("--stats: the run's injection is frozen, so its latents and their statistics are the "
-                         "starting model's, which the packed file keeps")
+        raise StateError(f"--stats: the injection of {cfg.out} is frozen, so its latents and their statistics are "
+                         f"the starting model's, which the packed file keeps")
     if stats:  # as the run's own export at its end: over the training clips the run caches
         cache = feature_cache(model, cfg)
         set_latent_statistics(model, cache)  # level 0 only
@@ -105,6 +105,9 @@ def restore(cfg: TrainConfig, packed: Path, force: bool = False, disc_in: Path |
     # the latent statistics are measured again at the run's end, unless its injection is frozen: then they are
     # the packed file's, as its latents are
     fresh = {} if t.freeze_injection else {k: v for k, v in model.state_dict().items() if k.startswith("latent_")}
+    if t.freeze_injection and not state["latent_mean"].any() and bool((state["latent_std"] == 1).all()):
+        raise StateError(f"{packed}: its latent statistics were never measured (packed without --stats), and a "
+                         f"frozen injection keeps them: pack the run it comes from with --stats first")
     load_across_heads(model, state | fresh, shipped.config.decoder.phase, str(packed))
     disc_in = disc_in or disc_path(packed)
     if disc_in.is_file():

@@ -234,6 +234,9 @@ def run_tokenizer(cfg: TrainConfig, rank: int = 0, world: int = 1) -> Path:
     ema = EMA(model, t.ema_decay) if t.ema_decay else None
     modules: dict[str, nn.Module] = {"model": model, "disc": disc, **({"ema": ema.module} if ema else {})}
     step = run.resume(modules, {"opt_g": opt_g, "opt_d": opt_d}, "tokenizer")
+    if t.freeze_injection and step == 0 and not t.warm_start:
+        raise ValueError("tokenizer.freeze_injection keeps the injection a run starts from: start from a trained "
+                         "tokenizer (tokenizer.warm_start, or --resume-from a packed one), not a new injection")
     valid = AudioBank.from_config(cfg.data, valid=True) if cfg.data.valid_manifests else None
     t_cache = time.perf_counter()
     cache = feature_cache(model, cfg, rank)
