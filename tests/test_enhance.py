@@ -47,6 +47,7 @@ def test_an_enhancer_works_with_any_tokenizer_of_its_latents_and_old_files_learn
         retuned.head.out.bias.add_(0.1)
     retuned.save(tmp_path / "retuned.safetensors")
     other = Tokenizer.load(tiny_ckpt)  # another injection: other latents
+    assert other.injection is not None
     with torch.no_grad():
         next(other.injection.parameters()).add_(0.1)
     other.save(tmp_path / "other.safetensors")

@@ -135,6 +135,14 @@ def test_a_frozen_injection_fine_tunes_the_decoder_and_keeps_the_latents(tmp_pat
     assert torch.equal(further.encode(wav).latents, latents)
     assert torch.equal(further.latent_mean, old.latent_mean) and torch.equal(further.latent_std, old.latent_std)
     assert not torch.equal(further.state_dict()["head.out.weight"], new_state["head.out.weight"])
+    # packed by a command that does not repeat the run's settings, the record keeps what trained it, and --stats
+    # still sees the frozen injection
+    plain = _toml(config(tmp_path / "carried", audio_dir, "tokenizer", steps=6, tokenizer={"init": str(mae_run)}),
+                  tmp_path / "plain.toml")
+    assert main(["train", str(plain), "--pack", str(tmp_path / "q.safetensors")]) == 0
+    record = Tokenizer.load(tmp_path / "q.safetensors").training_record
+    assert record["config"]["tokenizer"]["freeze_injection"] is True and record["steps"] == 6
+    assert main(["train", str(plain), "--pack", str(tmp_path / "q.safetensors"), "--stats"]) == 2
     with pytest.raises(ValueError, match="no injection to freeze"):
         config(tmp_path, audio_dir, "tokenizer", tokenizer={"injection": False, "freeze_injection": True})
     with pytest.raises(ValueError, match="start from a trained tokenizer"):  # a new injection is nothing to keep

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,17 @@ def disc_path(packed: Path) -> Path:
     return packed.with_name(packed.name.removesuffix(".safetensors") + ".disc.safetensors")
 
 
+def trained_with(run_folder: Path) -> dict[str, Any] | None:
+    """The resolved config of the run's latest start (``invocations.jsonl``): what trained the weights being packed,
+    which the command that packs them need not repeat (its loss weights, a frozen injection, ...). None if unknown."""
+    try:
+        lines = (run_folder / "invocations.jsonl").read_text().splitlines()
+        resolved = json.loads(lines[-1])["resolved"] if lines else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return resolved if isinstance(resolved, dict) else None
+
+
 def pack(cfg: TrainConfig, out: Path, stats: bool = False, disc_out: Path | None = None) -> str:
     """The run's latest checkpoint -> tokenizer file ``out`` (+ its discriminators); returns a summary line."""
     if cfg.stage != "tokenizer":
@@ -59,16 +71,17 @@ def pack(cfg: TrainConfig, out: Path, stats: bool = False, disc_out: Path | None
     latest = Run(cfg.out).latest() if (Path(cfg.out) / "checkpoints").is_dir() else None
     if latest is None:
         raise StateError(f"{cfg.out}: no checkpoint to pack")
+    trained = trained_with(Path(cfg.out)) or config_dict(cfg)
+    if stats and (cfg.tokenizer.freeze_injection or trained.get("tokenizer", {}).get("freeze_injection")):
+        raise StateError(f"--stats: the injection of {cfg.out} is frozen, so its latents and their statistics are "
+                         f"the starting model's, which the packed file keeps")
     step = int(torch.load(latest / "train_state.pt", weights_only=False)["step"])
     weights = "ema" if (latest / "ema.safetensors").is_file() else "model"
     model = build_tokenizer(cfg)
     model.load_state_dict(load_file(str(latest / f"{weights}.safetensors")), strict=True)
     record = {"trained": True, "stage": "tokenizer", "steps": step, "seed": cfg.seed,
               "weights": "exponential moving average" if weights == "ema" else "last step",
-              "intermediate": f"step {step} of the {cfg.steps}-step run {cfg.out}", "config": config_dict(cfg)}
-    if stats and cfg.tokenizer.freeze_injection:
-        raise StateError(f"--stats: the injection of {cfg.out} is frozen, so its latents and their statistics are "
-                         f"the starting model's, which the packed file keeps")
+              "intermediate": f"step {step} of the {cfg.steps}-step run {cfg.out}", "config": trained}
     if stats:  # as the run's own export at its end: over the training clips the run caches
         cache = feature_cache(model, cfg)
         set_latent_statistics(model, cache)  # level 0 only
