@@ -73,22 +73,23 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
 
 
 def write_checkpoint(path: str | os.PathLike[str], state: dict[str, torch.Tensor], config: TokenizerConfig,
-                     training: dict[str, Any]) -> str:
-    """Write weights + config + training record atomically; returns the model id (``name@weights-hash``)."""
+                     training: dict[str, Any]) -> tuple[str, str]:
+    """Write weights + config + training record atomically; returns the model id (``name@weights-hash``) and the
+    latent id (:func:`latent_id`)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    model_id = f"{config.name}@{weights_hash(tensors)}"
+    model_id, latents = f"{config.name}@{weights_hash(tensors)}", latent_id(tensors, config)
     metadata = {
         "format": FORMAT,
         "config": config.to_json(),
         "config_hash": config.hash,
         "name": config.name,
         "model_id": model_id,
-        "latent_id": latent_id(tensors, config),
+        "latent_id": latents,
         "dashtok_version": __version__,
         "training": json.dumps(training, sort_keys=True),
     }
     save_safetensors(tensors, path, metadata)
-    return model_id
+    return model_id, latents
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Checkpoint:
     state: dict[str, torch.Tensor]
     training: dict[str, Any]
     model_id: str
-    latent_id: str
+    latent_id: str  # as stored; empty in files from before latent ids, or when top_db_scope changed the front end
 
 
 def weights_hash(tensors: dict[str, torch.Tensor]) -> str:
@@ -154,8 +155,8 @@ def read_checkpoint(path: str | os.PathLike[str], top_db_scope: TopDbScope | Non
     state = load_file(str(p))
     return Checkpoint(path=p, config=config, state=state, training=json.loads(meta.get("training", "{}")),
                       model_id=meta.get("model_id") or f"{config.name}@{weights_hash(state)}",
-                      # the stored id unless the front end was changed on loading (top_db_scope: other latents)
-                      latent_id=(top_db_scope is None and meta.get("latent_id")) or latent_id(state, config))
+                      # not the stored id when the front end was changed on loading (top_db_scope: other latents)
+                      latent_id=meta.get("latent_id", "") if top_db_scope is None else "")
 
 
 def migrate_v1_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -299,10 +299,10 @@ class TokenizerConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
-    def _hash(self, sections: tuple[str, ...]) -> str:
-        """Short stable hash of ``sections`` of the config. Fields added after models shipped count only when set
-        away from their default, so those models keep their hash."""
-        d = {k: v for k, v in self.to_dict().items() if k in sections}
+    def _hash(self, sections: tuple[str, ...] | None = None) -> str:
+        """Short stable hash of ``sections`` of the config (None: all of it). Fields added after models shipped count
+        only when set away from their default, so those models keep their hash."""
+        d = {k: v for k, v in self.to_dict().items() if sections is None or k in sections}
         for section, name, default in ADDED_FIELDS:
             if section in d and d[section][name] == default:
                 del d[section][name]
@@ -311,7 +311,7 @@ class TokenizerConfig:
     @property
     def hash(self) -> str:
         """Short stable hash of the architecture (what makes latents of two models compatible)."""
-        return self._hash(("frontend", "encoder", "injection", "decoder", "name"))
+        return self._hash()
 
     @property
     def latent_hash(self) -> str:

@@ -95,7 +95,8 @@ class Tokenizer(NormalizesLatents, nn.Module):
     @property
     def latent_id(self) -> str:
         """``latents@hash`` of what makes this model's latents (``checkpoint.latent_id``): models that share it
-        make the same latents, whatever their decoders. Read from the checkpoint, else measured once."""
+        make the same latents, whatever their decoders. Read from the checkpoint, else measured once (files from
+        before latent ids: on first use, not on loading)."""
         if self._latent_id is None:
             self._latent_id = latent_id(self.state_dict(), self.config)
         return self._latent_id
@@ -284,8 +285,7 @@ class Tokenizer(NormalizesLatents, nn.Module):
         if self.precision == "int8":
             raise ValueError("an int8-quantized model cannot be saved; save the float32 model it was made from")
         record = training if training is not None else self.training_record
-        self.model_id = write_checkpoint(path, self.state_dict(), self.config, record)
-        self._latent_id = None
+        self.model_id, self._latent_id = write_checkpoint(path, self.state_dict(), self.config, record)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu",
@@ -294,7 +294,7 @@ class Tokenizer(NormalizesLatents, nn.Module):
         ck = read_checkpoint(path, top_db_scope)
         model = cls(ck.config)
         strict_load(model, ck.state, ck.path)
-        model.training_record, model.model_id, model._latent_id = ck.training, ck.model_id, ck.latent_id
+        model.training_record, model.model_id, model._latent_id = ck.training, ck.model_id, ck.latent_id or None
         return model.eval().to(device)
 
     @classmethod
