@@ -136,6 +136,11 @@ def test_artifact_tone_finds_an_added_tone_and_nothing_in_clean_copies() -> None
     assert tone["db"] > 20 and abs(tone["hz"] - 7773) < 4
     dc = measure(lambda c: c + 0.05)
     assert dc["db"] > 20 and dc["hz"] == 0.0
+    ins, outs = metrics.AverageSpectrum(), metrics.AverageSpectrum()
+    for c in clips:
+        ins.add(c)
+        outs.add(c + 0.05)
+    assert metrics.tone_excess_db(ins, outs)[0] == pytest.approx(dc["db"], abs=0.01)  # bin 0: the offset's
     assert measure(lambda c: c)["db"] == 0.0
     assert measure(lambda c: c + 0.003 * rng.standard_normal(len(c)))["db"] < 6
 

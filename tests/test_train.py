@@ -324,6 +324,27 @@ def test_consistency_loss_is_zero_for_a_signal_s_own_spectrum_and_grows_with_a_f
     assert silent.grad is not None and torch.isfinite(silent.grad).all()
 
 
+def test_dc_loss_measures_an_offset_relative_to_the_input_level_and_not_the_content() -> None:
+    """An output equal to the input costs nothing; a constant offset costs it relative to the input's RMS, the same
+    at any level (a louder input and offset alike cost the same); a 1 kHz error as large costs almost nothing (it
+    averages out within the window); a silent output passes finite gradients; the term is a known loss weight."""
+    from dashtok.train.losses import dc_loss
+
+    x = torch.from_numpy(speechlike(2.0, seed=5)).float()[None]
+    rms = float(x.square().mean().sqrt())
+    assert float(dc_loss(x, x, 1280, 320)) == 0.0
+    offset = float(dc_loss(x, x + 0.1 * rms, 1280, 320))
+    assert offset == pytest.approx(0.1, rel=0.02)
+    assert float(dc_loss(4 * x, 4 * (x + 0.1 * rms), 1280, 320)) == pytest.approx(offset, rel=1e-4)
+    t = torch.arange(x.shape[1]) / 16000
+    assert float(dc_loss(x, x + 0.1 * rms * torch.sin(2 * torch.pi * 1000 * t), 1280, 320)) < 0.01 * offset
+    silent = torch.zeros_like(x, requires_grad=True)
+    dc_loss(x, silent, 1280, 320).backward()
+    assert silent.grad is not None and torch.isfinite(silent.grad).all() and float(silent.grad.abs().sum()) > 0
+    cfg = TrainConfig.from_dict({"stage": "tokenizer", "out": "unused", "tokenizer": {"loss_weights": {"dc/l1": 1.0}}})
+    assert cfg.tokenizer.loss_weights == {"dc/l1": 1.0}
+
+
 def _ddp_worker(rank: int, world: int, port: int, out: str, audio: str, init: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
@@ -534,6 +555,7 @@ def test_validation_reports_real_and_synthetic_speech_apart_and_the_artifact_ton
     for key in ("pesq_wb", "stoi"):  # the mean over all speech is the mean of the one real and one synthetic clip
         assert scores[key] == pytest.approx((scores[f"{key}/real"] + scores[f"{key}/synthetic"]) / 2, abs=1e-3)
     assert np.isfinite(scores["artifact_tone_db"]) and np.isfinite(scores["mel_distance"])
+    assert scores["artifact_tone_0hz_db"] <= scores["artifact_tone_db"]  # the DC offset's, one bin of the largest's
     # phase errors on the speech clips, on the tiny model's head grid; an untrained decoder's are near chance:
     # anti-wrapped differences of independent uniform angles average pi / 2
     assert all(0.5 < scores[k] < np.pi for k in ("phase/ip", "phase/gd", "phase/if"))

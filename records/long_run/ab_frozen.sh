@@ -6,7 +6,10 @@
 # head alone (tokenizer.freeze_injection) with H's losses, no discriminators; arm FG goes on from F's last
 # checkpoint with the discriminators on (the GAN stretch a candidate gets before it ships), the same losses.
 # Arm F at step 15115 is the bundled default since session 34. The run folder is RUNS/ab_frozen_F either way:
-# Usage: records/long_run/ab_frozen.sh F0|F|FG CORPUS RUNS MINUTES
+# Arm FD (session 35) is F with the output's local mean (DC) also supervised (losses.dc_loss at 100, about a phase
+# term's gradient on the default): F's 0 Hz tone grew with the phase weight. It starts where F does when F's run
+# folder is absent (the bundled default at 15115), so that F and FD are an equal-step A/B; run folder RUNS/ab_frozen_FD.
+# Usage: records/long_run/ab_frozen.sh F0|F|FD|FG CORPUS RUNS MINUTES
 #   F0: how F started (session 34): needs RUNS/ab_phase_H13091.safetensors and its .disc (H packed with pack_arm.sh)
 #   F:  F goes on: its run folder bit for bit where it exists, else restored from the bundled default and
 #       phase_stage.disc.safetensors (step 15115; AdamW re-warms, the schedule and batches go on from the step)
@@ -18,6 +21,9 @@ losses='{"mel/l1": 45.0, "adv/gen": 1.0, "adv/feat": 64.0, "stft/l1": 15.0, "pha
 case $arm in
   F) exec "$here/ab_arm.sh" ab_frozen_F "$corpus" "$runs" "$minutes" "$here/../../src/dashtok/assets/default.safetensors" \
          "$here/phase_stage.disc.safetensors" "$losses" tokenizer.gan_start=1000000 tokenizer.freeze_injection=true ;;
+  FD) exec "$here/ab_arm.sh" ab_frozen_FD "$corpus" "$runs" "$minutes" "$here/../../src/dashtok/assets/default.safetensors" \
+         "$here/phase_stage.disc.safetensors" "${losses%\}}, \"dc/l1\": 100.0}" tokenizer.gan_start=1000000 \
+         tokenizer.freeze_injection=true ;;
   F0) start=$runs/hybrid_H13091_default_injection.safetensors
      [ -f "$start" ] || "$here/../../.venv/bin/python" "$here/swap_injection.py" "$runs/ab_phase_H13091.safetensors" \
          "$here/../../src/dashtok/assets/default.safetensors" "$start"
@@ -25,5 +31,5 @@ case $arm in
          "$losses" tokenizer.gan_start=1000000 tokenizer.freeze_injection=true ;;
   FG) exec "$here/ab_arm.sh" ab_frozen_FG "$corpus" "$runs" "$minutes" "$runs/ab_frozen_F.safetensors" \
          "$runs/ab_frozen_F.disc.safetensors" "$losses" tokenizer.freeze_injection=true ;;
-  *) echo "ab_frozen.sh: arm F0, F or FG, not $arm" >&2; exit 2 ;;
+  *) echo "ab_frozen.sh: arm F0, F, FD or FG, not $arm" >&2; exit 2 ;;
 esac

@@ -243,6 +243,12 @@ def artifact_tone(inputs: AverageSpectrum, outputs: AverageSpectrum, sample_rate
                   ) -> dict[str, float]:
     """The largest excess of a bin's peakiness in the outputs' average spectrum over the inputs' (dB), and its
     frequency (Hz): a tone or DC offset that the codec adds to every reconstruction shows here; 0 dB for none."""
-    excess = peakiness_db(outputs.db()) - peakiness_db(inputs.db())
+    excess = tone_excess_db(inputs, outputs)
     i = int(np.argmax(excess))
     return {"db": round(float(excess[i]), 2), "hz": round(i * sample_rate / inputs.n_fft, 1)}
+
+
+def tone_excess_db(inputs: AverageSpectrum, outputs: AverageSpectrum) -> np.ndarray:
+    """Every bin's peakiness in the outputs' average spectrum less its peakiness in the inputs' (dB); bin 0 is the
+    DC offset's."""
+    return peakiness_db(outputs.db()) - peakiness_db(inputs.db())

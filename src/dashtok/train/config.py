@@ -76,6 +76,8 @@ class TokenizerStageConfig:
     phase_resolution: tuple[int, int] = (1280, 320)
     # "head/consistency" (optional): the head's spectrum against the spectrum of the audio made from it
     # (``losses.consistency_loss``): the overlap-add keeps what a signal can have; this asks the head for only that.
+    # "dc/l1" (optional): the output's local mean on the ``phase_resolution`` grid against the input's, relative to
+    # the input's level (``losses.dc_loss``): the DC offset that the head's 0 Hz bin adds.
     # The head's phase rows (the second half of head.out) take this many times the generator's AdamW step: the phase
     # output starts near-constant and the losses move it slowly (records/long_run/README.md). 1: as every parameter.
     phase_lr_scale: float = 1.0
@@ -98,7 +100,8 @@ class TokenizerStageConfig:
         check_autocast("tokenizer", self.autocast)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"tokenizer.ema_decay must be in [0, 1), not {self.ema_decay}")
-        known = ("mel/l1", "stft/l1", "phase/ip", "phase/gd", "phase/if", "head/consistency", "adv/gen", "adv/feat")
+        known = ("mel/l1", "stft/l1", "phase/ip", "phase/gd", "phase/if", "head/consistency", "dc/l1", "adv/gen",
+                 "adv/feat")
         unknown = set(self.loss_weights) - set(known)
         if unknown:
             raise ValueError(f"unknown tokenizer.loss_weights {sorted(unknown)}; known: {', '.join(known)}")

@@ -1,5 +1,5 @@
 """Losses of the tokenizer stage: multi-resolution mel L1, linear-STFT log-magnitude L1, anti-wrapped phase losses,
-the head's consistency, hinge GAN, feature matching.
+the head's consistency, the output's local mean (DC), hinge GAN, feature matching.
 
 All are computed in float32: discriminator outputs may come in bf16 (autocast) and are cast first.
 """
@@ -29,6 +29,21 @@ def stft_loss(real: torch.Tensor, fake: torch.Tensor, resolutions: tuple[tuple[i
                 for x in (real, fake)]
         total = total + (spec[0] - spec[1]).abs().mean()
     return total / len(resolutions)
+
+
+def dc_loss(real: torch.Tensor, fake: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """How far the output's local mean (Hann-weighted over ``n_fft`` samples every ``hop``: what lies below about
+    sr / n_fft Hz, an offset or a slow drift) is from the input's: the mean L1 per item, relative to the input's RMS
+    (so quiet and loud items count alike), averaged over the batch.
+
+    The log-magnitude losses see the head's 0 Hz bin only as a magnitude and the phase losses weigh it by the input's
+    (small) magnitude there, so nothing told the head the sign of that bin: a magnitude that a 20 Hz hum leaks into
+    it became an offset added to every frame alike (the artifact tone at 0 Hz, records/long_run/README.md)."""
+    window = torch.hann_window(n_fft, device=real.device)
+    means = [torch.stft(x, n_fft, hop, window=window, return_complex=True)[:, 0].real / window.sum()
+             for x in (real, fake)]  # bin 0 of a one-sided STFT is real: the window-weighted sum of each frame
+    level = real.square().mean(dim=-1).sqrt().clamp(min=1e-4)
+    return ((means[1] - means[0]).abs().mean(dim=-1) / level).mean()
 
 
 PHASE_TERMS = ("phase/ip", "phase/gd", "phase/if")

@@ -273,10 +273,10 @@ def resolve_autocast(stage: str, configured: str, device: torch.device, rank: in
 def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict[str, float]:
     """Reconstruction measures on the validation clips (PESQ-WB/STOI on speech clips only, also apart for real human
     speech, ``<key>/real``, and synthetic speech, ``<key>/synthetic``), and the artifact tone of all of them
-    (``metrics.artifact_tone``, dB), and on speech the magnitude-weighted phase errors (rad) on the head's STFT grid
-    (``losses.phase_losses``: instantaneous phase, group delay, instantaneous frequency; the last two are what a
-    decoder can learn, the first stays near chance even in good vocoders); with ``out_dir``, the first three clips and
-    their reconstructions (WAV + spectrogram PNG) go there."""
+    (``metrics.artifact_tone``, dB; ``artifact_tone_0hz_db``: the DC offset's), and on speech the magnitude-weighted
+    phase errors (rad) on the head's STFT grid (``losses.phase_losses``: instantaneous phase, group delay,
+    instantaneous frequency; the last two are what a decoder can learn, the first stays near chance even in good
+    vocoders); with ``out_dir``, the first three clips and their reconstructions (WAV + spectrogram PNG) go there."""
     from dashtok.train.losses import phase_losses
 
     decoder = getattr(getattr(model, "config", None), "decoder", None)
@@ -309,6 +309,7 @@ def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict
     scores = {k: round(float(np.mean(v)), 4) for k, v in {**rows, **phase}.items() if v}
     if spectra[0].frames:
         scores["artifact_tone_db"] = metrics.artifact_tone(*spectra, sample_rate=SAMPLE_RATE)["db"]
+        scores["artifact_tone_0hz_db"] = round(float(metrics.tone_excess_db(*spectra)[0]), 2)
     return scores
 
 

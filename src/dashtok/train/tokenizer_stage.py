@@ -25,6 +25,7 @@ from dashtok.train.features import FeatureCache
 from dashtok.train.losses import (
     PHASE_TERMS,
     consistency_loss,
+    dc_loss,
     disc_hinge,
     feature_matching,
     gen_hinge,
@@ -97,6 +98,8 @@ def train_step(gen_net: nn.Module, disc: nn.Module, opt_g: torch.optim.Optimizer
         losses.update({k: phase[k] for k in phase_terms})
     if t.loss_weights.get("head/consistency", 0.0):
         losses["head/consistency"] = consistency_loss(spectrum, fake)
+    if t.loss_weights.get("dc/l1", 0.0):
+        losses["dc/l1"] = dc_loss(real, fake, *t.phase_resolution)
     if use_gan:
         real_w, fake_w = windows(real, crop), windows(fake, crop)  # (B, L)
         precision = training_autocast(t.autocast, real.device)
