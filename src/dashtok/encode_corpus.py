@@ -29,6 +29,7 @@ from dashtok.encode_files import check_long_enough, encode_batch, length_buckets
 from dashtok.shards import (
     FAILURES,
     INDEX,
+    LATENT_ID,
     finished_record,
     plan_digest,
     read_index,
@@ -174,7 +175,7 @@ class CorpusEncoder:
         m = self.model
         return {"model_id": m.model_id, "config_hash": m.config.hash, "latent_dim": m.latent_dim,
                 "kind": "semantic" if self.semantic else "latents", "sample_rate": m.sample_rate,
-                "frame_rate": m.frame_rate}
+                "frame_rate": m.frame_rate, LATENT_ID: m.latent_id}
 
     def shard_job(self, number: int) -> ShardJob:
         """Shard ``number``'s inputs and its plan digest: what it is made from (resolved paths, captions, labels,
@@ -183,7 +184,10 @@ class CorpusEncoder:
         items = [(i, self.items[i]) for i in range(start, min(start + self.shard_size, len(self.items)))]
         made_from = [json.dumps([str(it.path.resolve()), it.caption, it.labels, it.id], sort_keys=True, default=str)
                      for _, it in items]
-        return ShardJob(number, items, plan_digest(made_from, {**self.model_record, "max_seconds": self.max_seconds}))
+        # The latent id is left out of the digest: the model id already fixes it, and a directory encoded before
+        # indexes recorded it keeps its finished shards.
+        made_by = {k: v for k, v in self.model_record.items() if k != LATENT_ID}
+        return ShardJob(number, items, plan_digest(made_from, {**made_by, "max_seconds": self.max_seconds}))
 
     def todo(self, rank: int, world: int, force: bool) -> list[ShardJob]:
         """This process's shards still to make: unfinished ones, and finished ones with failed inputs (a file

@@ -10,8 +10,9 @@ one key (the sample's position in the encoding plan, ``%08d``):
 ``webdataset.WebDataset(...).decode()`` yields ``{"__key__", "latents.npy", "json"}`` per sample; plain ``tarfile``
 and ``numpy.load`` read them as well. Beside each shard, ``shard-000000.json`` says it is complete (written after the
 tar, both atomically): its samples, the files that failed and why, and the plan it was made from. ``index.json``
-(written once every shard is done) describes the set: the model that made the latents, every shard and its sample
-count, and the failures; ``failures.jsonl`` lists the failed inputs, one per line.
+(written once every shard is done) describes the set: the model that made the latents (its model id and latent id:
+another model with that latent id, one with only its decoder trained further, reads them as its own), every shard and
+its sample count, and the failures; ``failures.jsonl`` lists the failed inputs, one per line.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SHARDS_FORMAT = "dashtok-latent-shards"
 SHARDS_VERSION = 1
 INDEX = "index.json"
 FAILURES = "failures.jsonl"
+LATENT_ID = "latent_id"  # the index key of the latents' id (``Tokenizer.latent_id``); indexes before it lack it
 
 
 class ShardError(ValueError):
@@ -190,10 +192,14 @@ def _npy_header(f: io.BufferedReader, shard: Path, key: str) -> tuple[tuple[int,
 
 
 def shard_paths(directory: str | os.PathLike[str], model: dict[str, Any]) -> list[Path]:
-    """The shards of a finished shard directory, checked against the model that is to use them (``model_id``,
-    ``config_hash`` and ``kind`` as in ``index.json``)."""
+    """The shards of a finished shard directory, checked against the model that is to use them: each key of
+    ``model`` (``model_id``, ``kind``, ...) as in ``index.json``, except that where both give a ``latent_id`` the
+    model ids need not match (a model whose decoder alone was trained further makes the same latents)."""
     index = read_index(directory)
-    for key, want in model.items():
+    checks = {k: v for k, v in model.items() if k != LATENT_ID}
+    if model.get(LATENT_ID) and index.get(LATENT_ID):  # both name the latents: that decides, not the model ids
+        checks = {LATENT_ID: model[LATENT_ID], **{k: v for k, v in checks.items() if k != "model_id"}}
+    for key, want in checks.items():  # an index from before latent ids: its model id decides
         if index.get(key) != want:
             raise ShardError(f"{directory}: its latents are from {key} {index.get(key)!r}, not {want!r} (encode the "
                              f"corpus with this model)")

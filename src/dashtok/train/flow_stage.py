@@ -26,7 +26,7 @@ from dashtok.generate.tied import Tie
 from dashtok.generate.velocity_net import VelocityNetConfig
 from dashtok.masking import lengths_to_mask
 from dashtok.precision import autocast_for
-from dashtok.shards import read_sample, sample_refs, shard_paths
+from dashtok.shards import LATENT_ID, read_sample, sample_refs, shard_paths
 from dashtok.train.config import TrainConfig
 from dashtok.train.data import batch_generator, weighted_crops
 from dashtok.train.run import Run, device_for, log_progress, optimizer_step, resolve_autocast, say, wrap_ddp
@@ -64,7 +64,10 @@ class ShardedLatents:
     shards hold equal numbers of inputs (the last excepted), so each rank's share of the corpus is about equal."""
 
     def __init__(self, tokenizer: Codec, directories: tuple[str, ...], rank: int = 0, world: int = 1) -> None:
-        model = {"model_id": tokenizer.model_id, "kind": "latents"}  # the id holds the weights' hash
+        # the ids hold the weights' hashes; a shard directory that records a latent id is checked by that alone
+        model = {"model_id": tokenizer.model_id, "kind": "latents"}
+        if getattr(tokenizer, LATENT_ID, None):  # a tokenizer's; other codecs (the VAE baseline) have none
+            model[LATENT_ID] = getattr(tokenizer, LATENT_ID)
         shards = [p for d in directories for p in shard_paths(d, model)]
         mine = shards[rank::world]
         if not mine:
