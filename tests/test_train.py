@@ -273,9 +273,6 @@ def test_stft_loss_sees_a_tone_the_mel_loss_barely_sees() -> None:
     from dashtok.train.losses import mel_loss, stft_loss
 
     x = torch.from_numpy(speechlike(2.0, seed=3)).float()[None]
-    quiet = torch.cat([x, 1e-3 * x])  # the same offset on the quiet item: its own level would make it 1000x
-    both = float(dc_loss(quiet, quiet + 0.1 * rms * torch.tensor([[0.0], [1.0]]), 1280, 320))
-    assert both == pytest.approx(0.1 / 2 / float(quiet.square().mean().sqrt() / rms), rel=0.02)
     t = torch.arange(x.shape[1]) / 16000
     y = x + 0.003 * torch.sin(2 * torch.pi * 7773 * t)  # a faint stationary tone near the top of the band
     res = ((1280, 320), (512, 128), (128, 32))
