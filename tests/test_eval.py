@@ -107,6 +107,8 @@ def test_eval_recon_report(tmp_path: Path, tiny_ckpt: Path) -> None:
     assert "| voices | 3 |" in (out / "recon.md").read_text()
     assert "truncated.wav" in (out / "recon.md").read_text().split("Skipped 1 unreadable file(s):")[1]
     assert set(group["artifact_tone"]) == {"db", "hz"}
+    assert group["artifact_tone_0hz_db"] <= group["artifact_tone"]["db"]  # the DC offset's: one bin of the largest
+    assert "(0 Hz: " in (out / "recon.md").read_text()
     if opus_available():  # the reference codec rows, scored on the same clips
         assert set(report["references"]) == {"opus 6 kbit/s", "opus 12 kbit/s", "opus 24 kbit/s"}
         rows = {k: v["voices"] for k, v in report["references"].items()}

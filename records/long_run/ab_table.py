@@ -13,7 +13,7 @@ from pathlib import Path
 COLUMNS = (("PESQ-WB real", "pesq_wb/real", 2), ("STOI real", "stoi/real", 3),
            ("PESQ-WB synthetic", "pesq_wb/synthetic", 2), ("group delay", "phase/gd", 3),
            ("inst. frequency", "phase/if", 3), ("mel distance", "mel_distance", 3),
-           ("tone (dB)", "artifact_tone_db", 1))
+           ("tone (dB)", "artifact_tone_db", 1), ("0 Hz tone (dB)", "artifact_tone_0hz_db", 1))
 
 
 def rows_by_step(path: Path) -> dict[int, dict[str, str]]:

@@ -134,6 +134,7 @@ def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
         results[name] = {k: mean_ci(per[k]) for k in MEASURES if per[k]}
         if per:
             results[name]["artifact_tone"] = metrics.artifact_tone(*spectra, sample_rate=model.sample_rate)
+            results[name]["artifact_tone_0hz_db"] = round(float(metrics.tone_excess_db(*spectra)[0]), 2)  # DC
         for codec, scores in ref_per.items():
             ref_results[codec][name] = {k: mean_ci(scores[k]) for k in REFERENCE_MEASURES if scores[k]}
     return {"model_id": model.model_id, "precision": model.precision,
@@ -153,13 +154,14 @@ def markdown(report: dict[str, Any], level: int = 1) -> str:
         cells = [f"{r[k]['mean']:.3f} ± {r[k]['ci95']:.3f}" if k in r else "–" for k in MEASURES]
         n = r["mel_distance"]["n"] if "mel_distance" in r else 0
         tone = r.get("artifact_tone")
-        cells.append(f"{tone['db']:.1f} dB at {tone['hz']:.0f} Hz" if tone else "–")
+        dc = f" (0 Hz: {r['artifact_tone_0hz_db']:.1f} dB)" if "artifact_tone_0hz_db" in r else ""
+        cells.append(f"{tone['db']:.1f} dB at {tone['hz']:.0f} Hz{dc}" if tone else "–")
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "± is the half-width of a 95 % confidence interval over the n clips (Student's t). Speech measures "
               "(PESQ-WB/NB, STOI, DNSMOS overall of the reconstruction and of the input, Resemblyzer speaker "
               "similarity) on speech only. Artifact tone: the largest excess of a bin's peakiness (dB over the median "
               "of its 32 neighbours) in the average spectrum of the reconstructions over that of the inputs "
-              "(4096-point frames)."]
+              "(4096-point frames); in brackets that excess at 0 Hz (a DC offset)."]
     refs = report.get("references", {})
     if any(refs.values()):
         lines += ["", f"{'#' * (level + 1)} Reference codecs on the same clips", "",
