@@ -211,6 +211,12 @@ def test_shards_are_read_by_any_model_with_their_latent_id(corpus: Path, tiny_ck
         shard_paths(out, wanted(other))
     with pytest.raises(ShardError, match="kind"):
         shard_paths(out, {**wanted(tiny), "kind": "semantic"})
+    from dashtok.train.flow_stage import ShardedLatents  # what the generator's training reads them with
+
+    assert [r.caption for r in ShardedLatents(decoder_only, (str(out),)).refs] == [
+        r.caption for r in ShardedLatents(tiny, (str(out),)).refs] != []
+    with pytest.raises(ShardError, match="latent_id"):
+        ShardedLatents(other, (str(out),))
     index = json.loads((out / "index.json").read_text())  # as written before latent ids
     del index["latent_id"]
     (out / "index.json").write_text(json.dumps(index))

@@ -5,14 +5,16 @@
 # step 13091 onto the default's injection and latent statistics (swap_injection.py) and fine-tunes the decoder and
 # head alone (tokenizer.freeze_injection) with H's losses, no discriminators; arm FG goes on from F's last
 # checkpoint with the discriminators on (the GAN stretch a candidate gets before it ships), the same losses.
-# Arm F at step 15115 is the bundled default since session 34. The run folder is RUNS/ab_frozen_F either way:
-# Arm FD (session 35) is F with the output's local mean (DC) also supervised (losses.dc_loss at 100, about a phase
-# term's gradient on the default): F's 0 Hz tone grew with the phase weight. It starts where F does when F's run
-# folder is absent (the bundled default at 15115), so that F and FD are an equal-step A/B; run folder RUNS/ab_frozen_FD.
+# Arm F at step 15115 is the bundled default since session 34. Arm FD (session 35) is F with the output's local mean
+# (DC) also supervised (losses.dc_loss at 100: on a batch of the default's speech crops its gradient was about a
+# phase term's), since F's 0 Hz tone grew with the phase weight.
 # Usage: records/long_run/ab_frozen.sh F0|F|FD|FG CORPUS RUNS MINUTES
-#   F0: how F started (session 34): needs RUNS/ab_phase_H13091.safetensors and its .disc (H packed with pack_arm.sh)
-#   F:  F goes on: its run folder bit for bit where it exists, else restored from the bundled default and
-#       phase_stage.disc.safetensors (step 15115; AdamW re-warms, the schedule and batches go on from the step)
+#   F0: how F started (session 34): needs RUNS/ab_phase_H13091.safetensors and its .disc (H packed with pack_arm.sh);
+#       run folder RUNS/ab_frozen_F
+#   F:  F goes on: its run folder RUNS/ab_frozen_F bit for bit where it exists, else restored from the bundled default
+#       and phase_stage.disc.safetensors (AdamW re-warms, the schedule and batches go on from the default's step)
+#   FD: as F, in RUNS/ab_frozen_FD: restored the same way where that folder is missing, so that F and FD started
+#       together are an equal-step A/B
 #   FG: needs RUNS/ab_frozen_F.safetensors, packed from F's run folder with pack_arm.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

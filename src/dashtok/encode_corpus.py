@@ -184,8 +184,8 @@ class CorpusEncoder:
         items = [(i, self.items[i]) for i in range(start, min(start + self.shard_size, len(self.items)))]
         made_from = [json.dumps([str(it.path.resolve()), it.caption, it.labels, it.id], sort_keys=True, default=str)
                      for _, it in items]
-        # The latent id is left out of the digest: the model id already fixes it, and a directory encoded before
-        # indexes recorded it keeps its finished shards.
+        # The latent id is left out of the digest: the model id and config hash already fix it, and a directory
+        # encoded before indexes recorded it keeps its finished shards.
         made_by = {k: v for k, v in self.model_record.items() if k != LATENT_ID}
         return ShardJob(number, items, plan_digest(made_from, {**made_by, "max_seconds": self.max_seconds}))
 

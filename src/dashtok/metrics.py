@@ -249,6 +249,10 @@ def artifact_tone(inputs: AverageSpectrum, outputs: AverageSpectrum, sample_rate
 
 
 def tone_excess_db(inputs: AverageSpectrum, outputs: AverageSpectrum) -> np.ndarray:
-    """Every bin's peakiness in the outputs' average spectrum less its peakiness in the inputs' (dB); bin 0 is the
-    DC offset's."""
+    """Every bin's peakiness in the outputs' average spectrum less its peakiness in the inputs' (dB)."""
     return peakiness_db(outputs.db()) - peakiness_db(inputs.db())
+
+
+def dc_tone_db(inputs: AverageSpectrum, outputs: AverageSpectrum) -> float:
+    """The excess of bin 0 (dB, as :func:`artifact_tone`'s): a DC offset the codec adds; about 0 dB for none."""
+    return round(float(tone_excess_db(inputs, outputs)[0]), 2)

@@ -134,7 +134,7 @@ def evaluate_recon(model: Tokenizer, manifests: list[str], folders: list[str],
         results[name] = {k: mean_ci(per[k]) for k in MEASURES if per[k]}
         if per:
             results[name]["artifact_tone"] = metrics.artifact_tone(*spectra, sample_rate=model.sample_rate)
-            results[name]["artifact_tone_0hz_db"] = round(float(metrics.tone_excess_db(*spectra)[0]), 2)  # DC
+            results[name]["artifact_tone_0hz_db"] = metrics.dc_tone_db(*spectra)
         for codec, scores in ref_per.items():
             ref_results[codec][name] = {k: mean_ci(scores[k]) for k in REFERENCE_MEASURES if scores[k]}
     return {"model_id": model.model_id, "precision": model.precision,

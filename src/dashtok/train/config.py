@@ -77,7 +77,7 @@ class TokenizerStageConfig:
     # "head/consistency" (optional): the head's spectrum against the spectrum of the audio made from it
     # (``losses.consistency_loss``): the overlap-add keeps what a signal can have; this asks the head for only that.
     # "dc/l1" (optional): the output's local mean on the ``phase_resolution`` grid against the input's, relative to
-    # the input's level (``losses.dc_loss``): the DC offset that the head's 0 Hz bin adds.
+    # the batch's level (``losses.dc_loss``): the DC offset that the head's 0 Hz bin adds.
     # The head's phase rows (the second half of head.out) take this many times the generator's AdamW step: the phase
     # output starts near-constant and the losses move it slowly (records/long_run/README.md). 1: as every parameter.
     phase_lr_scale: float = 1.0

@@ -33,17 +33,20 @@ def stft_loss(real: torch.Tensor, fake: torch.Tensor, resolutions: tuple[tuple[i
 
 def dc_loss(real: torch.Tensor, fake: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     """How far the output's local mean (Hann-weighted over ``n_fft`` samples every ``hop``: what lies below about
-    sr / n_fft Hz, an offset or a slow drift) is from the input's: the mean L1 relative to the batch's RMS. Relative
-    to the batch's level, not each item's, as the artifact tone weighs it: an offset in a near-silent crop is as
-    small there as it is in the average spectrum (per item, such crops would outweigh the rest).
+    sr / n_fft Hz, an offset or a slow drift) is from the input's, audio (B, T) each: the mean L1 relative to the
+    batch's RMS. Relative to the batch's level, not each item's, as the artifact tone weighs it: an offset in a
+    near-silent crop is as small there as it is in the average spectrum (per item, such crops would outweigh the
+    rest). The level is floored at -60 dBFS, so that a silent batch does not make this term the whole step.
 
     The log-magnitude losses see the head's 0 Hz bin only as a magnitude and the phase losses weigh it by the input's
     (small) magnitude there, so nothing told the head the sign of that bin: a magnitude that a 20 Hz hum leaks into
     it became an offset added to every frame alike (the artifact tone at 0 Hz, records/long_run/README.md)."""
+    if real.dim() != 2 or fake.shape != real.shape:
+        raise ValueError(f"dc_loss takes audio (B, T) twice, not {tuple(real.shape)} and {tuple(fake.shape)}")
     window = torch.hann_window(n_fft, device=real.device)
     means = [torch.stft(x, n_fft, hop, window=window, return_complex=True)[:, 0].real / window.sum()
              for x in (real, fake)]  # bin 0 of a one-sided STFT is real: the window-weighted sum of each frame
-    return (means[1] - means[0]).abs().mean() / real.square().mean().sqrt().clamp(min=1e-4)
+    return (means[1] - means[0]).abs().mean() / real.square().mean().sqrt().clamp(min=1e-3)
 
 
 PHASE_TERMS = ("phase/ip", "phase/gd", "phase/if")

@@ -309,7 +309,7 @@ def evaluate(model: Codec, bank: AudioBank, out_dir: Path | None = None) -> dict
     scores = {k: round(float(np.mean(v)), 4) for k, v in {**rows, **phase}.items() if v}
     if spectra[0].frames:
         scores["artifact_tone_db"] = metrics.artifact_tone(*spectra, sample_rate=SAMPLE_RATE)["db"]
-        scores["artifact_tone_0hz_db"] = round(float(metrics.tone_excess_db(*spectra)[0]), 2)
+        scores["artifact_tone_0hz_db"] = metrics.dc_tone_db(*spectra)
     return scores
 
 

@@ -1,7 +1,7 @@
 """Models side by side on the test split: each group's PESQ-WB, STOI, mel distance and artifact tone from the
 ``recon.json`` of ``dashtok eval recon`` runs on the same clips, as markdown.
 
-    python records/long_run/test_table.py default=evals/default_test/recon.json F=evals/F_test/recon.json
+    python records/long_run/recon_table.py default=evals/default_test/recon.json F=evals/F_test/recon.json
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def main() -> None:
             if all(c is None for c in cells):
                 continue
             print(f"| {g} | {name} | " + " | ".join("-" if c is None else f"{c:.{digits}f}" for c in cells) + " |")
-        tones = [runs[label][g].get("artifact_tone", {}) for label in labels]
-        print(f"| {g} | tone | " + " | ".join(f"{t.get('db', '-')} dB at {t.get('hz', '-')} Hz" for t in tones) + " |")
+        tones = [runs[label][g].get("artifact_tone") for label in labels]
+        print(f"| {g} | tone | " + " | ".join("-" if not t else f"{t['db']:.1f} dB at {t['hz']:.0f} Hz"
+                                              for t in tones) + " |")
         dc = [runs[label][g].get("artifact_tone_0hz_db") for label in labels]
         if any(d is not None for d in dc):
             print(f"| {g} | 0 Hz tone | " + " | ".join("-" if d is None else f"{d:.1f} dB" for d in dc) + " |")
