@@ -65,9 +65,9 @@ class ShardedLatents:
 
     def __init__(self, tokenizer: Codec, directories: tuple[str, ...], rank: int = 0, world: int = 1) -> None:
         # the ids hold the weights' hashes; a shard directory that records a latent id is checked by that alone
-        model = {"model_id": tokenizer.model_id, "kind": "latents"}
-        if getattr(tokenizer, LATENT_ID, None):  # a tokenizer's; other codecs (the VAE baseline) have none
-            model[LATENT_ID] = getattr(tokenizer, LATENT_ID)
+        # (the VAE baseline has none: its model id decides)
+        tie = Tie.to(tokenizer)
+        model = {"model_id": tie.tokenizer_id, LATENT_ID: tie.latent_id, "kind": "latents"}
         shards = [p for d in directories for p in shard_paths(d, model)]
         mine = shards[rank::world]
         if not mine:
